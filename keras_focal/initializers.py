@@ -1,0 +1,76 @@
+"""The prior-probability bias initialiser of the focal-loss paper."""
+
+import math
+
+import numpy as np
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class PriorProbability(keras.initializers.Initializer):
+    """Bias initialiser that makes the untrained network predict a prior.
+
+    For a sigmoid output (Lin et al., 2017; "Focal Loss Explained"):
+
+    ```
+    b = -log((1 - pi) / pi)
+    ```
+
+    so that `sigmoid(w x + b) ~ pi` while `w x ~ 0` at initialisation; with
+    `pi = 0.01`, `b ~ -4.595`. This keeps the many easy negatives from
+    dominating the first iterations.
+
+    For a softmax output give one prior per class (e.g. the pixel frequencies
+    of the training set) and `activation="softmax"`: `b_i = log(pi_i)` (up to a
+    constant that softmax ignores), so that `softmax(b) = pi`.
+
+    Args:
+        probability: the prior `pi` in (0, 1); for softmax, a vector of
+            positive priors (normalised to sum 1).
+        activation: `"sigmoid"` (default) or `"softmax"`.
+
+    Example:
+
+    >>> init = PriorProbability(0.01)
+    >>> round(float(init((1,))[0]), 4)
+    -4.5951
+    """
+
+    def __init__(self, probability=0.01, activation="sigmoid"):
+        if activation not in ("sigmoid", "softmax"):
+            raise ValueError(
+                "`activation` must be 'sigmoid' or 'softmax'. "
+                f"Received: activation={activation!r}"
+            )
+        array = np.asarray(probability, dtype="float64")
+        if activation == "sigmoid":
+            if array.ndim != 0 or not 0 < float(array) < 1:
+                raise ValueError(
+                    "`probability` must be a number in the open interval (0, 1) "
+                    f"for a sigmoid output. Received: probability={probability!r}"
+                )
+            self.probability = float(array)
+        else:
+            if array.ndim != 1 or array.size < 2 or not np.all(array > 0):
+                raise ValueError(
+                    "For a softmax output `probability` must be a 1-D sequence of "
+                    f"positive class priors. Received: probability={probability!r}"
+                )
+            self.probability = [float(v) for v in array / array.sum()]
+        self.activation = activation
+
+    def __call__(self, shape, dtype=None):
+        dtype = dtype or "float32"
+        if self.activation == "sigmoid":
+            pi = self.probability
+            return ops.full(shape, -math.log((1.0 - pi) / pi), dtype=dtype)
+        if tuple(shape) != (len(self.probability),):
+            raise ValueError(
+                f"PriorProbability has {len(self.probability)} class priors but "
+                f"the bias has shape {tuple(shape)}."
+            )
+        return ops.convert_to_tensor(np.log(self.probability), dtype=dtype)
+
+    def get_config(self):
+        return {"probability": self.probability, "activation": self.activation}

@@ -1,0 +1,5 @@
+"""Layers: the Adaptive Class Weight (ACW) layer."""
+
+from keras_focal.layers.adaptive_class_weight import AdaptiveClassWeight
+
+__all__ = ["AdaptiveClassWeight"]

@@ -1,0 +1,288 @@
+"""Shared machinery of the categorical (softmax) losses.
+
+Label formats (detected from ranks, as documented on each loss):
+
+- integer class maps: `y_true` has the rank of `y_pred` minus one
+  (`(B, H, W)` against `(B, H, W, C)`), or the same rank with a class axis of
+  size 1 (`(B, H, W, 1)`) while `C > 1`;
+- dense labels: `y_true` has the shape of `y_pred` (one-hot or soft).
+
+Integer maps take a gather fast path that does per-pixel work only beyond the
+softmax itself; dense labels use the per-class formulas.
+"""
+
+import numpy as np
+import keras
+from keras import ops
+
+from keras_focal.losses import _numerics
+
+try:  # Keras's own losses mark ignored pixels the same way.
+    from keras.src.backend import set_keras_mask as _set_keras_mask
+except ImportError:  # pragma: no cover - exercised on other Keras versions only
+    _set_keras_mask = None
+
+
+def _check_non_negative(name, value):
+    if value is None:
+        return
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0. Received: {name}={value!r}"
+        )
+
+
+def _as_class_vector(name, value, allow_scalar=True):
+    """Validates a scalar or per-class vector of non-negative numbers."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype="float64")
+    if array.ndim == 0 and allow_scalar:
+        _check_non_negative(name, float(array))
+        return float(array)
+    if array.ndim != 1 or array.size == 0:
+        allowed = "a number >= 0 or " if allow_scalar else ""
+        raise ValueError(
+            f"`{name}` must be {allowed}a 1-D sequence with one entry per "
+            f"class. Received: {name} with shape {array.shape}"
+        )
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ValueError(
+            f"`{name}` entries must be finite and >= 0. Received: "
+            f"{name}={array.tolist()}"
+        )
+    return [float(v) for v in array]
+
+
+def concrete_value(tensor):
+    """The tensor as a NumPy array when it is concrete (eager), else None."""
+    try:
+        return np.asarray(ops.convert_to_numpy(tensor))
+    except Exception:  # symbolic (tf.function, jax.jit): nothing to check
+        return None
+
+
+def broadcast_class_vector(vector, rank, axis):
+    """Reshapes a per-class vector to broadcast along `axis` of a rank-`rank` tensor."""
+    shape = [1] * rank
+    shape[axis] = -1
+    return ops.reshape(ops.convert_to_tensor(vector, dtype="float32"), shape)
+
+
+class _LogitsPrediction:
+    """Log-probabilities of a softmax, computed from logits (cached per call)."""
+
+    def __init__(self, logits, axis):
+        self.axis = axis
+        self.num_classes = logits.shape[axis]
+        self.terms = _numerics.SoftmaxTerms(logits, axis)
+        self._log_1mp = None
+
+    def log_p(self):
+        return self.terms.log_probabilities()
+
+    def log_1mp(self):
+        if self._log_1mp is None:
+            self._log_1mp = self.terms.log_complements()
+        return self._log_1mp
+
+    def probabilities(self):
+        return self.terms.exp / self.terms.total
+
+    def complements(self):
+        return ops.exp(self.log_1mp())
+
+    def gathered(self, labels):
+        """`(log p_t, log(1 - p_t))` of the labelled class per pixel."""
+        shifted, exp, below = self.terms.gather(labels)
+        log_pt = shifted - self.terms.log_total
+        return log_pt, self.terms.log_complements(exp, below)
+
+
+class _ProbabilityPrediction:
+    """Log-probabilities of softmax outputs given as probabilities."""
+
+    def __init__(self, probabilities, axis):
+        self.axis = axis
+        self.num_classes = probabilities.shape[axis]
+        self.p = _numerics.softmax_from_probabilities(probabilities, axis)
+
+    def log_p(self):
+        return ops.log(self.p)
+
+    def log_1mp(self):
+        return ops.log1p(-self.p)
+
+    def probabilities(self):
+        return self.p
+
+    def complements(self):
+        return 1.0 - self.p
+
+    def gathered(self, labels):
+        p_t = ops.take_along_axis(self.p, labels, axis=self.axis)
+        return ops.log(p_t), ops.log1p(-p_t)
+
+
+class CategoricalLoss(keras.losses.Loss):
+    """Base class of the softmax losses: labels, masks, dtype, validation.
+
+    Subclasses implement `dense_loss(y_true, prediction)` and
+    `sparse_loss(labels, prediction)`, each returning per-pixel losses with a
+    size-1 class axis.
+    """
+
+    def __init__(
+        self,
+        from_logits=False,
+        axis=-1,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
+        if not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
+        if ignore_class is not None and not isinstance(ignore_class, (int, np.integer)):
+            raise ValueError(
+                "`ignore_class` must be an integer class index or None. "
+                f"Received: ignore_class={ignore_class!r}"
+            )
+        self.from_logits = bool(from_logits)
+        self.axis = int(axis)
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    # -- subclass hooks -------------------------------------------------
+    def check_num_classes(self, num_classes):
+        """Raises if per-class arguments do not match `num_classes`."""
+
+    def dense_loss(self, y_true, prediction):
+        raise NotImplementedError
+
+    def sparse_loss(self, labels, prediction):
+        raise NotImplementedError
+
+    # -- shared logic ---------------------------------------------------
+    def _prediction(self, y_pred, logits, axis):
+        if self.from_logits:
+            return _LogitsPrediction(ops.cast(y_pred, "float32"), axis)
+        if logits is not None:  # the output of a Keras softmax: use its logits
+            return _LogitsPrediction(ops.cast(logits, "float32"), axis)
+        return _ProbabilityPrediction(ops.cast(y_pred, "float32"), axis)
+
+    def call(self, y_true, y_pred):
+        logits = getattr(y_pred, "_keras_logits", None)
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        rank = len(y_pred.shape)
+        if rank < 2:
+            raise ValueError(
+                f"{type(self).__name__} expects predictions with a class axis "
+                f"(rank >= 2). Received: y_pred.shape={tuple(y_pred.shape)}"
+            )
+        axis = self.axis % rank
+        num_classes = y_pred.shape[axis]
+        if num_classes is None:
+            raise ValueError(
+                "The class axis of `y_pred` must have a static size. "
+                f"Received: y_pred.shape={tuple(y_pred.shape)}, axis={self.axis}"
+            )
+        if num_classes < 2:
+            raise ValueError(
+                f"{type(self).__name__} is a softmax loss and needs >= 2 classes "
+                f"along axis {self.axis}; use BinaryFocalLoss for one sigmoid "
+                f"output. Received: y_pred.shape={tuple(y_pred.shape)}"
+            )
+        self.check_num_classes(num_classes)
+        sparse = self._is_sparse(y_true, y_pred, axis, num_classes)
+        prediction = self._prediction(y_pred, logits, axis)
+        if sparse:
+            labels = ops.cast(y_true, "int32")
+            if len(y_true.shape) == rank - 1:
+                labels = ops.expand_dims(labels, axis)
+            valid = self._validate_labels(labels, num_classes)
+            if valid is not None:
+                labels = ops.where(valid, labels, 0)
+            losses = self.sparse_loss(labels, prediction)
+        else:
+            y_true = ops.cast(y_true, "float32")
+            valid = None
+            if self.ignore_class is not None:
+                if not 0 <= self.ignore_class < num_classes:
+                    raise ValueError(
+                        "With dense (one-hot) labels `ignore_class` must be a "
+                        f"class channel in [0, {num_classes}). Received: "
+                        f"ignore_class={self.ignore_class}"
+                    )
+                channel = ops.take(y_true, [self.ignore_class], axis=axis)
+                valid = channel < 0.5
+            losses = self.dense_loss(y_true, prediction)
+        losses = ops.squeeze(losses, axis=axis)
+        if valid is not None:
+            valid = ops.squeeze(valid, axis=axis)
+            losses = ops.where(valid, losses, 0.0)
+            if _set_keras_mask is not None:
+                _set_keras_mask(losses, mask=valid)
+        return losses
+
+    def _is_sparse(self, y_true, y_pred, axis, num_classes):
+        true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+        rank = len(pred_shape)
+        if len(true_shape) == rank - 1:
+            expected = pred_shape[:axis] + pred_shape[axis + 1 :]
+            sparse = True
+        elif len(true_shape) == rank and true_shape[axis] == 1:
+            expected = pred_shape[:axis] + (1,) + pred_shape[axis + 1 :]
+            sparse = True
+        elif len(true_shape) == rank:
+            expected = pred_shape
+            sparse = False
+        else:
+            expected = None
+        compatible = expected is not None and all(
+            a is None or b is None or a == b for a, b in zip(true_shape, expected)
+        )
+        if not compatible:
+            raise ValueError(
+                f"{type(self).__name__}: labels and predictions do not match. "
+                f"Received: y_true.shape={true_shape}, y_pred.shape={pred_shape}. "
+                "Labels must be integer class maps of shape y_pred.shape without "
+                "the class axis (or with it of size 1), or one-hot/soft labels "
+                "of shape y_pred.shape."
+            )
+        return sparse
+
+    def _validate_labels(self, labels, num_classes):
+        """Returns the valid-pixel mask (or None) and checks eager labels."""
+        values = concrete_value(labels)
+        if values is not None:
+            bad = (values < 0) | (values >= num_classes)
+            if self.ignore_class is not None:
+                bad &= values != self.ignore_class
+            if np.any(bad):
+                found = np.unique(values[bad])[:10].tolist()
+                raise ValueError(
+                    f"{type(self).__name__}: integer labels must be in "
+                    f"[0, {num_classes})"
+                    + (
+                        f" or equal ignore_class={self.ignore_class}"
+                        if self.ignore_class is not None
+                        else ""
+                    )
+                    + f". Found label values {found}."
+                )
+        if self.ignore_class is None:
+            return None
+        return ops.not_equal(labels, self.ignore_class)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "from_logits": self.from_logits,
+                "axis": self.axis,
+                "ignore_class": self.ignore_class,
+                "dtype": self.dtype,
+            }
+        )
+        return config

@@ -1,0 +1,144 @@
+"""Softmax cross-entropy and weighted cross-entropy."""
+
+import keras
+from keras import ops
+
+from keras_focal.losses import _base
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class WeightedCrossEntropy(_base.CategoricalLoss):
+    """Weighted softmax cross-entropy (the ADFL paper's Eq. 4).
+
+    For one pixel with labels `y` and predicted probabilities `p`:
+
+    ```
+    loss = -sum_i w_i * y_i * log(p_i)
+    ```
+
+    averaged over pixels (`reduction="sum_over_batch_size"`), as MATLAB's
+    `pixelClassificationLayer` with `ClassWeights` does. The weights are not
+    renormalised per pixel. `keras_focal.class_weights.inverse_frequency_weights`
+    gives the paper's inverse pixel-frequency weights (Eq. 5).
+
+    Labels may be integer class maps (`(B, H, W)` or `(B, H, W, 1)` against
+    `(B, H, W, C)` predictions) or one-hot / soft labels of the predictions'
+    shape; see `keras_focal.losses` for the detection rule.
+
+    Args:
+        class_weights: one non-negative weight per class, or None for 1.
+        from_logits: whether `y_pred` holds logits. With probabilities that
+            come straight from a Keras softmax the logits are recovered, as
+            Keras's own cross-entropy does.
+        axis: the class axis of `y_pred`.
+        ignore_class: integer label excluded from the loss and its mean
+            (e.g. 255 for void pixels).
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: computation dtype; float32 by default whatever the policy.
+
+    Example:
+
+    >>> loss = WeightedCrossEntropy([0.2, 0.8], from_logits=True)
+    >>> float(loss([1, 0], [[0.0, 1.0], [2.0, 0.0]]))  # doctest: +ELLIPSIS
+    0.07...
+    """
+
+    def __init__(
+        self,
+        class_weights=None,
+        from_logits=False,
+        axis=-1,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name="weighted_cross_entropy",
+        dtype=None,
+    ):
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+        self.class_weights = _base._as_class_vector(
+            "class_weights", class_weights, allow_scalar=False
+        )
+
+    def check_num_classes(self, num_classes):
+        if self.class_weights is not None and len(self.class_weights) != num_classes:
+            raise ValueError(
+                f"`class_weights` must have one entry per class ({num_classes}). "
+                f"Received {len(self.class_weights)} weights: {self.class_weights}"
+            )
+
+    def dense_loss(self, y_true, prediction):
+        terms = y_true * prediction.log_p()
+        if self.class_weights is not None:
+            rank = len(y_true.shape)
+            weights = _base.broadcast_class_vector(self.class_weights, rank, prediction.axis)
+            terms = terms * weights
+        return -ops.sum(terms, axis=prediction.axis, keepdims=True)
+
+    def sparse_loss(self, labels, prediction):
+        log_pt, _ = prediction.gathered(labels)
+        loss = -log_pt
+        if self.class_weights is not None:
+            loss = loss * ops.take(
+                ops.convert_to_tensor(self.class_weights, "float32"), labels
+            )
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config["class_weights"] = self.class_weights
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class CrossEntropy(WeightedCrossEntropy):
+    """Softmax cross-entropy, `-sum_i y_i log(p_i)`, averaged over pixels.
+
+    `WeightedCrossEntropy` with unit weights. Unlike
+    `keras.losses.CategoricalCrossentropy` it takes integer class maps and
+    one-hot labels alike, and `ignore_class` for both.
+
+    Args:
+        from_logits: whether `y_pred` holds logits.
+        axis: the class axis of `y_pred`.
+        ignore_class: integer label excluded from the loss and its mean.
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: computation dtype; float32 by default whatever the policy.
+
+    Example:
+
+    >>> loss = CrossEntropy(from_logits=True)
+    >>> round(float(loss([0], [[0.0, 0.0]])), 4)
+    0.6931
+    """
+
+    def __init__(
+        self,
+        from_logits=False,
+        axis=-1,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name="cross_entropy",
+        dtype=None,
+    ):
+        super().__init__(
+            class_weights=None,
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("class_weights")
+        return config

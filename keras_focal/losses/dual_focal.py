@@ -1,0 +1,147 @@
+"""Dual Focal Loss (Hossain, Paplinski and Betts), the loss half of ADFL."""
+
+import keras
+from keras import ops
+
+from keras_focal.losses import _base
+from keras_focal.losses import _numerics
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class DualFocalLoss(_base.CategoricalLoss):
+    """Dual Focal Loss (DFL) of "Adaptive Class Weight based Dual Focal Loss
+    for Improved Semantic Segmentation" (Hossain, Paplinski and Betts).
+
+    Not to be confused with the unrelated "Dual Focal Loss for Calibration"
+    (Tao et al., 2023).
+
+    Per pixel, with softmax probabilities `p` and labels `y`, summed over
+    classes `i` and averaged over pixels:
+
+    ```
+    loss = sum_i ( -[y_i log(p_i) + beta (1 - y_i) log(1 - p_i)]
+                   + alpha |y_i - p_i|^gamma )
+    ```
+
+    With the defaults (`alpha = beta = gamma = 1`) and hard labels this is the
+    paper's Eq. (7), `sum_i |y_i - p_i| - log(1 - |y_i - p_i|)`, which is also
+    the authors' published MATLAB form: a cross-entropy on the true class, a
+    cross-entropy on every false class, and a focal term `|y_i - p_i|` that
+    grows with the error on either. The paper's Eq. (7) prints the first term
+    outside the sum over classes; the sum is taken here, as in the MATLAB
+    code. DFL has no per-class weight: in ADFL the class weighting comes from
+    `keras_focal.layers.AdaptiveClassWeight` placed before the softmax.
+
+    Everything is computed from the logits in log space: `log(1 - p_i)` never
+    goes through `1 - softmax`, `|y_i - p_i|` is `1 - p_i` or `p_i` exactly for
+    hard labels, and `|y_i - p_i|^gamma` is taken in log space for
+    `gamma != 1`, so values are exact and gradients finite for every logit and
+    every `gamma >= 0` (for soft labels the gradient of `|d|^gamma` at `d = 0`
+    with `gamma < 1` is a cusp; it stays finite through a float32-tiny floor).
+
+    Labels may be integer class maps (`(B, H, W)` or `(B, H, W, 1)` against
+    `(B, H, W, C)` predictions) or one-hot / soft labels of the predictions'
+    shape.
+
+    Args:
+        alpha: weight of the focal term `|y - p|^gamma`, >= 0.
+        beta: weight of the false-class cross-entropy, >= 0.
+        gamma: exponent of the focal term, >= 0.
+        from_logits: whether `y_pred` holds logits (probabilities straight from
+            a Keras softmax are mapped back to their logits).
+        axis: the class axis of `y_pred`.
+        ignore_class: integer label excluded from the loss and its mean.
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: computation dtype; float32 by default whatever the policy.
+
+    Example:
+
+    >>> loss = DualFocalLoss(from_logits=True)
+    >>> round(float(loss([0], [[0.0, 0.0]])), 5)  # 2 * (0.5 - log 0.5)
+    2.38629
+    """
+
+    def __init__(
+        self,
+        alpha=1.0,
+        beta=1.0,
+        gamma=1.0,
+        from_logits=False,
+        axis=-1,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name="dual_focal_loss",
+        dtype=None,
+    ):
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+        for arg_name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+            _base._check_non_negative(arg_name, value)
+        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
+
+    def _focal_power(self, log_abs_difference):
+        return ops.exp(self.gamma * log_abs_difference)
+
+    def dense_loss(self, y_true, prediction):
+        axis = prediction.axis
+        log_p, log_1mp = prediction.log_p(), prediction.log_1mp()
+        terms = -y_true * log_p
+        if self.beta:
+            terms = terms - self.beta * (1.0 - y_true) * log_1mp
+        if self.alpha:
+            p, q = prediction.probabilities(), prediction.complements()
+            # y - p = y (1 - p) - (1 - y) p: exact for hard labels.
+            difference = ops.abs(y_true * q - (1.0 - y_true) * p)
+            if self.gamma == 1:
+                focal = difference
+            elif self.gamma == 0:
+                focal = ops.ones_like(difference)
+            else:
+                hard = ops.logical_or(y_true == 0, y_true == 1)
+                log_difference = ops.where(
+                    hard,
+                    y_true * log_1mp + (1.0 - y_true) * log_p,
+                    ops.log(ops.maximum(difference, _numerics.TINY)),
+                )
+                focal = self._focal_power(log_difference)
+            terms = terms + self.alpha * focal
+        return ops.sum(terms, axis=axis, keepdims=True)
+
+    def sparse_loss(self, labels, prediction):
+        axis = prediction.axis
+        log_pt, log_1mpt = prediction.gathered(labels)
+        loss = -log_pt
+        needs_others = self.beta or (self.alpha and self.gamma not in (0.0, 1.0))
+        if needs_others:
+            rank = len(labels.shape)
+            classes = _base.broadcast_class_vector(
+                list(range(prediction.num_classes)), rank, axis
+            )
+            is_label = ops.equal(classes, ops.cast(labels, "float32"))
+        if self.beta:
+            others = ops.where(is_label, 0.0, prediction.log_1mp())
+            loss = loss - self.beta * ops.sum(others, axis=axis, keepdims=True)
+        if self.alpha:
+            if self.gamma == 0:
+                focal = float(prediction.num_classes)
+            elif self.gamma == 1:
+                # sum_{i != t} p_i = 1 - p_t, so the focal terms add to 2 (1 - p_t).
+                focal = 2.0 * ops.exp(log_1mpt)
+            else:
+                powers = self._focal_power(prediction.log_p())
+                others = ops.sum(ops.where(is_label, 0.0, powers), axis=axis, keepdims=True)
+                focal = others + self._focal_power(log_1mpt)
+            loss = loss + self.alpha * focal
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
+        return config

@@ -1,0 +1,259 @@
+"""Focal loss (Lin et al., 2017), sigmoid and softmax, with the stabilising epsilon.
+
+The modulating factor is computed in log space from the logits,
+
+```
+(1 - p_t + epsilon)^gamma = exp(gamma * log(1 - p_t + epsilon))
+```
+
+with `log(1 - p_t)` from `log_sigmoid` / the softmax complement (see
+`keras_focal.losses._numerics`). With `epsilon=0` this is the *original* focal
+loss, exact in float32 and with finite gradients for every `gamma >= 0`,
+including `0 < gamma < 1` where the textbook implementation (torchvision's
+`sigmoid_focal_loss`, Keras's `BinaryFocalCrossentropy`) returns NaN once
+`|logit| >= 17`. `epsilon > 0` is the modification proposed in "A Note on the
+Stability of the Focal Loss" (`sigmoid_focal_loss_modified`, epsilon = 1e-3
+in that paper); it changes the loss slightly and is not needed for finiteness
+here, but is kept so that the paper's loss can be reproduced exactly.
+"""
+
+import math
+
+import numpy as np
+import keras
+from keras import ops
+
+from keras_focal.losses import _base
+from keras_focal.losses import _numerics
+
+
+def _validate_focal_arguments(gamma, epsilon):
+    _base._check_non_negative("gamma", gamma)
+    _base._check_non_negative("epsilon", epsilon)
+    return float(gamma), float(epsilon)
+
+
+def modulating_factor(log_one_minus_pt, gamma, epsilon):
+    """`(1 - p_t + epsilon)^gamma` from `log(1 - p_t)`; None when it is 1."""
+    if gamma == 0:
+        return None
+    if epsilon > 0:
+        log_one_minus_pt = _numerics.log_add_exp(log_one_minus_pt, math.log(epsilon))
+    return ops.exp(gamma * log_one_minus_pt)
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class BinaryFocalLoss(keras.losses.Loss):
+    """Sigmoid focal loss for binary and multi-label targets.
+
+    Element-wise, with `p = sigmoid(x)`, `p_t = p y + (1 - p)(1 - y)` and
+    `alpha_t = alpha y + (1 - alpha)(1 - y)`:
+
+    ```
+    loss = -alpha_t * (1 - p_t + epsilon)^gamma * [y log p + (1 - y) log(1 - p)]
+    ```
+
+    averaged over the last axis (like `keras.losses.BinaryCrossentropy`) and
+    then over the batch. With `epsilon=0` this is torchvision's
+    `sigmoid_focal_loss` and Keras's `BinaryFocalCrossentropy`
+    (`apply_class_balancing=True` when `alpha` is set) wherever those are
+    finite; with `epsilon=1e-3` it is the stability paper's
+    `sigmoid_focal_loss_modified` (its appendix A.3). Soft labels are allowed.
+
+    Computed in float32 in log space: finite values and gradients for every
+    logit and every `gamma >= 0` (see the module docstring).
+
+    Args:
+        gamma: focusing parameter, >= 0. 0 gives (alpha-weighted) binary
+            cross-entropy.
+        alpha: weight of the positive class in [0, 1]; None disables
+            `alpha_t`.
+        epsilon: smoothing constant of the stabilised focal loss, >= 0.
+        from_logits: whether `y_pred` holds logits. Probabilities that come
+            straight from a Keras sigmoid are mapped back to their logits, as
+            Keras does; other probabilities are clipped to `[1e-7, 1 - 1e-7]`.
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: computation dtype; float32 by default whatever the policy.
+
+    Example:
+
+    >>> loss = BinaryFocalLoss(gamma=0.5, alpha=0.5, from_logits=True)
+    >>> round(float(loss([[1.0]], [[0.0]])), 5)
+    0.2451
+    """
+
+    def __init__(
+        self,
+        gamma=2.0,
+        alpha=0.25,
+        epsilon=0.0,
+        from_logits=False,
+        reduction="sum_over_batch_size",
+        name="binary_focal_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
+        self.gamma, self.epsilon = _validate_focal_arguments(gamma, epsilon)
+        if alpha is not None and not (np.isscalar(alpha) and 0 <= float(alpha) <= 1):
+            raise ValueError(
+                "`alpha` must be a number in [0, 1] or None. "
+                f"Received: alpha={alpha!r}"
+            )
+        self.alpha = None if alpha is None else float(alpha)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        logits = getattr(y_pred, "_keras_logits", None)
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        if len(y_true.shape) == len(y_pred.shape) - 1:
+            y_true = ops.expand_dims(y_true, -1)
+        true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+        if len(true_shape) != len(pred_shape) or not all(
+            a is None or b is None or a == b for a, b in zip(true_shape, pred_shape)
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: labels and predictions must have the "
+                f"same shape. Received: y_true.shape={true_shape}, "
+                f"y_pred.shape={pred_shape}"
+            )
+        values = _base.concrete_value(y_true)
+        if values is not None and values.size and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                f"{type(self).__name__}: labels must lie in [0, 1]. Found values "
+                f"in [{values.min()}, {values.max()}]."
+            )
+        y_true = ops.cast(y_true, "float32")
+        if not self.from_logits and logits is not None:
+            log_p, log_q = _numerics.sigmoid_log_probabilities(
+                ops.cast(logits, "float32"), True
+            )
+        else:
+            log_p, log_q = _numerics.sigmoid_log_probabilities(
+                ops.cast(y_pred, "float32"), self.from_logits
+            )
+        loss = -(y_true * log_p + (1.0 - y_true) * log_q)
+        # 1 - p_t = y (1 - p) + (1 - y) p, exact for hard labels.
+        factor = modulating_factor(
+            _numerics.log_mixture(y_true, log_q, log_p), self.gamma, self.epsilon
+        )
+        if factor is not None:
+            loss = loss * factor
+        if self.alpha is not None:
+            loss = loss * (self.alpha * y_true + (1.0 - self.alpha) * (1.0 - y_true))
+        return ops.mean(loss, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "gamma": self.gamma,
+                "alpha": self.alpha,
+                "epsilon": self.epsilon,
+                "from_logits": self.from_logits,
+                "dtype": self.dtype,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class CategoricalFocalLoss(_base.CategoricalLoss):
+    """Softmax focal loss (the ADFL paper's Eq. 6), with the stabilising epsilon.
+
+    Per pixel, with softmax probabilities `p` and labels `y`:
+
+    ```
+    loss = -sum_i alpha_i * y_i * (1 - p_i + epsilon)^gamma * log(p_i)
+    ```
+
+    averaged over pixels. For integer labels `t` this is
+    `-alpha_t (1 - p_t + epsilon)^gamma log p_t`. `gamma=0`, `epsilon=0` gives
+    (weighted) cross-entropy. With `epsilon=0` and `alpha` a scalar it equals
+    Keras's `CategoricalFocalCrossentropy(alpha, gamma)` wherever that is not
+    clipped. `log(1 - p_i)` is computed from the logits without forming
+    `1 - softmax`, so the loss is exact and its gradient finite for any logits
+    and any `gamma >= 0`.
+
+    Labels may be integer class maps (`(B, H, W)` or `(B, H, W, 1)` against
+    `(B, H, W, C)` predictions) or one-hot / soft labels of the predictions'
+    shape.
+
+    Args:
+        gamma: focusing parameter, >= 0.
+        alpha: None (no weighting), a number >= 0, or one weight per class.
+        epsilon: smoothing constant of the stabilised focal loss, >= 0.
+        from_logits: whether `y_pred` holds logits (probabilities straight from
+            a Keras softmax are mapped back to their logits).
+        axis: the class axis of `y_pred`.
+        ignore_class: integer label excluded from the loss and its mean.
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: computation dtype; float32 by default whatever the policy.
+
+    Example:
+
+    >>> loss = CategoricalFocalLoss(gamma=2.0, from_logits=True)
+    >>> round(float(loss([0], [[0.0, 0.0]])), 5)
+    0.17329
+    """
+
+    def __init__(
+        self,
+        gamma=2.0,
+        alpha=None,
+        epsilon=0.0,
+        from_logits=False,
+        axis=-1,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name="categorical_focal_loss",
+        dtype=None,
+    ):
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+        self.gamma, self.epsilon = _validate_focal_arguments(gamma, epsilon)
+        self.alpha = _base._as_class_vector("alpha", alpha)
+
+    def check_num_classes(self, num_classes):
+        if isinstance(self.alpha, list) and len(self.alpha) != num_classes:
+            raise ValueError(
+                f"`alpha` must be a number or have one entry per class "
+                f"({num_classes}). Received {len(self.alpha)} entries: {self.alpha}"
+            )
+
+    def dense_loss(self, y_true, prediction):
+        terms = y_true * prediction.log_p()
+        factor = modulating_factor(prediction.log_1mp(), self.gamma, self.epsilon)
+        if factor is not None:
+            terms = terms * factor
+        if isinstance(self.alpha, list):
+            rank = len(y_true.shape)
+            terms = terms * _base.broadcast_class_vector(self.alpha, rank, prediction.axis)
+        loss = -ops.sum(terms, axis=prediction.axis, keepdims=True)
+        if isinstance(self.alpha, float):
+            loss = loss * self.alpha
+        return loss
+
+    def sparse_loss(self, labels, prediction):
+        log_pt, log_1mpt = prediction.gathered(labels)
+        loss = -log_pt
+        factor = modulating_factor(log_1mpt, self.gamma, self.epsilon)
+        if factor is not None:
+            loss = loss * factor
+        if isinstance(self.alpha, list):
+            loss = loss * ops.take(ops.convert_to_tensor(self.alpha, "float32"), labels)
+        elif isinstance(self.alpha, float):
+            loss = loss * self.alpha
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"gamma": self.gamma, "alpha": self.alpha, "epsilon": self.epsilon})
+        return config

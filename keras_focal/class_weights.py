@@ -178,7 +178,7 @@ def inverse_frequency_weights(pixel_count, absent="error"):
     return inverse / inverse.sum()
 
 
-def median_frequency_weights(pixel_count, image_pixel_count):
+def median_frequency_weights(pixel_count, image_pixel_count=None):
     """Median-frequency class weights (Eigen and Fergus; MATLAB's CamVid example).
 
     ```
@@ -200,6 +200,8 @@ def median_frequency_weights(pixel_count, image_pixel_count):
     """
     if isinstance(pixel_count, LabelCounts):
         image_pixel_count = pixel_count.image_pixel_count
+    elif image_pixel_count is None:
+        raise ValueError("`image_pixel_count` is required unless `pixel_count` is a LabelCounts.")
     counts = _counts(pixel_count)
     image_counts = _counts(image_pixel_count)
     if image_counts.shape != counts.shape:

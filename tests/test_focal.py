@@ -102,7 +102,10 @@ def test_categorical_focal_matches_reference(gamma, alpha, epsilon, from_logits,
         log_p, log_q = reference.softmax_logs(logits)
     else:
         y_pred = to_numpy(ops.softmax(logits))
-        log_p, log_q = reference.probability_logs(y_pred / y_pred.sum(-1, keepdims=True))
+        # Normalised by the backend, as the loss does: near p = 1, log p is so
+        # ill-conditioned that one ulp of a differently ordered sum shows.
+        normalised = to_numpy(y_pred / ops.sum(y_pred, axis=-1, keepdims=True))
+        log_p, log_q = reference.probability_logs(normalised)
     expected = reference.categorical_focal(one_hot, log_p, log_q, gamma, alpha, epsilon)
     actual = to_numpy(loss(labels if sparse else one_hot, y_pred))
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
@@ -127,7 +130,10 @@ def test_categorical_focal_soft_labels_and_channels_first(gamma):
 @pytest.mark.parametrize("alpha", [None, 0.25])
 def test_binary_focal_equals_keras_where_keras_is_finite(gamma, alpha):
     labels, logits = _binary_inputs()
-    keep = np.abs(logits[:, 0]) <= 15
+    # Keras's JAX/PyTorch binary cross-entropy goes through clipped probabilities
+    # and drifts from the exact value (and from ours) beyond |x| ~ 10.
+    limit = 15 if keras.backend.backend() == "tensorflow" else 8
+    keep = np.abs(logits[:, 0]) <= limit
     labels, logits = labels[keep], logits[keep]
     ours = BinaryFocalLoss(gamma=gamma, alpha=alpha, from_logits=True, reduction=None)
     theirs = keras.losses.BinaryFocalCrossentropy(

@@ -72,6 +72,8 @@ def broadcast_class_vector(vector, rank, axis):
 class _LogitsPrediction:
     """Log-probabilities of a softmax, computed from logits (cached per call)."""
 
+    sums_to_one = True
+
     def __init__(self, logits, axis):
         self.axis = axis
         self.num_classes = logits.shape[axis]
@@ -101,6 +103,9 @@ class _LogitsPrediction:
 
 class _ProbabilityPrediction:
     """Log-probabilities of softmax outputs given as probabilities."""
+
+    # Clipping to [eps, 1 - eps] breaks sum_i p_i = 1.
+    sums_to_one = False
 
     def __init__(self, probabilities, axis):
         self.axis = axis

@@ -118,7 +118,8 @@ class DualFocalLoss(_base.CategoricalLoss):
         axis = prediction.axis
         log_pt, log_1mpt = prediction.gathered(labels)
         loss = -log_pt
-        needs_others = self.beta or (self.alpha and self.gamma not in (0.0, 1.0))
+        shortcut = self.gamma == 0 or (self.gamma == 1 and prediction.sums_to_one)
+        needs_others = self.beta or (self.alpha and not shortcut)
         if needs_others:
             rank = len(labels.shape)
             classes = _base.broadcast_class_vector(
@@ -131,7 +132,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         if self.alpha:
             if self.gamma == 0:
                 focal = float(prediction.num_classes)
-            elif self.gamma == 1:
+            elif shortcut:
                 # sum_{i != t} p_i = 1 - p_t, so the focal terms add to 2 (1 - p_t).
                 focal = 2.0 * ops.exp(log_1mpt)
             else:

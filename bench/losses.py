@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from keras_focal import losses  # noqa: E402
 
 
-def time_loss(loss, labels, logits, jit_compile, repeats):
+def compile_step(loss, labels, logits, jit_compile):
     @tf.function(jit_compile=jit_compile)
     def step(y, x):
         with tf.GradientTape() as tape:
@@ -37,13 +37,18 @@ def time_loss(loss, labels, logits, jit_compile, repeats):
     for _ in range(3):  # trace, compile, warm up
         value, gradient = step(labels, logits)
     assert np.isfinite(value.numpy()) and np.all(np.isfinite(gradient.numpy()))
-    times = []
+    return lambda: step(labels, logits)[1].numpy()
+
+
+def interleaved_medians(steps, repeats):
+    """Median seconds of each step, timed round-robin so drift hits all alike."""
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        value, gradient = step(labels, logits)
-        gradient.numpy()  # wait for the result
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None):
@@ -84,13 +89,15 @@ def main(argv=None):
         ("integer", sparse, keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
     ):
         for jit in (False, True):
-            base = time_loss(baseline, labels, logits, jit, args.repeats)
-            rows.append((labels_kind, jit, f"keras {type(baseline).__name__}", base * 1e3, 1.0))
+            base_name = f"keras {type(baseline).__name__}"
+            steps = {base_name: compile_step(baseline, labels, logits, jit)}
             for name, loss in candidates.items():
                 if labels_kind == "integer" and name.startswith("keras "):
                     continue  # Keras's focal loss takes one-hot labels only
-                seconds = time_loss(loss, labels, logits, jit, args.repeats)
-                rows.append((labels_kind, jit, name, seconds * 1e3, seconds / base))
+                steps[name] = compile_step(loss, labels, logits, jit)
+            medians = interleaved_medians(steps, args.repeats)
+            for name, seconds in medians.items():
+                rows.append((labels_kind, jit, name, seconds * 1e3, seconds / medians[base_name]))
     print()
     print("| labels | jit_compile | loss | ms (loss + gradient) | ratio to Keras CE |")
     print("|---|---|---|---:|---:|")

@@ -76,6 +76,7 @@ class _LogitsPrediction:
 
     def __init__(self, logits, axis):
         self.axis = axis
+        self.logits = logits
         self.num_classes = logits.shape[axis]
         self.terms = _numerics.SoftmaxTerms(logits, axis)
         self._log_1mp = None
@@ -132,10 +133,20 @@ class _ProbabilityPrediction:
 class CategoricalLoss(keras.losses.Loss):
     """Base class of the softmax losses: labels, masks, dtype, validation.
 
-    Subclasses implement `dense_loss(y_true, prediction)` and
-    `sparse_loss(labels, prediction)`, each returning per-pixel losses with a
-    size-1 class axis.
+    Subclasses implement `dense_loss(y_true, prediction)` and either
+    `sparse_loss(labels, prediction)` or, for losses that depend on the
+    labelled class's probability `p_t` only, `pointwise_loss(log_pt, log_1mpt,
+    labels)` returning `(loss, scale)` with `scale = -p_t * dloss/dp_t`. All
+    return per-pixel values with a size-1 class axis.
+
+    For such "p_t-only" losses the gradient with respect to the logits is
+    `scale * (p - onehot(t))`, a per-pixel scalar times cross-entropy's
+    gradient; integer labels with logits then take a fused path
+    (`keras.ops.custom_gradient`) that skips autodiff through the log-space
+    graph, which would cost about twice the forward pass.
     """
+
+    pointwise_loss = None
 
     def __init__(
         self,
@@ -166,7 +177,40 @@ class CategoricalLoss(keras.losses.Loss):
         raise NotImplementedError
 
     def sparse_loss(self, labels, prediction):
-        raise NotImplementedError
+        log_pt, log_1mpt = prediction.gathered(labels)
+        return self.pointwise_loss(log_pt, log_1mpt, labels)[0]
+
+    def _fused_sparse_loss(self, logits, labels, valid, axis):
+        """Per-pixel loss of a p_t-only loss from logits, with its exact gradient."""
+        pointwise_loss = self.pointwise_loss
+        class_ids = ops.reshape(
+            ops.arange(logits.shape[axis], dtype="int32"),
+            [logits.shape[axis] if i == axis else 1 for i in range(len(logits.shape))],
+        )
+
+        @ops.custom_gradient
+        def loss_with_gradient(x):
+            terms = _numerics.SoftmaxTerms(x, axis)
+            _, exp_t, below_t = terms.gather(labels)
+            log_pt = ops.take_along_axis(terms.shifted, labels, axis=axis) - terms.log_total
+            log_1mpt = terms.log_complements(exp_t, below_t)
+            loss, scale = pointwise_loss(log_pt, log_1mpt, labels)
+            if valid is not None:
+                scale = ops.where(valid, scale, 0.0)
+
+            def gradient(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                probabilities = terms.exp * terms._inverse_total
+                # p_t - 1 = -(1 - p_t), taken from log(1 - p_t) to keep its precision.
+                difference = ops.where(
+                    ops.equal(class_ids, labels), -ops.exp(log_1mpt), probabilities
+                )
+                return (upstream * scale) * difference
+
+            return loss, gradient
+
+        return loss_with_gradient(logits)
 
     # -- shared logic ---------------------------------------------------
     def _prediction(self, y_pred, logits, axis):
@@ -208,7 +252,10 @@ class CategoricalLoss(keras.losses.Loss):
             valid = self._validate_labels(labels, num_classes)
             if valid is not None:
                 labels = ops.where(valid, labels, 0)
-            losses = self.sparse_loss(labels, prediction)
+            if self.pointwise_loss is not None and isinstance(prediction, _LogitsPrediction):
+                losses = self._fused_sparse_loss(prediction.logits, labels, valid, axis)
+            else:
+                losses = self.sparse_loss(labels, prediction)
         else:
             y_true = ops.cast(y_true, "float32")
             valid = None

@@ -81,14 +81,12 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
             terms = terms * weights
         return -ops.sum(terms, axis=prediction.axis, keepdims=True)
 
-    def sparse_loss(self, labels, prediction):
-        log_pt, _ = prediction.gathered(labels)
-        loss = -log_pt
-        if self.class_weights is not None:
-            loss = loss * ops.take(
-                ops.convert_to_tensor(self.class_weights, "float32"), labels
-            )
-        return loss
+    def pointwise_loss(self, log_pt, log_1mpt, labels):
+        # -w_t log p_t; its gradient with respect to the logits is w_t (p - onehot).
+        if self.class_weights is None:
+            return -log_pt, ops.ones_like(log_pt)
+        weight = ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
+        return -weight * log_pt, weight
 
     def get_config(self):
         config = super().get_config()

@@ -241,17 +241,27 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             loss = loss * self.alpha
         return loss
 
-    def sparse_loss(self, labels, prediction):
-        log_pt, log_1mpt = prediction.gathered(labels)
-        loss = -log_pt
-        factor = modulating_factor(log_1mpt, self.gamma, self.epsilon)
-        if factor is not None:
+    def pointwise_loss(self, log_pt, log_1mpt, labels):
+        # loss = -alpha_t f log p_t with f = (1 - p_t + eps)^gamma, and
+        # -p_t dloss/dp_t = alpha_t (f + gamma (1 - p_t + eps)^(gamma - 1) p_t (-log p_t)),
+        # the second term taken in log space (it is 0 * inf at p_t = 1 otherwise).
+        loss, scale = -log_pt, None
+        if self.gamma != 0:
+            log_base = log_1mpt
+            if self.epsilon > 0:
+                log_base = _numerics.log_add_exp(log_base, math.log(self.epsilon))
+            factor = ops.exp(self.gamma * log_base)
             loss = loss * factor
+            log_focus = (self.gamma - 1.0) * log_base + log_pt + ops.log(-log_pt)
+            scale = factor + self.gamma * ops.exp(log_focus)
+        else:
+            scale = ops.ones_like(log_pt)
         if isinstance(self.alpha, list):
-            loss = loss * ops.take(ops.convert_to_tensor(self.alpha, "float32"), labels)
+            alpha_t = ops.take(ops.convert_to_tensor(self.alpha, "float32"), labels)
+            loss, scale = loss * alpha_t, scale * alpha_t
         elif isinstance(self.alpha, float):
-            loss = loss * self.alpha
-        return loss
+            loss, scale = loss * self.alpha, scale * self.alpha
+        return loss, scale
 
     def get_config(self):
         config = super().get_config()

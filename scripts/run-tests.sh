@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test suite: set up .venv with the test and JAX extras, run pytest on the
+# TensorFlow backend, then the backend-agnostic loss/layer tests again on JAX.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-env.sh test,jax
+export TF_CPP_MIN_LOG_LEVEL=3
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -n 2 "$@"
+KERAS_BACKEND=jax .venv/bin/python -m pytest -n 2 -m backend_agnostic "$@"

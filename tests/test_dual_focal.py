@@ -141,3 +141,18 @@ def test_rejects_single_class_and_bad_labels():
         loss(np.zeros((2, 1)), np.zeros((2, 1), np.float32))
     with pytest.raises(ValueError, match=r"integer labels must be in \[0, 2\)\. Found label values \[-1\]"):
         loss(np.array([0, -1]), np.zeros((2, 2), np.float32))
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_fused_integer_gradient_equals_autodiff_of_one_hot_path(gamma, beta):
+    """Integer labels use a closed-form gradient; one-hot labels use autodiff."""
+    rng = np.random.default_rng(4)
+    logits = rng.uniform(-60, 60, size=(64, 4)).astype(np.float32)
+    logits[:8] = [[50, -50, 0, 1]] * 8  # confident, right or wrong depending on the label
+    labels = rng.integers(0, 4, size=64)
+    labels[:4] = 0
+    loss = DualFocalLoss(beta=beta, gamma=gamma, from_logits=True, reduction="sum")
+    _, fused = value_and_gradient(lambda v: loss(labels, v), logits)
+    _, autodiff = value_and_gradient(lambda v: loss(np.eye(4, dtype=np.float32)[labels], v), logits)
+    np.testing.assert_allclose(fused, autodiff, rtol=2e-4, atol=1e-6)

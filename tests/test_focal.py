@@ -313,3 +313,14 @@ def test_ignore_class_is_left_out_of_the_mean():
     log_p, log_q = reference.softmax_logs(logits)
     per_pixel = reference.categorical_focal(np.eye(2)[[0, 0, 1]], log_p, log_q, 2.0, None, 0.0)
     assert float(loss(labels, logits)) == pytest.approx((per_pixel[0] + per_pixel[2]) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("gamma,epsilon", [(0.5, 0.0), (2.0, 0.0), (0.5, 1e-3)])
+def test_fused_integer_gradient_equals_autodiff_of_one_hot_path(gamma, epsilon):
+    rng = np.random.default_rng(4)
+    logits = rng.uniform(-60, 60, size=(64, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=64)
+    loss = CategoricalFocalLoss(gamma=gamma, epsilon=epsilon, alpha=[0.1, 0.2, 0.3, 0.4], from_logits=True, reduction="sum")
+    _, fused = value_and_gradient(lambda v: loss(labels, v), logits)
+    _, autodiff = value_and_gradient(lambda v: loss(np.eye(4, dtype=np.float32)[labels], v), logits)
+    np.testing.assert_allclose(fused, autodiff, rtol=2e-4, atol=1e-6)

@@ -147,6 +147,7 @@ class CategoricalLoss(keras.losses.Loss):
     """
 
     pointwise_loss = None
+    fused_sparse_gradient = None
 
     def __init__(
         self,
@@ -176,13 +177,17 @@ class CategoricalLoss(keras.losses.Loss):
     def dense_loss(self, y_true, prediction):
         raise NotImplementedError
 
-    def sparse_loss(self, labels, prediction):
+    def sparse_loss(self, labels, prediction, is_label=None):
         log_pt, log_1mpt = prediction.gathered(labels)
         return self.pointwise_loss(log_pt, log_1mpt, labels)[0]
 
     def _fused_sparse_loss(self, logits, labels, valid, axis):
-        """Per-pixel loss of a p_t-only loss from logits, with its exact gradient."""
-        pointwise_loss = self.pointwise_loss
+        """Per-pixel loss from logits and integer labels, with its exact gradient.
+
+        p_t-only losses give `pointwise_loss` (gradient `scale * (p - onehot)`);
+        others give `fused_sparse_gradient(terms, labels, is_label, log_pt,
+        log_1mpt)` and compute their value with `sparse_loss`.
+        """
         class_ids = ops.reshape(
             ops.arange(logits.shape[axis], dtype="int32"),
             [logits.shape[axis] if i == axis else 1 for i in range(len(logits.shape))],
@@ -190,22 +195,28 @@ class CategoricalLoss(keras.losses.Loss):
 
         @ops.custom_gradient
         def loss_with_gradient(x):
-            terms = _numerics.SoftmaxTerms(x, axis)
-            _, exp_t, below_t = terms.gather(labels)
-            log_pt = ops.take_along_axis(terms.shifted, labels, axis=axis) - terms.log_total
-            log_1mpt = terms.log_complements(exp_t, below_t)
-            loss, scale = pointwise_loss(log_pt, log_1mpt, labels)
-            if valid is not None:
-                scale = ops.where(valid, scale, 0.0)
+            prediction = _LogitsPrediction(x, axis)
+            terms = prediction.terms
+            log_pt, log_1mpt = prediction.gathered(labels)
+            is_label = ops.equal(class_ids, labels)
+            if self.pointwise_loss is not None:
+                loss, scale = self.pointwise_loss(log_pt, log_1mpt, labels)
+            else:
+                loss, scale = self.sparse_loss(labels, prediction, is_label), None
+            mask = None if valid is None else ops.cast(valid, "float32")
 
             def gradient(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
+                if mask is not None:
+                    upstream = upstream * mask
+                if scale is None:
+                    return upstream * self.fused_sparse_gradient(
+                        terms, labels, is_label, log_pt, log_1mpt
+                    )
                 probabilities = terms.exp * terms._inverse_total
                 # p_t - 1 = -(1 - p_t), taken from log(1 - p_t) to keep its precision.
-                difference = ops.where(
-                    ops.equal(class_ids, labels), -ops.exp(log_1mpt), probabilities
-                )
+                difference = ops.where(is_label, -ops.exp(log_1mpt), probabilities)
                 return (upstream * scale) * difference
 
             return loss, gradient
@@ -252,7 +263,8 @@ class CategoricalLoss(keras.losses.Loss):
             valid = self._validate_labels(labels, num_classes)
             if valid is not None:
                 labels = ops.where(valid, labels, 0)
-            if self.pointwise_loss is not None and isinstance(prediction, _LogitsPrediction):
+            fusable = self.pointwise_loss is not None or self.fused_sparse_gradient is not None
+            if fusable and isinstance(prediction, _LogitsPrediction):
                 losses = self._fused_sparse_loss(prediction.logits, labels, valid, axis)
             else:
                 losses = self.sparse_loss(labels, prediction)

@@ -94,9 +94,10 @@ class SoftmaxTerms:
         self.log_total = ops.where(
             self._tied, ops.log(self.total), ops.log1p(others)
         )
+        self._others = others
         self._inverse_total = 1.0 / self.total
         self._log_argmax_complement = (
-            ops.log(ops.maximum(others, TINY)) - self.log_total
+            ops.log(self.argmax_others()) - self.log_total
         )
 
     def log_probabilities(self):
@@ -120,6 +121,14 @@ class SoftmaxTerms:
         # infinite gradient would turn into NaN through `where`.
         ratio = ops.minimum(exp * self._inverse_total, 0.5)
         return ops.where(direct, ops.log1p(-ratio), self._log_argmax_complement)
+
+    def direct_mask(self):
+        """True where `S - e_i` is exact (every class but a single arg-max)."""
+        return ops.logical_or(self.below_max, self._tied)
+
+    def argmax_others(self):
+        """`S - e_max` of the arg-max, floored at float32's smallest normal."""
+        return ops.maximum(self._others, TINY)
 
     def gather(self, labels):
         """Gathers `(shifted, exp, below_max)` of the labelled class.

@@ -114,13 +114,60 @@ class DualFocalLoss(_base.CategoricalLoss):
             terms = terms + self.alpha * focal
         return ops.sum(terms, axis=axis, keepdims=True)
 
-    def sparse_loss(self, labels, prediction):
+    def fused_sparse_gradient(self, terms, labels, is_label, log_pt, log_1mpt):
+        """d loss / d logits for integer labels, in closed form.
+
+        With `t` the label, `p` the softmax, `odds_i = p_i / (1 - p_i)`,
+        `O = sum_{i != t} odds_i` and `P = sum_{i != t} p_i^gamma`:
+
+        - `-log p_t`                       -> `p_k - [k = t]`
+        - `beta sum_{i != t} -log(1 - p_i)` -> `beta ([k != t] odds_k - p_k O)`
+        - `alpha (P + (1 - p_t)^gamma)`     -> `alpha gamma ([k != t] p_k^gamma - p_k P
+          + (k = t ? -p_t (1 - p_t)^gamma : p_k p_t (1 - p_t)^(gamma - 1)))`,
+          which is `2 alpha p_t (p_k - [k = t])` for gamma = 1.
+
+        Only the arg-max can have odds > 1; when it is a wrong class `a`, its
+        entry `odds_a - p_a O` would cancel two huge numbers and is taken as
+        `p_a (1 - O')` with `O'` the sum of the other odds.
+        """
+        p = terms.exp * terms._inverse_total
+        one_minus_pt = ops.exp(log_1mpt)
+        gradient = ops.where(is_label, -one_minus_pt, p)
+        if self.alpha and self.gamma == 1:
+            gradient = gradient * (1.0 + 2.0 * self.alpha * ops.exp(log_pt))
+        elif self.alpha and self.gamma != 0:
+            log_p = terms.log_probabilities()
+            powers = ops.where(is_label, 0.0, ops.exp(self.gamma * log_p))
+            power_sum = ops.sum(powers, axis=terms.axis, keepdims=True)
+            p_t = ops.exp(log_pt)
+            label_term = -p_t * ops.exp(self.gamma * log_1mpt)
+            other_term = p * p_t * ops.exp((self.gamma - 1.0) * log_1mpt)
+            focal = powers - p * power_sum + ops.where(is_label, label_term, other_term)
+            gradient = gradient + (self.alpha * self.gamma) * focal
+        if self.beta:
+            direct = terms.direct_mask()
+            argmax_others = terms.argmax_others()
+            rest = ops.where(direct, terms.total - terms.exp, argmax_others)
+            odds = terms.exp / rest
+            is_wrong_argmax = ops.logical_and(ops.logical_not(direct), ops.logical_not(is_label))
+            bounded_odds = ops.where(ops.logical_or(is_label, ops.logical_not(direct)), 0.0, odds)
+            other_odds = ops.sum(bounded_odds, axis=terms.axis, keepdims=True)
+            argmax_odds = ops.sum(ops.where(is_wrong_argmax, odds, 0.0), axis=terms.axis, keepdims=True)
+            false_class = ops.where(
+                is_wrong_argmax,
+                p * (1.0 - other_odds),
+                bounded_odds - p * (other_odds + argmax_odds),
+            )
+            gradient = gradient + self.beta * false_class
+        return gradient
+
+    def sparse_loss(self, labels, prediction, is_label=None):
         axis = prediction.axis
         log_pt, log_1mpt = prediction.gathered(labels)
         loss = -log_pt
         shortcut = self.gamma == 0 or (self.gamma == 1 and prediction.sums_to_one)
         needs_others = self.beta or (self.alpha and not shortcut)
-        if needs_others:
+        if needs_others and is_label is None:
             rank = len(labels.shape)
             classes = _base.broadcast_class_vector(
                 list(range(prediction.num_classes)), rank, axis

@@ -19,3 +19,5 @@ from keras_focal import class_weights  # noqa: E402,F401
 from keras_focal import initializers  # noqa: E402,F401
 from keras_focal import layers  # noqa: E402,F401
 from keras_focal import losses  # noqa: E402,F401
+
+__all__ = ["class_weights", "initializers", "layers", "losses", "__version__"]

@@ -29,7 +29,6 @@ def _write_atomically(path, text):
 def gradient_table(logits=(5.0, 17.0, 30.0, 88.0, 1e4), gamma=0.5):
     """Rows of (logit, Keras gradient, exact gradient, stabilised gradient) for y = 1."""
     import keras
-    from keras import ops
 
     from keras_focal.losses import BinaryFocalLoss
 

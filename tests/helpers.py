@@ -33,3 +33,28 @@ def value_and_gradient(function, x):
 
 def to_numpy(x):
     return np.asarray(ops.convert_to_numpy(x))
+
+
+def softmax_inputs(logits, from_logits):
+    """`(y_pred, log p, log(1 - p))` for a softmax loss test, logits or probabilities.
+
+    Probabilities are normalised by the backend, as the loss does: near p = 1,
+    log p is so ill-conditioned that one ulp of a differently ordered sum shows.
+    """
+    from tests import reference
+
+    if from_logits:
+        return (logits, *reference.softmax_logs(logits))
+    y_pred = to_numpy(ops.softmax(logits))
+    normalised = to_numpy(y_pred / ops.sum(y_pred, axis=-1, keepdims=True))
+    return (y_pred, *reference.probability_logs(normalised))
+
+
+def sigmoid_inputs(logits, from_logits):
+    """`(y_pred, log p, log(1 - p))` for a sigmoid loss test, logits or probabilities."""
+    from tests import reference
+
+    if from_logits:
+        return (logits, *reference.sigmoid_logs(logits))
+    y_pred = to_numpy(ops.sigmoid(logits))
+    return (y_pred, *reference.probability_logs(y_pred))

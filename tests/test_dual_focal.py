@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_focal.losses import DualFocalLoss
 from tests import reference
-from tests.helpers import to_numpy, value_and_gradient
+from tests.helpers import softmax_inputs, to_numpy, value_and_gradient
 from tests.test_focal import ATOL, GRADIENT_LOGITS, RTOL, _categorical_inputs
 
 pytestmark = pytest.mark.backend_agnostic
@@ -37,15 +37,7 @@ def test_matches_reference(alpha, beta, gamma, from_logits, sparse):
     labels, logits = _categorical_inputs()
     one_hot = np.eye(4, dtype=np.float32)[labels]
     loss = DualFocalLoss(alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits, reduction=None)
-    if from_logits:
-        y_pred = logits
-        log_p, log_q = reference.softmax_logs(logits)
-    else:
-        y_pred = to_numpy(ops.softmax(logits))
-        # Normalised by the backend, as the loss does: near p = 1, log p is so
-        # ill-conditioned that one ulp of a differently ordered sum shows.
-        normalised = to_numpy(y_pred / ops.sum(y_pred, axis=-1, keepdims=True))
-        log_p, log_q = reference.probability_logs(normalised)
+    y_pred, log_p, log_q = softmax_inputs(logits, from_logits)
     expected = reference.dual_focal(one_hot, log_p, log_q, alpha, beta, gamma)
     actual = to_numpy(loss(labels if sparse else one_hot, y_pred))
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)

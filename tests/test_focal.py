@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_focal.losses import BinaryFocalLoss, CategoricalFocalLoss
 from tests import reference
-from tests.helpers import to_numpy, value_and_gradient
+from tests.helpers import sigmoid_inputs, softmax_inputs, to_numpy, value_and_gradient
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -58,12 +58,7 @@ def test_binary_focal_matches_reference(gamma, alpha, epsilon, from_logits):
     loss = BinaryFocalLoss(
         gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction=None
     )
-    if from_logits:
-        y_pred = logits
-        log_p, log_q = reference.sigmoid_logs(logits)
-    else:
-        y_pred = to_numpy(ops.sigmoid(logits))
-        log_p, log_q = reference.probability_logs(y_pred)
+    y_pred, log_p, log_q = sigmoid_inputs(logits, from_logits)
     expected = reference.binary_focal(labels, log_p, log_q, gamma, alpha, epsilon)
     np.testing.assert_allclose(to_numpy(loss(labels, y_pred)), expected, rtol=RTOL, atol=ATOL)
 
@@ -97,15 +92,7 @@ def test_categorical_focal_matches_reference(gamma, alpha, epsilon, from_logits,
     loss = CategoricalFocalLoss(
         gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction=None
     )
-    if from_logits:
-        y_pred = logits
-        log_p, log_q = reference.softmax_logs(logits)
-    else:
-        y_pred = to_numpy(ops.softmax(logits))
-        # Normalised by the backend, as the loss does: near p = 1, log p is so
-        # ill-conditioned that one ulp of a differently ordered sum shows.
-        normalised = to_numpy(y_pred / ops.sum(y_pred, axis=-1, keepdims=True))
-        log_p, log_q = reference.probability_logs(normalised)
+    y_pred, log_p, log_q = softmax_inputs(logits, from_logits)
     expected = reference.categorical_focal(one_hot, log_p, log_q, gamma, alpha, epsilon)
     actual = to_numpy(loss(labels if sparse else one_hot, y_pred))
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)

@@ -1,0 +1,35 @@
+"""One distribution, one import namespace, and a working console entry point."""
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+
+def test_models_and_data_prep_live_under_keras_focal():
+    import keras_focal.data_prep
+    import keras_focal.models
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    assert pathlib.Path(keras_focal.models.__file__).resolve() == root / "models" / "__init__.py"
+    assert pathlib.Path(keras_focal.data_prep.__file__).resolve() == root / "data_prep" / "__init__.py"
+
+
+def test_no_top_level_models_or_data_prep_leak(tmp_path):
+    # Run from an empty folder so the checkout itself is not on sys.path.
+    code = "import importlib.util as u; print(u.find_spec('models'), u.find_spec('data_prep'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "None None"
+    assert importlib.util.find_spec("keras_focal.models") is not None
+
+
+def test_console_entry_point_help():
+    script = pathlib.Path(sys.executable).with_name("keras-focal")
+    result = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert "usage: keras-focal" in result.stdout and "demo" in result.stdout

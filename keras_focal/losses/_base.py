@@ -98,6 +98,8 @@ class _LogitsPrediction:
     def gathered(self, labels):
         """`(log p_t, log(1 - p_t))` of the labelled class per pixel."""
         shifted, exp, below = self.terms.gather(labels)
+        # Per pixel: the label is not the (single) arg-max.
+        self.label_direct = ops.logical_or(below, self.terms.tied)
         log_pt = shifted - self.terms.log_total
         return log_pt, self.terms.log_complements(exp, below)
 
@@ -177,7 +179,7 @@ class CategoricalLoss(keras.losses.Loss):
     def dense_loss(self, y_true, prediction):
         raise NotImplementedError
 
-    def sparse_loss(self, labels, prediction, is_label=None):
+    def sparse_loss(self, labels, prediction):
         log_pt, log_1mpt = prediction.gathered(labels)
         return self.pointwise_loss(log_pt, log_1mpt, labels)[0]
 
@@ -185,7 +187,7 @@ class CategoricalLoss(keras.losses.Loss):
         """Per-pixel loss from logits and integer labels, with its exact gradient.
 
         p_t-only losses give `pointwise_loss` (gradient `scale * (p - onehot)`);
-        others give `fused_sparse_gradient(terms, labels, is_label, log_pt,
+        others give `fused_sparse_gradient(prediction, is_label, log_pt,
         log_1mpt)` and compute their value with `sparse_loss`.
         """
         class_ids = ops.reshape(
@@ -202,7 +204,7 @@ class CategoricalLoss(keras.losses.Loss):
             if self.pointwise_loss is not None:
                 loss, scale = self.pointwise_loss(log_pt, log_1mpt, labels)
             else:
-                loss, scale = self.sparse_loss(labels, prediction, is_label), None
+                loss, scale = self.sparse_loss(labels, prediction), None
             mask = None if valid is None else ops.cast(valid, "float32")
 
             def gradient(*args, upstream=None):
@@ -212,7 +214,7 @@ class CategoricalLoss(keras.losses.Loss):
                     upstream = upstream * mask
                 if scale is None:
                     return upstream * self.fused_sparse_gradient(
-                        terms, labels, is_label, log_pt, log_1mpt
+                        prediction, is_label, log_pt, log_1mpt
                     )
                 probabilities = terms.exp * terms._inverse_total
                 # p_t - 1 = -(1 - p_t), taken from log(1 - p_t) to keep its precision.

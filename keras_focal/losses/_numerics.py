@@ -96,7 +96,9 @@ class SoftmaxTerms:
         )
         self._others = others
         self._inverse_total = 1.0 / self.total
-        self._log_argmax_complement = (
+        self._direct = None
+        self._probabilities = None
+        self.log_argmax_complement = (
             ops.log(self.argmax_others()) - self.log_total
         )
 
@@ -114,17 +116,31 @@ class SoftmaxTerms:
         pixel (keepdims along the class axis) for the sparse path.
         """
         if exp is None:
-            exp, below_max = self.exp, self.below_max
-        direct = ops.logical_or(below_max, self._tied)
+            direct, ratio = self.direct_mask(), self.probabilities()
+        else:
+            direct, ratio = ops.logical_or(below_max, self._tied), exp * self._inverse_total
         # The cap changes nothing where `direct` holds (p_i <= 1/2 there); it
         # keeps the unselected arg-max branch away from log1p(-1), whose
         # infinite gradient would turn into NaN through `where`.
-        ratio = ops.minimum(exp * self._inverse_total, 0.5)
-        return ops.where(direct, ops.log1p(-ratio), self._log_argmax_complement)
+        ratio = ops.minimum(ratio, 0.5)
+        return ops.where(direct, ops.log1p(-ratio), self.log_argmax_complement)
 
     def direct_mask(self):
-        """True where `S - e_i` is exact (every class but a single arg-max)."""
-        return ops.logical_or(self.below_max, self._tied)
+        """True where `S - e_i` is exact (every class but a single arg-max); cached."""
+        if self._direct is None:
+            self._direct = ops.logical_or(self.below_max, self._tied)
+        return self._direct
+
+    def probabilities(self):
+        """`p_i = e_i / S` for every class; cached."""
+        if self._probabilities is None:
+            self._probabilities = self.exp * self._inverse_total
+        return self._probabilities
+
+    @property
+    def tied(self):
+        """Per pixel: two or more classes share the maximum logit."""
+        return self._tied
 
     def argmax_others(self):
         """`S - e_max` of the arg-max, floored at float32's smallest normal."""

@@ -114,7 +114,7 @@ class DualFocalLoss(_base.CategoricalLoss):
             terms = terms + self.alpha * focal
         return ops.sum(terms, axis=axis, keepdims=True)
 
-    def fused_sparse_gradient(self, terms, labels, is_label, log_pt, log_1mpt):
+    def fused_sparse_gradient(self, prediction, is_label, log_pt, log_1mpt):
         """d loss / d logits for integer labels, in closed form.
 
         With `t` the label, `p` the softmax, `odds_i = p_i / (1 - p_i)`,
@@ -128,16 +128,15 @@ class DualFocalLoss(_base.CategoricalLoss):
 
         Only the arg-max can have odds > 1; when it is a wrong class `a`, its
         entry `odds_a - p_a O` would cancel two huge numbers and is taken as
-        `p_a (1 - O')` with `O'` the sum of the other odds.
+        `p_a (1 - O')` with `O'` the sum of the other (bounded) odds.
         """
-        p = terms.exp * terms._inverse_total
-        one_minus_pt = ops.exp(log_1mpt)
-        gradient = ops.where(is_label, -one_minus_pt, p)
+        terms = prediction.terms
+        p = terms.probabilities()
+        gradient = ops.where(is_label, -ops.exp(log_1mpt), p)
         if self.alpha and self.gamma == 1:
             gradient = gradient * (1.0 + 2.0 * self.alpha * ops.exp(log_pt))
         elif self.alpha and self.gamma != 0:
-            log_p = terms.log_probabilities()
-            powers = ops.where(is_label, 0.0, ops.exp(self.gamma * log_p))
+            powers = ops.where(is_label, 0.0, ops.exp(self.gamma * terms.log_probabilities()))
             power_sum = ops.sum(powers, axis=terms.axis, keepdims=True)
             p_t = ops.exp(log_pt)
             label_term = -p_t * ops.exp(self.gamma * log_1mpt)
@@ -146,34 +145,60 @@ class DualFocalLoss(_base.CategoricalLoss):
             gradient = gradient + (self.alpha * self.gamma) * focal
         if self.beta:
             direct = terms.direct_mask()
-            argmax_others = terms.argmax_others()
-            rest = ops.where(direct, terms.total - terms.exp, argmax_others)
-            odds = terms.exp / rest
-            is_wrong_argmax = ops.logical_and(ops.logical_not(direct), ops.logical_not(is_label))
-            bounded_odds = ops.where(ops.logical_or(is_label, ops.logical_not(direct)), 0.0, odds)
+            # Odds of every wrong class below the maximum (each <= 1).
+            bounded_odds = ops.where(
+                ops.logical_and(direct, ops.logical_not(is_label)),
+                terms.exp / (terms.total - terms.exp),
+                0.0,
+            )
             other_odds = ops.sum(bounded_odds, axis=terms.axis, keepdims=True)
-            argmax_odds = ops.sum(ops.where(is_wrong_argmax, odds, 0.0), axis=terms.axis, keepdims=True)
+            # Per pixel: a single arg-max exists and it is not the label.
+            wrong_argmax = ops.logical_and(prediction.label_direct, ops.logical_not(terms.tied))
+            argmax_odds = ops.where(wrong_argmax, 1.0 / terms.argmax_others(), 0.0)
             false_class = ops.where(
-                is_wrong_argmax,
+                ops.logical_and(ops.logical_not(direct), wrong_argmax),
                 p * (1.0 - other_odds),
                 bounded_odds - p * (other_odds + argmax_odds),
             )
             gradient = gradient + self.beta * false_class
         return gradient
 
-    def sparse_loss(self, labels, prediction, is_label=None):
+    def _false_class_log_sum(self, prediction, log_1mpt):
+        """`sum_{i != t} log(1 - p_i)` from logits, without a per-class label mask.
+
+        Sums `log1p(-p_i)` over the classes below the maximum, removes the
+        label's term when the label is among them (|term| <= log 2, and the
+        loss is then >= log 2, so no precision is lost) and adds the arg-max's
+        term when the arg-max is a wrong class.
+        """
+        terms = prediction.terms
+        below_sum = ops.sum(
+            ops.where(
+                terms.direct_mask(), ops.log1p(-ops.minimum(terms.probabilities(), 0.5)), 0.0
+            ),
+            axis=prediction.axis,
+            keepdims=True,
+        )
+        argmax_term = ops.where(terms.tied, 0.0, terms.log_argmax_complement)
+        correction = ops.where(prediction.label_direct, argmax_term - log_1mpt, 0.0)
+        return below_sum + correction
+
+    def sparse_loss(self, labels, prediction):
         axis = prediction.axis
         log_pt, log_1mpt = prediction.gathered(labels)
         loss = -log_pt
+        from_logits = hasattr(prediction, "terms")
         shortcut = self.gamma == 0 or (self.gamma == 1 and prediction.sums_to_one)
-        needs_others = self.beta or (self.alpha and not shortcut)
-        if needs_others and is_label is None:
+        needs_mask = (self.beta and not from_logits) or (self.alpha and not shortcut)
+        if needs_mask:
             rank = len(labels.shape)
             classes = _base.broadcast_class_vector(
                 list(range(prediction.num_classes)), rank, axis
             )
             is_label = ops.equal(classes, ops.cast(labels, "float32"))
-        if self.beta:
+        if self.beta and from_logits:
+            loss = loss - self.beta * self._false_class_log_sum(prediction, log_1mpt)
+        elif self.beta:
             others = ops.where(is_label, 0.0, prediction.log_1mp())
             loss = loss - self.beta * ops.sum(others, axis=axis, keepdims=True)
         if self.alpha:

@@ -90,7 +90,7 @@ class _LogitsPrediction:
         return self._log_1mp
 
     def probabilities(self):
-        return self.terms.exp / self.terms.total
+        return self.terms.probabilities()
 
     def complements(self):
         return ops.exp(self.log_1mp())

@@ -58,3 +58,15 @@ def sigmoid_inputs(logits, from_logits):
         return (logits, *reference.sigmoid_logs(logits))
     y_pred = to_numpy(ops.sigmoid(logits))
     return (y_pred, *reference.probability_logs(y_pred))
+
+
+def central_differences(function, x, step=1e-6):
+    """Float64 central-difference gradient of a scalar `function` at `x`."""
+    base = np.asarray(x, np.float64)
+    gradient = np.zeros_like(base)
+    for index in np.ndindex(*base.shape):
+        plus, minus = base.copy(), base.copy()
+        plus[index] += step
+        minus[index] -= step
+        gradient[index] = (function(plus) - function(minus)) / (2 * step)
+    return gradient

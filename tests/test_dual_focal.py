@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_focal.losses import DualFocalLoss
 from tests import reference
-from tests.helpers import softmax_inputs, to_numpy, value_and_gradient
+from tests.helpers import central_differences, softmax_inputs, to_numpy, value_and_gradient
 from tests.test_focal import ATOL, GRADIENT_LOGITS, RTOL, _categorical_inputs
 
 pytestmark = pytest.mark.backend_agnostic
@@ -99,13 +99,7 @@ def test_gradient_matches_finite_differences(gamma, sparse):
         log_p, log_q = reference.softmax_logs(z)
         return reference.dual_focal(one_hot, log_p, log_q, 1.0, 1.0, gamma).sum()
 
-    step, base = 1e-6, logits.astype(np.float64)
-    numeric = np.zeros_like(base)
-    for index in np.ndindex(*base.shape):
-        plus, minus = base.copy(), base.copy()
-        plus[index] += step
-        minus[index] -= step
-        numeric[index] = (reference_loss(plus) - reference_loss(minus)) / (2 * step)
+    numeric = central_differences(reference_loss, logits)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-3, atol=1e-5)
 
 

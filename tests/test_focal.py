@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_focal.losses import BinaryFocalLoss, CategoricalFocalLoss
 from tests import reference
-from tests.helpers import sigmoid_inputs, softmax_inputs, to_numpy, value_and_gradient
+from tests.helpers import central_differences, sigmoid_inputs, softmax_inputs, to_numpy, value_and_gradient
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -228,14 +228,7 @@ def test_categorical_focal_gradient_matches_finite_differences(gamma, epsilon):
         log_p, log_q = reference.softmax_logs(z)
         return reference.categorical_focal(one_hot, log_p, log_q, gamma, None, epsilon).sum()
 
-    step = 1e-6
-    numeric = np.zeros_like(logits, dtype=np.float64)
-    base = logits.astype(np.float64)
-    for index in np.ndindex(*logits.shape):
-        plus, minus = base.copy(), base.copy()
-        plus[index] += step
-        minus[index] -= step
-        numeric[index] = (reference_loss(plus) - reference_loss(minus)) / (2 * step)
+    numeric = central_differences(reference_loss, logits)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-3, atol=1e-5)
 
 

@@ -101,7 +101,7 @@ class _LogitsPrediction:
         # Per pixel: the label is not the (single) arg-max.
         self.label_direct = ops.logical_or(below, self.terms.tied)
         log_pt = shifted - self.terms.log_total
-        return log_pt, self.terms.log_complements(exp, below)
+        return log_pt, self.terms.log_complements(exp, self.label_direct)
 
 
 class _ProbabilityPrediction:
@@ -216,7 +216,7 @@ class CategoricalLoss(keras.losses.Loss):
                     return upstream * self.fused_sparse_gradient(
                         prediction, is_label, log_pt, log_1mpt
                     )
-                probabilities = terms.exp * terms._inverse_total
+                probabilities = terms.probabilities()
                 # p_t - 1 = -(1 - p_t), taken from log(1 - p_t) to keep its precision.
                 difference = ops.where(is_label, -ops.exp(log_1mpt), probabilities)
                 return (upstream * scale) * difference

@@ -106,19 +106,20 @@ class SoftmaxTerms:
         """`log p_i` for every class."""
         return self.shifted - self.log_total
 
-    def log_complements(self, exp=None, below_max=None):
+    def log_complements(self, exp=None, direct=None):
         """`log(1 - p_i)`, for every class or for gathered ones.
 
         Every class below the maximum (and every tied maximum) has
         `p_i <= 1/2`, where `log1p(-p_i)` is exact; the single arg-max uses the
         sum of the other exponentials. With no arguments it is computed for
-        all classes; pass the gathered `exp` and `below_max` of one class per
-        pixel (keepdims along the class axis) for the sparse path.
+        all classes; pass the gathered `exp` of one class per pixel (keepdims
+        along the class axis) and its `direct` mask (`below_max or tied`) for
+        the sparse path.
         """
         if exp is None:
             direct, ratio = self.direct_mask(), self.probabilities()
         else:
-            direct, ratio = ops.logical_or(below_max, self._tied), exp * self._inverse_total
+            ratio = exp * self._inverse_total
         # The cap changes nothing where `direct` holds (p_i <= 1/2 there); it
         # keeps the unselected arg-max branch away from log1p(-1), whose
         # infinite gradient would turn into NaN through `where`.

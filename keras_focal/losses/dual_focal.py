@@ -187,7 +187,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         axis = prediction.axis
         log_pt, log_1mpt = prediction.gathered(labels)
         loss = -log_pt
-        from_logits = hasattr(prediction, "terms")
+        from_logits = isinstance(prediction, _base._LogitsPrediction)
         shortcut = self.gamma == 0 or (self.gamma == 1 and prediction.sums_to_one)
         needs_mask = (self.beta and not from_logits) or (self.alpha and not shortcut)
         if needs_mask:

@@ -13,8 +13,6 @@ the same way.
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,6 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from _timing import interleaved_medians  # noqa: E402  (bench/ is on sys.path)
 from keras_focal import losses  # noqa: E402
 
 
@@ -38,17 +37,6 @@ def compile_step(loss, labels, logits, jit_compile):
         value, gradient = step(labels, logits)
     assert np.isfinite(value.numpy()) and np.all(np.isfinite(gradient.numpy()))
     return lambda: step(labels, logits)[1].numpy()
-
-
-def interleaved_medians(steps, repeats):
-    """Median seconds of each step, timed round-robin so drift hits all alike."""
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None):

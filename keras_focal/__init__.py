@@ -6,7 +6,8 @@ Submodules:
   softmax focal losses (with the stabilising `epsilon` of Note on the Stability
   of the Focal Loss), and Hossain et al.'s Dual Focal Loss.
 - `keras_focal.layers`: the Adaptive Class Weight (ACW) layer.
-- `keras_focal.initializers`: the prior-probability bias initialiser.
+- `keras_focal.initializers`: the prior-probability bias initialiser and the
+  bilinear kernel of FCN's upsampling layers.
 - `keras_focal.class_weights`: MATLAB-style `countEachLabel` and class-weight
   helpers.
 - `keras_focal.models`, `keras_focal.data_prep`: network builders and data

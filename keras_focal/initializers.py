@@ -1,4 +1,4 @@
-"""The prior-probability bias initialiser of the focal-loss paper."""
+"""Initialisers: the focal-loss prior-probability bias and bilinear upsampling kernels."""
 
 import math
 
@@ -74,3 +74,50 @@ class PriorProbability(keras.initializers.Initializer):
 
     def get_config(self):
         return {"probability": self.probability, "activation": self.activation}
+
+
+def bilinear_filter(size):
+    """The `size`x`size` bilinear interpolation filter of FCN (Long et al., 2015).
+
+    `f(i, j) = (1 - |i - c| / s) (1 - |j - c| / s)` with `s = ceil(size / 2)`
+    and centre `c = s - 1` for odd sizes, `s - 1/2` for even sizes.
+    """
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    taps = 1.0 - np.abs(np.arange(size) - center) / factor
+    return np.outer(taps, taps)
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class BilinearUpsampling(keras.initializers.Initializer):
+    """Kernel initialiser that makes a transposed convolution upsample bilinearly.
+
+    For a `Conv2DTranspose` kernel of shape `(k, k, out_channels, in_channels)`
+    it puts `bilinear_filter(k)` on the channel diagonal (`c -> c`) and zeros
+    elsewhere, so that with `strides=s` and `k = 2s` the untrained layer is
+    bilinear interpolation by `s` of each channel; training may then refine it
+    (FCN's `upscore` layers).
+
+    Example:
+
+    >>> up = keras.layers.Conv2DTranspose(
+    ...     1, 4, strides=2, padding="same", use_bias=False,
+    ...     kernel_initializer=BilinearUpsampling())
+    >>> up(np.ones((1, 2, 2, 1), "float32")).shape
+    (1, 4, 4, 1)
+    """
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 4 or shape[0] != shape[1]:
+            raise ValueError(
+                "BilinearUpsampling needs a square 2-D transposed-convolution kernel "
+                f"of shape (k, k, out_channels, in_channels). Received shape {tuple(shape)}"
+            )
+        size, _, out_channels, in_channels = (int(v) for v in shape)
+        kernel = np.zeros((size, size, out_channels, in_channels), dtype="float32")
+        channels = np.arange(min(out_channels, in_channels))
+        kernel[:, :, channels, channels] = bilinear_filter(size)[..., None]
+        return ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}

@@ -1,7 +1,23 @@
 """Network builders (`keras_focal.models`).
 
-This folder installs as `keras_focal.models`. The DeepLabV3+, VGG19-FCN and
-U-Net builders and the stability paper's networks are added by the models
-issue; the classification head they share uses
-`keras_focal.layers.AdaptiveClassWeight`.
+- `deeplabv3_plus`: DeepLabV3+ on a ResNet-18 backbone (MATLAB's
+  `deeplabv3plusLayers(..., "resnet18")`).
+- `vgg19_fcn`: FCN-8s on the VGG19 convolutional layers.
+- `unet`: Ronneberger's U-Net.
+- `resnet18_backbone`: the ResNet-18 feature extractor with named stages.
+- `stability_cnn`, `stability_unet`: the networks of Note on the Stability of
+  the Focal Loss (Table 2 and Table 3).
+
+The three segmentation builders share one head: a classifier whose
+full-resolution output is the layer `logits`, then `acw` (the
+`AdaptiveClassWeight` layer, only when `acw_weights` is given) and
+`probabilities` (softmax, or sigmoid for one class), both in float32.
 """
+
+from keras_focal.models.deeplab import deeplabv3_plus
+from keras_focal.models.fcn import vgg19_fcn
+from keras_focal.models.resnet import resnet18_backbone
+from keras_focal.models.stability import stability_cnn, stability_unet
+from keras_focal.models.unet import unet
+
+__all__ = ["deeplabv3_plus", "resnet18_backbone", "stability_cnn", "stability_unet", "unet", "vgg19_fcn"]

@@ -1,6 +1,29 @@
-"""Data preparation (`keras_focal.data_prep`).
+"""Data preparation (`keras_focal.data_prep`): volumes and label images to PNG datasets.
 
-This folder installs as `keras_focal.data_prep`. Slicing of MHD / DICOM
-volumes and CamVid-style label sets into PNG pairs is added by the data-prep
-issue.
+- `find_promise12_cases`, `find_dicom_cases`, `find_rgb_label_cases`: the
+  cases of each source; `prepare_dataset` slices, resizes and writes them
+  (`OUT/images`, `OUT/masks`, manifest.csv, classes.json, folds.csv) safely
+  and resumably.
+- `read_volume` (SimpleITK) and `read_dicom_volume` (pydicom, sorted along
+  the slice normal, rescaled) return `Volume`s with their geometry.
+- `make_promise12_like`, `make_ultrasound_like`: the built-in synthetic data.
+- `CAMVID_11`, `rgb_to_labels`, `read_palette_csv`: colour label images.
+
+The command line is `keras-focal prep synth|promise12|dicom|camvid`.
 """
+
+from keras_focal.data_prep.camvid import CAMVID_11, read_palette_csv, rgb_to_labels
+from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions, PrepReport, assign_folds, prepare_dataset
+from keras_focal.data_prep.dicom import read_dicom_volume
+from keras_focal.data_prep.slicing import normalize_intensity, resize_image, resize_mask, select_slices
+from keras_focal.data_prep.sources import find_dicom_cases, find_promise12_cases, find_rgb_label_cases
+from keras_focal.data_prep.synthetic import make_promise12_like, make_ultrasound_like
+from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
+
+__all__ = [
+    "CAMVID_11", "Case", "CaseData", "CaseError", "PrepOptions", "PrepReport", "Volume",
+    "assign_folds", "check_same_grid", "find_dicom_cases", "find_promise12_cases", "find_rgb_label_cases",
+    "make_promise12_like", "make_ultrasound_like", "normalize_intensity", "prepare_dataset",
+    "read_dicom_volume", "read_palette_csv", "read_volume", "resize_image", "resize_mask",
+    "rgb_to_labels", "select_slices",
+]

@@ -37,6 +37,10 @@ def build_parser():
     demo.add_argument("--epochs", type=int, default=25, help="training epochs per loss (default: 25)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(handler=_demo)
+
+    from keras_focal.data_prep.cli import add_prep_parser, run_prep
+
+    add_prep_parser(commands).set_defaults(run=run_prep)
     return parser
 
 
@@ -47,6 +51,8 @@ def main(argv=None):
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 0
+    if getattr(args, "run", None) is not None:
+        return args.run(args)
     return args.handler(args)
 
 

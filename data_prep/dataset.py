@@ -1,0 +1,487 @@
+"""Writes prepared cases as a PNG dataset, safely and resumably.
+
+Layout of an output folder `OUT`:
+
+```
+OUT/images/<case>_<slice>.png   uint8 grey or RGB, size x size
+OUT/masks/<case>_<slice>.png    uint8 class indices, 255 = ignore
+OUT/manifest.csv                one row per slice
+OUT/classes.json                names, PixelCount, ImagePixelCount, class weights, per-case counts
+OUT/folds.csv                   case -> fold (patient-level)
+OUT/prep.json                   the options the folder was prepared with
+OUT/cases/<case>.json           one record per finished case (the commit marker)
+OUT/failed.csv                  only when some case failed
+```
+
+A case is written under `OUT/.partial/<case>/`, its files are then renamed
+into `images/` and `masks/`, and only then is its record renamed into
+`cases/`: a case is finished exactly when its record exists, so an
+interrupted run never leaves a half-written case that looks finished, and
+a re-run skips the finished ones. The manifest, class counts and folds are
+rebuilt from the records at the end of every run, each written to a
+temporary file and renamed.
+"""
+
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+from keras_focal.data_prep.slicing import (
+    DEFAULT_PERCENTILES,
+    check_labels,
+    foreground_fractions,
+    resize_image,
+    resize_mask,
+    select_slices,
+)
+from keras_focal.data_prep.volume import CaseError
+
+IGNORE_LABEL = 255
+MANIFEST_COLUMNS = [
+    "case", "slice", "image", "mask", "source_image", "source_mask",
+    "spacing_x", "spacing_y", "spacing_z", "original_height", "original_width",
+    "original_slices", "foreground_fraction",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepOptions:
+    """How slices are made; a folder is only resumed with the same options.
+
+    Attributes:
+        size: output height and width in pixels.
+        percentiles: per-volume intensity clipping for grey volumes.
+        keep_aspect: pad slices to a square before resizing instead of stretching.
+        slices: "all", or "foreground" (slices showing a class other than 0).
+        min_foreground: with "foreground", minimum foreground fraction.
+    """
+
+    size: int = 224
+    percentiles: tuple = DEFAULT_PERCENTILES
+    keep_aspect: bool = False
+    slices: str = "all"
+    min_foreground: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 8:
+            raise ValueError(f"`size` must be an integer >= 8. Received: size={self.size!r}")
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"`percentiles` must satisfy 0 <= low < high <= 100. Received: {self.percentiles!r}")
+        if self.slices not in ("all", "foreground"):
+            raise ValueError(f"`slices` must be 'all' or 'foreground'. Received: slices={self.slices!r}")
+        if not 0 <= self.min_foreground < 1:
+            raise ValueError(f"`min_foreground` must be in [0, 1). Received: {self.min_foreground!r}")
+        object.__setattr__(self, "percentiles", (float(low), float(high)))
+
+
+@dataclasses.dataclass
+class CaseData:
+    """What a source loader returns for one case, at the original resolution.
+
+    Attributes:
+        images: uint8 slices `(n, H, W)` or `(n, H, W, 3)`, or a list of
+            slices (already normalised).
+        masks: uint8 label slices `(n, H, W)`, or a list of label maps.
+        sources: `(image source, mask source)` per slice, or one pair for all.
+        spacing: `(x, y, z)` mm, or None for photographs.
+        notes: warnings to keep in the record.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    sources: list
+    spacing: tuple = None
+    notes: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One patient (or video sequence): a name and what the loader needs."""
+
+    name: str
+    loader: object  # a picklable callable: loader(case, options) -> CaseData
+    inputs: tuple = ()
+
+
+def safe_case_name(name):
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "case"
+
+
+def _write_png(path, array):
+    from PIL import Image
+
+    Image.fromarray(array).save(path, format="PNG")
+
+
+def _write_text_atomically(path, text):
+    directory = os.path.dirname(path) or "."
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_json_atomically(path, data):
+    _write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def prepare_case(case, out, options, num_classes):
+    """Loads, slices, resizes and writes one case; returns its record."""
+    data = case.loader(case, options)
+    images, masks = list(data.images), list(data.masks)
+    if len(images) != len(masks):
+        raise CaseError(f"{len(images)} image slices but {len(masks)} mask slices.")
+    for index, (image, mask) in enumerate(zip(images, masks)):
+        if image.shape[:2] != mask.shape:
+            raise CaseError(f"slice {index}: image {image.shape[:2]} and mask {mask.shape} differ in size.")
+        try:
+            check_labels(mask, num_classes, IGNORE_LABEL, what=f"slice {index} of the mask")
+        except ValueError as error:
+            raise CaseError(str(error)) from None
+    keep = select_slices(masks, options.slices, options.min_foreground, IGNORE_LABEL)
+    fractions = foreground_fractions(masks, IGNORE_LABEL)
+
+    partial = os.path.join(out, ".partial", case.name)
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    size = (options.size, options.size)
+    rows, resized_masks = [], []
+    for index in keep:
+        stem = f"{case.name}_{index:03d}"
+        image = resize_image(images[index], size, options.keep_aspect)
+        mask = resize_mask(masks[index], size, options.keep_aspect, IGNORE_LABEL)
+        _write_png(os.path.join(partial, f"image_{stem}.png"), image)
+        _write_png(os.path.join(partial, f"mask_{stem}.png"), mask)
+        resized_masks.append(mask)
+        source_image, source_mask = data.sources[index] if len(data.sources) == len(images) else data.sources[0]
+        spacing = data.spacing or (None, None, None)
+        rows.append(
+            {
+                "case": case.name,
+                "slice": index,
+                "image": f"images/{stem}.png",
+                "mask": f"masks/{stem}.png",
+                "source_image": source_image,
+                "source_mask": source_mask,
+                "spacing_x": spacing[0],
+                "spacing_y": spacing[1],
+                "spacing_z": spacing[2],
+                "original_height": int(images[index].shape[0]),
+                "original_width": int(images[index].shape[1]),
+                "original_slices": len(images),
+                "foreground_fraction": round(float(fractions[index]), 6),
+            }
+        )
+    pixel_count = np.zeros(num_classes, np.int64)
+    image_pixel_count = np.zeros(num_classes, np.int64)
+    for mask in resized_masks:
+        counts = np.bincount(mask[mask != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+        pixel_count += counts
+        image_pixel_count[counts > 0] += mask.size
+    record = {
+        "case": case.name,
+        "rows": rows,
+        "notes": list(data.notes),
+        "pixel_count": pixel_count.tolist(),
+        "image_pixel_count": image_pixel_count.tolist(),
+    }
+    for row in rows:
+        stem = os.path.basename(row["image"])[: -len(".png")]
+        os.replace(os.path.join(partial, f"image_{stem}.png"), os.path.join(out, row["image"]))
+        os.replace(os.path.join(partial, f"mask_{stem}.png"), os.path.join(out, row["mask"]))
+    record_path = os.path.join(partial, "record.json")
+    write_json_atomically(record_path, record)
+    os.replace(record_path, os.path.join(out, "cases", f"{case.name}.json"))
+    shutil.rmtree(partial, ignore_errors=True)
+    return record
+
+
+def _prepare_safely(case, out, options, num_classes):
+    try:
+        return case.name, prepare_case(case, out, options, num_classes), None
+    except CaseError as error:
+        return case.name, None, str(error)
+    except Exception as error:  # one broken input must not stop the other cases
+        return case.name, None, f"{type(error).__name__}: {error}"
+
+
+def assign_folds(slice_counts, folds=3, seed=0):
+    """Patient-level folds balanced by slice count.
+
+    Cases are shuffled with `seed` (to break ties), sorted by decreasing
+    number of slices and each given to the fold with the fewest slices so
+    far, so that no case is in two folds and the folds hold about the same
+    number of slices.
+
+    Args:
+        slice_counts: `{case: number of slices}`.
+        folds: number of folds, at most the number of cases.
+
+    Returns:
+        `{case: fold}` with folds numbered from 0.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"`folds` must be an integer >= 2. Received: folds={folds!r}")
+    if len(slice_counts) < folds:
+        raise ValueError(f"{folds} patient-level folds need at least {folds} cases; there are {len(slice_counts)}.")
+    names = sorted(slice_counts)
+    order = np.random.default_rng(seed).permutation(len(names))
+    shuffled = [names[i] for i in order]
+    ranked = sorted(shuffled, key=lambda name: -slice_counts[name])
+    totals = [0] * folds
+    assignment = {}
+    for name in ranked:
+        fold = int(np.argmin(totals))
+        assignment[name] = fold
+        totals[fold] += slice_counts[name]
+    return assignment
+
+
+def class_summary(records, class_names):
+    """classes.json's content: totals over `records` and the core's class weights."""
+    from keras_focal.class_weights import inverse_frequency_weights, median_frequency_weights
+
+    pixel_count = np.sum([r["pixel_count"] for r in records], axis=0).astype(np.int64)
+    image_pixel_count = np.sum([r["image_pixel_count"] for r in records], axis=0).astype(np.int64)
+    present = pixel_count > 0
+    inverse = inverse_frequency_weights(pixel_count, absent="zero") if present.any() else None
+    median = None
+    if present.all():
+        median = median_frequency_weights(pixel_count, image_pixel_count).tolist()
+    elif present.sum() >= 1:
+        # Undefined for absent classes: computed over the present ones, None for the others.
+        values = iter(median_frequency_weights(pixel_count[present], image_pixel_count[present]).tolist())
+        median = [next(values) if p else None for p in present]
+    return {
+        "names": list(class_names),
+        "ignore_label": IGNORE_LABEL,
+        "pixel_count": pixel_count.tolist(),
+        "image_pixel_count": image_pixel_count.tolist(),
+        "inverse_frequency_weights": None if inverse is None else inverse.tolist(),
+        "median_frequency_weights": median,
+        "per_case": {
+            r["case"]: {"pixel_count": r["pixel_count"], "image_pixel_count": r["image_pixel_count"]}
+            for r in records
+        },
+    }
+
+
+@dataclasses.dataclass
+class PrepReport:
+    """What a run did; `exit_status` is 0 when no case failed."""
+
+    prepared: list
+    skipped: list
+    failed: dict
+    unlabelled: list
+    total_cases: int
+    total_slices: int
+    folds_error: str = None
+    notes: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def exit_status(self):
+        return 1 if self.failed or self.folds_error else 0
+
+    def summary(self):
+        lines = [
+            f"{self.total_cases} cases ({self.total_slices} slices) in the dataset: "
+            f"{len(self.prepared)} prepared now, {len(self.skipped)} already finished, "
+            f"{len(self.failed)} failed, {len(self.unlabelled)} unlabelled (skipped)."
+        ]
+        if self.unlabelled:
+            lines.append("unlabelled (no segmentation found): " + ", ".join(self.unlabelled))
+        for name, case_notes in self.notes.items():
+            lines.extend(f"note {name}: {note}" for note in case_notes)
+        for name, message in self.failed.items():
+            lines.append(f"FAILED {name}: {message}")
+        if self.folds_error:
+            lines.append(f"no folds.csv: {self.folds_error}")
+        return "\n".join(lines)
+
+
+def _check_options(out, description, force):
+    path = os.path.join(out, "prep.json")
+    if os.path.exists(path) and not force:
+        with open(path) as stream:
+            previous = json.load(stream)
+        if previous != description:
+            changed = sorted(k for k in set(previous) | set(description) if previous.get(k) != description.get(k))
+            raise ValueError(
+                f"'{out}' was prepared with different settings ({', '.join(changed)}): "
+                "re-run with --force to rebuild it, or choose another output folder."
+            )
+
+
+def _mp_context():
+    # fork: workers start at once, without re-importing TensorFlow; they only run NumPy/ITK/PIL.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def prepare_dataset(
+    cases,
+    out,
+    class_names,
+    options=PrepOptions(),
+    source="",
+    folds=3,
+    seed=0,
+    workers=1,
+    force=False,
+    unlabelled=(),
+    failures=None,
+    progress=True,
+):
+    """Prepares `cases` into `out` (see the module docstring for the layout).
+
+    Args:
+        cases: `Case` objects with unique names.
+        out: output folder (created).
+        class_names: names of the classes, index = label value.
+        options: `PrepOptions`.
+        source: a label for the data source, kept in prep.json.
+        folds: number of patient-level folds.
+        seed: seed of the fold assignment.
+        workers: processes working on cases at once.
+        force: rebuild finished cases (and accept changed options).
+        unlabelled: names of cases skipped for lack of a segmentation.
+        failures: `{case: message}` for cases the source could not pair
+            (reported with the others, exit status 1).
+        progress: show a progress bar.
+
+    Returns:
+        A `PrepReport`.
+
+    Raises:
+        ValueError: bad options, duplicate case names, or a folder prepared
+            with other settings (without `force`).
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
+    names = [case.name for case in cases]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"several cases share the names {duplicates}; case names must be unique.")
+    description = {
+        "source": source,
+        "class_names": list(class_names),
+        "options": dataclasses.asdict(options) | {"percentiles": list(options.percentiles)},
+        "folds": folds,
+        "seed": seed,
+    }
+    os.makedirs(out, exist_ok=True)
+    _check_options(out, description, force)
+    for sub in ("images", "masks", "cases"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    shutil.rmtree(os.path.join(out, ".partial"), ignore_errors=True)
+    if force:
+        for name in os.listdir(os.path.join(out, "cases")):
+            os.remove(os.path.join(out, "cases", name))
+    write_json_atomically(os.path.join(out, "prep.json"), description)
+
+    finished = {n[: -len(".json")] for n in os.listdir(os.path.join(out, "cases")) if n.endswith(".json")}
+    pending = [case for case in cases if case.name not in finished]
+    skipped = [case.name for case in cases if case.name in finished]
+    prepared, failed = [], dict(failures or {})
+    bar = tqdm(total=len(pending), desc="cases", unit="case", disable=not progress or not pending)
+    num_classes = len(class_names)
+
+    notes = {}
+
+    def collect(result):
+        name, record, error = result
+        if error is None:
+            prepared.append(name)
+            if record["notes"]:
+                notes[name] = record["notes"]
+        else:
+            failed[name] = error
+        bar.update(1)
+        bar.set_postfix(failed=len(failed))
+
+    try:
+        if workers == 1 or len(pending) < 2:
+            for case in pending:
+                collect(_prepare_safely(case, out, options, num_classes))
+        else:
+            with concurrent.futures.ProcessPoolExecutor(min(workers, len(pending)), mp_context=_mp_context()) as pool:
+                futures = [pool.submit(_prepare_safely, case, out, options, num_classes) for case in pending]
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        collect(future.result())
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+    return _finalize(out, class_names, folds, seed, prepared, skipped, failed, list(unlabelled), notes)
+
+
+def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabelled, notes):
+    import pandas as pd
+
+    records = []
+    for name in sorted(os.listdir(os.path.join(out, "cases"))):
+        if name.endswith(".json"):
+            with open(os.path.join(out, "cases", name)) as stream:
+                records.append(json.load(stream))
+    rows = [row for record in records for row in record["rows"]]
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    _write_text_atomically(os.path.join(out, "manifest.csv"), manifest.to_csv(index=False))
+
+    referenced = {row["image"] for row in rows} | {row["mask"] for row in rows}
+    for sub in ("images", "masks"):
+        for name in os.listdir(os.path.join(out, sub)):
+            if f"{sub}/{name}" not in referenced:  # left by an interrupted case
+                os.remove(os.path.join(out, sub, name))
+
+    folds_error = None
+    if records:
+        write_json_atomically(os.path.join(out, "classes.json"), class_summary(records, class_names))
+        try:
+            assignment = assign_folds({r["case"]: len(r["rows"]) for r in records}, folds, seed)
+        except ValueError as error:
+            folds_error = str(error)
+        else:
+            slices = {r["case"]: len(r["rows"]) for r in records}
+            table = pd.DataFrame(
+                {"case": list(assignment), "fold": list(assignment.values()), "slices": [slices[c] for c in assignment]}
+            ).sort_values(["fold", "case"])
+            _write_text_atomically(os.path.join(out, "folds.csv"), table.to_csv(index=False))
+    failed_path = os.path.join(out, "failed.csv")
+    if failed:
+        table = pd.DataFrame({"case": list(failed), "error": list(failed.values())})
+        _write_text_atomically(failed_path, table.to_csv(index=False))
+    elif os.path.exists(failed_path):
+        os.remove(failed_path)
+    return PrepReport(
+        prepared=sorted(prepared),
+        skipped=sorted(skipped),
+        failed=dict(sorted(failed.items())),
+        unlabelled=sorted(unlabelled),
+        total_cases=len(records),
+        total_slices=len(rows),
+        folds_error=folds_error,
+        notes=notes,
+    )
+
+
+def print_report(report, stream=sys.stdout):
+    print(report.summary(), file=stream)

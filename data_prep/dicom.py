@@ -1,0 +1,220 @@
+"""DICOM series and multi-frame files to `Volume`s (pydicom, GDCM through SimpleITK as fallback)."""
+
+import collections
+import os
+
+import numpy as np
+
+from keras_focal.data_prep.volume import CaseError, Volume
+
+# A slice step further than this from the median step is reported as a gap.
+GAP_TOLERANCE = 0.1
+
+
+def _read_header(path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return None
+
+
+def _pixels(path, dataset_header):
+    """Modality-rescaled pixels of one file, `(frames, rows, columns)` float32."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    dataset = pydicom.dcmread(path)
+    try:
+        array = dataset.pixel_array
+    except Exception as error:  # pydicom names the missing decoder; GDCM often has one
+        try:
+            import SimpleITK as sitk
+
+            array = sitk.GetArrayFromImage(sitk.ReadImage(path))
+            return array.astype(np.float32).reshape((-1,) + array.shape[-2:])
+        except RuntimeError:
+            raise CaseError(f"cannot decode the pixel data of '{path}': {error}") from None
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if samples == 3:
+        if str(dataset.get("PhotometricInterpretation", "")).startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            array = convert_color_space(array, dataset.PhotometricInterpretation, "RGB")
+        # ITU-R BT.601 luma: ultrasound is often stored as RGB.
+        array = array[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    else:
+        array = apply_modality_lut(array, dataset)
+    array = np.asarray(array, dtype=np.float32)
+    return array.reshape((frames,) + array.shape[-2:])
+
+
+def _orientation(header):
+    orientation = header.get("ImageOrientationPatient")
+    if orientation is None:
+        shared = header.get("SharedFunctionalGroupsSequence")
+        try:
+            orientation = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
+        except (AttributeError, IndexError, TypeError):
+            return None
+    row, column = np.array(orientation[:3], float), np.array(orientation[3:6], float)
+    return row, column, np.cross(row, column)
+
+
+def _pixel_spacing(header):
+    spacing = header.get("PixelSpacing") or header.get("ImagerPixelSpacing")
+    if spacing is None:
+        shared = header.get("SharedFunctionalGroupsSequence")
+        try:
+            spacing = shared[0].PixelMeasuresSequence[0].PixelSpacing
+        except (AttributeError, IndexError, TypeError):
+            spacing = None
+    if spacing is None:
+        return (1.0, 1.0), ["no PixelSpacing: assumed 1 mm"]
+    return (float(spacing[1]), float(spacing[0])), []  # (x = column step, y = row step)
+
+
+def _frame_positions(header, frames):
+    """Per-frame ImagePositionPatient of a multi-frame file, or None."""
+    per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) == frames:
+        try:
+            return [np.array(item.PlanePositionSequence[0].ImagePositionPatient, float) for item in per_frame]
+        except (AttributeError, IndexError):
+            pass
+    offsets = header.get("GridFrameOffsetVector")
+    position = header.get("ImagePositionPatient")
+    orientation = _orientation(header)
+    if offsets is not None and position is not None and orientation is not None and len(offsets) == frames:
+        return [np.array(position, float) + float(o) * orientation[2] for o in offsets]
+    return None
+
+
+def _slice_step(positions, normal, notes):
+    """Sorted order and median step of slices along `normal`; notes gaps."""
+    distances = np.array([float(np.dot(p, normal)) for p in positions])
+    order = np.argsort(distances, kind="stable")
+    distances = distances[order]
+    if len(distances) < 2:
+        return order, None
+    steps = np.diff(distances)
+    if np.any(steps < 1e-4):
+        duplicate = float(distances[1:][steps < 1e-4][0])
+        raise CaseError(f"two slices lie at the same position ({duplicate:.3f} mm along the slice normal).")
+    step = float(np.median(steps))
+    gaps = np.nonzero(np.abs(steps - step) > GAP_TOLERANCE * step)[0]
+    if gaps.size:
+        described = ", ".join(f"{distances[i]:.2f}->{distances[i + 1]:.2f} mm" for i in gaps[:5])
+        notes.append(f"uneven slice positions (median step {step:.3f} mm): {described}")
+    return order, step
+
+
+def find_series(folder):
+    """`{SeriesInstanceUID: [(path, header), ...]}` for every DICOM file under `folder`."""
+    series = collections.defaultdict(list)
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            if name.upper() == "DICOMDIR":
+                continue
+            path = os.path.join(root, name)
+            header = _read_header(path)
+            if header is not None and header.get("Rows"):  # an image, not a report or DICOMDIR
+                series[str(header.get("SeriesInstanceUID", "unknown"))].append((path, header))
+    return dict(series)
+
+
+def _describe(uid, files):
+    header = files[0][1]
+    return (
+        f"{uid} (SeriesNumber {header.get('SeriesNumber', '?')}, "
+        f"'{header.get('SeriesDescription', '')}', {len(files)} files)"
+    )
+
+
+def read_dicom_volume(path, series=None):
+    """Reads a DICOM series folder, or one (multi-frame) DICOM file, as a `Volume`.
+
+    - Files are grouped by SeriesInstanceUID; with several series, `series`
+      picks one (a UID or a SeriesNumber), otherwise the error lists them.
+    - Slices are sorted along the normal of ImageOrientationPatient (the
+      cross product of its row and column directions) by their
+      ImagePositionPatient; InstanceNumber is only a fallback, with a note.
+      Uneven steps are noted as gaps; two slices at one position fail.
+    - Pixel values go through RescaleSlope/RescaleIntercept (the modality
+      LUT); colour images become luma. Pixel data that pydicom cannot
+      decode is read with GDCM through SimpleITK.
+
+    Raises:
+        CaseError: no DICOM image, ambiguous series, unreadable pixels,
+            inconsistent slice sizes, or duplicate slice positions.
+    """
+    path = str(path)
+    if os.path.isfile(path):
+        header = _read_header(path)
+        if header is None:
+            raise CaseError(f"'{path}' is not a DICOM file.")
+        files = [(path, header)]
+    elif os.path.isdir(path):
+        groups = find_series(path)
+        if not groups:
+            raise CaseError(f"no DICOM image under '{path}'.")
+        if len(groups) > 1:
+            chosen = [
+                uid for uid, group in groups.items()
+                if series is not None and (uid == str(series) or str(group[0][1].get("SeriesNumber", "")) == str(series))
+            ]
+            if len(chosen) != 1:
+                listing = "; ".join(_describe(uid, group) for uid, group in groups.items())
+                reason = "pick one with --series" if series is None else f"--series {series!r} matches {len(chosen)}"
+                raise CaseError(f"'{path}' holds {len(groups)} series ({reason}): {listing}")
+            files = groups[chosen[0]]
+        else:
+            files = next(iter(groups.values()))
+    else:
+        raise CaseError(f"'{path}' does not exist.")
+
+    notes = []
+    first = files[0][1]
+    spacing_xy, spacing_notes = _pixel_spacing(first)
+    notes += spacing_notes
+    orientation = _orientation(first)
+    if len(files) == 1:
+        frames = _pixels(files[0][0], first)
+        positions = _frame_positions(first, frames.shape[0])
+        if positions is None and first.get("ImagePositionPatient") is not None:
+            positions = [np.array(first.ImagePositionPatient, float)]
+    else:
+        slices = [_pixels(p, h) for p, h in files]
+        shapes = {s.shape[1:] for s in slices}
+        if len(shapes) > 1 or any(s.shape[0] != 1 for s in slices):
+            raise CaseError(f"the files of '{path}' differ in size or hold several frames: {sorted(shapes)}")
+        frames = np.concatenate(slices)
+        positions = [h.get("ImagePositionPatient") for _, h in files]
+        positions = None if any(p is None for p in positions) else [np.array(p, float) for p in positions]
+
+    if orientation is not None and positions is not None:
+        order, step = _slice_step(positions, orientation[2], notes)
+        origin = tuple(positions[order[0]])
+        direction = tuple(np.stack(orientation, axis=1).ravel())
+    else:
+        if len(files) > 1:
+            notes.append("no ImagePositionPatient/ImageOrientationPatient: slices sorted by InstanceNumber")
+            order = np.argsort([int(h.get("InstanceNumber", 0) or 0) for _, h in files], kind="stable")
+        else:
+            order = np.arange(frames.shape[0])
+        step = None
+        origin = tuple(float(v) for v in first.get("ImagePositionPatient", (0.0, 0.0, 0.0)))
+        direction = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    if step is None:
+        step = float(first.get("SpacingBetweenSlices", 0) or first.get("SliceThickness", 0) or 1.0)
+    return Volume(
+        array=frames[np.asarray(order)],
+        spacing=(spacing_xy[0], spacing_xy[1], step),
+        origin=tuple(float(v) for v in origin),
+        direction=tuple(float(v) for v in direction),
+        source=path,
+        notes=notes,
+    )

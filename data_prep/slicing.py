@@ -1,0 +1,112 @@
+"""Per-volume intensity normalisation and per-slice resizing to the network size."""
+
+import numpy as np
+
+DEFAULT_PERCENTILES = (0.5, 99.5)
+
+
+def normalize_intensity(volume, percentiles=DEFAULT_PERCENTILES):
+    """Clips a volume to its own percentiles and scales it to 0..255 (uint8).
+
+    One pair of percentiles per volume, not per slice, so that slices keep
+    their relative brightness (the organ looks the same at both ends of a
+    volume). Clipping at 0.5/99.5 % removes the few very bright or dark
+    voxels of MRI (vessels, bias hot spots) and of ultrasound speckle that
+    would otherwise squeeze the tissue contrast into a few grey levels;
+    PNG then stores the result losslessly, as the ADFL paper does.
+
+    Args:
+        volume: array of any shape; NaNs are treated as the lowest value.
+        percentiles: `(low, high)` with `0 <= low < high <= 100`.
+
+    Returns:
+        uint8 array of the same shape; a constant volume becomes all zeros.
+    """
+    low, high = percentiles
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"`percentiles` must satisfy 0 <= low < high <= 100. Received: {percentiles!r}")
+    volume = np.nan_to_num(np.asarray(volume, dtype=np.float32), nan=np.nanmin(volume) if np.isfinite(volume).any() else 0.0)
+    lo, hi = np.percentile(volume, [low, high])
+    if hi <= lo:
+        return np.zeros(volume.shape, dtype=np.uint8)
+    scaled = (np.clip(volume, lo, hi) - lo) * (255.0 / (hi - lo))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def _pad_to_square(array, fill):
+    height, width = array.shape[:2]
+    size = max(height, width)
+    top, left = (size - height) // 2, (size - width) // 2
+    padding = [(top, size - height - top), (left, size - width - left)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, padding, constant_values=fill)
+
+
+def resize_image(image, size, keep_aspect=False):
+    """Anti-aliased bilinear resize of a uint8 slice `(H, W)` or `(H, W, C)` to `size`.
+
+    With `keep_aspect`, the slice is first zero-padded (centred) to a square.
+    """
+    from skimage.transform import resize
+
+    if keep_aspect:
+        image = _pad_to_square(image, 0)
+    if image.shape[:2] == tuple(size):
+        return np.asarray(image, dtype=np.uint8)
+    shape = tuple(size) + image.shape[2:]
+    resized = resize(image.astype(np.float32), shape, order=1, anti_aliasing=True, preserve_range=True)
+    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+
+
+def resize_mask(mask, size, keep_aspect=False, fill=255):
+    """Nearest-neighbour resize of a label map to `size` (no new label values).
+
+    With `keep_aspect`, the padding gets `fill` (255, ignore, by default:
+    those pixels were never imaged).
+    """
+    from skimage.transform import resize
+
+    if keep_aspect:
+        mask = _pad_to_square(mask, fill)
+    if mask.shape[:2] == tuple(size):
+        return np.asarray(mask, dtype=np.uint8)
+    resized = resize(mask, tuple(size), order=0, anti_aliasing=False, preserve_range=True)
+    return resized.astype(np.uint8)
+
+
+def check_labels(mask, num_classes, ignore_label=255, what="mask"):
+    """Raises ValueError naming the labels of `mask` outside `[0, num_classes) U {ignore}`."""
+    values = np.unique(mask)
+    bad = values[(values >= num_classes) & (values != ignore_label) | (values < 0)]
+    if bad.size:
+        raise ValueError(
+            f"{what} holds labels {bad[:10].tolist()}; allowed are 0..{num_classes - 1} "
+            f"and {ignore_label} (ignore)."
+        )
+
+
+def select_slices(masks, mode="all", min_foreground=0.0, ignore_label=255):
+    """Indices of the slices to keep, from a `(z, y, x)` label volume or a list of label maps.
+
+    Args:
+        masks: label slices.
+        mode: "all", or "foreground" (slices with at least one pixel of a
+            class other than 0).
+        min_foreground: with "foreground", the minimum fraction of
+            foreground pixels among the labelled (non-ignore) pixels.
+    """
+    if mode not in ("all", "foreground"):
+        raise ValueError(f"`mode` must be 'all' or 'foreground'. Received: mode={mode!r}")
+    if mode == "all":
+        return list(range(len(masks)))
+    fractions = foreground_fractions(masks, ignore_label)
+    return [i for i, f in enumerate(fractions) if f > 0 and f >= min_foreground]
+
+
+def foreground_fractions(masks, ignore_label=255):
+    """Per slice: pixels of classes other than 0 over labelled (non-ignore) pixels."""
+    fractions = []
+    for mask in masks:
+        labelled = np.count_nonzero(mask != ignore_label)
+        foreground = np.count_nonzero((mask != 0) & (mask != ignore_label))
+        fractions.append(foreground / max(labelled, 1))
+    return np.asarray(fractions)

@@ -1,0 +1,111 @@
+"""3-D volumes with their geometry, read with SimpleITK."""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+
+
+class CaseError(Exception):
+    """A problem with one case's input; the case fails, the others go on."""
+
+
+@dataclasses.dataclass
+class Volume:
+    """A volume as NumPy `(z, y, x)` (or `(z, y, x, channels)`) plus its geometry.
+
+    Attributes:
+        array: voxel values, slices along the first axis (the acquisition axis).
+        spacing: voxel size `(x, y, z)` in mm (SimpleITK's order).
+        origin: position of the first voxel, mm.
+        direction: 3x3 direction cosines, row-major (SimpleITK's layout).
+        source: the file or folder read.
+        notes: warnings met while reading (kept in the manifest).
+    """
+
+    array: np.ndarray
+    spacing: tuple
+    origin: tuple = (0.0, 0.0, 0.0)
+    direction: tuple = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    source: str = ""
+    notes: list = dataclasses.field(default_factory=list)
+
+
+def _check_mhd_data_file(path):
+    """Name the missing data file of a `.mhd` header instead of ITK's generic error."""
+    with open(path, "rb") as handle:
+        header = handle.read(4096).decode("latin-1", errors="replace")
+    match = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", header, flags=re.MULTILINE)
+    if match is None:
+        raise CaseError(f"'{path}' is not a MetaImage header: it has no ElementDataFile line.")
+    data_file = match.group(1)
+    if data_file.upper() in ("LOCAL", "LIST") or "%" in data_file:
+        return
+    data_path = os.path.join(os.path.dirname(path), data_file)
+    if not os.path.isfile(data_path):
+        raise CaseError(f"'{path}' names the data file '{data_file}', which is missing.")
+
+
+def read_volume(path):
+    """Reads any volume SimpleITK reads (MetaImage, NRRD, NIfTI, a DICOM file...).
+
+    A 4-D image keeps its first component along the fourth axis (some
+    PROMISE12 files are 4-D with a single time point), with a note.
+
+    Raises:
+        CaseError: the file is missing, unreadable, or not 2-D to 4-D.
+    """
+    import SimpleITK as sitk
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CaseError(f"'{path}' does not exist.")
+    if path.lower().endswith(".mhd"):
+        _check_mhd_data_file(path)
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise CaseError(f"SimpleITK cannot read '{path}': {first_line}") from None
+    notes = []
+    dimension = image.GetDimension()
+    if dimension == 4:
+        size = list(image.GetSize())
+        notes.append(f"'{os.path.basename(path)}' is 4-D {tuple(size)}: kept the first component")
+        image = sitk.Extract(image, size[:3] + [0], [0, 0, 0, 0])
+    elif dimension == 2:
+        image = sitk.JoinSeries(image)
+    elif dimension != 3:
+        raise CaseError(f"'{path}' is {dimension}-D; expected a 3-D volume.")
+    return Volume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=tuple(float(v) for v in image.GetSpacing()),
+        origin=tuple(float(v) for v in image.GetOrigin()),
+        direction=tuple(float(v) for v in image.GetDirection()),
+        source=path,
+        notes=notes,
+    )
+
+
+def check_same_grid(image, mask, what="image and mask"):
+    """Raises `CaseError` unless `image` and `mask` share size, spacing, origin and direction.
+
+    Tolerances: 1e-3 relative on spacing, 1e-2 mm (plus 1e-3 of a voxel
+    size) on the origin, 1e-3 on the direction cosines, enough for values
+    rounded in headers and DICOM decimal strings.
+    """
+    image_size, mask_size = image.array.shape[:3], mask.array.shape[:3]
+    if image_size != mask_size:
+        raise CaseError(f"{what} differ in size: (z, y, x) {image_size} vs {mask_size}.")
+    if not np.allclose(image.spacing, mask.spacing, rtol=1e-3, atol=1e-6):
+        raise CaseError(f"{what} differ in spacing: {_fmt(image.spacing)} vs {_fmt(mask.spacing)} mm.")
+    tolerance = 1e-2 + 1e-3 * max(image.spacing)
+    if not np.allclose(image.origin, mask.origin, rtol=0, atol=tolerance):
+        raise CaseError(f"{what} differ in origin: {_fmt(image.origin)} vs {_fmt(mask.origin)} mm.")
+    if not np.allclose(image.direction, mask.direction, rtol=0, atol=1e-3):
+        raise CaseError(f"{what} differ in direction: {_fmt(image.direction)} vs {_fmt(mask.direction)}.")
+
+
+def _fmt(values):
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"

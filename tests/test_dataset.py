@@ -1,0 +1,182 @@
+"""End to end: synthetic sources to PNG datasets; failures, resuming, folds and the CLI."""
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from keras_focal.class_weights import count_each_label, inverse_frequency_weights, median_frequency_weights
+from keras_focal.cli import main
+from keras_focal.data_prep import dataset as dataset_module
+from keras_focal.data_prep.dataset import PrepOptions, assign_folds, prepare_dataset
+from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
+from keras_focal.data_prep.camvid import CAMVID_11
+from tests.prep_fixtures import png, promise12_source, ultrasound_source  # noqa: F401  (fixtures)
+
+OPTIONS = PrepOptions(size=32)
+
+
+def _prepare(source, out, **kwargs):
+    cases, unlabelled, problems = find_promise12_cases(source)
+    return prepare_dataset(cases, str(out), PROSTATE_CLASSES, kwargs.pop("options", OPTIONS), source="promise12",
+                           unlabelled=unlabelled, failures=problems, progress=False, **kwargs)
+
+
+def test_promise12_end_to_end(promise12_source, tmp_path):  # noqa: F811
+    report = _prepare(promise12_source, tmp_path / "out", workers=2)
+    assert report.exit_status == 0 and report.prepared == ["Case00", "Case01", "Case02", "Case03"]
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    slices = {name: sitk.ReadImage(os.path.join(root, name)).GetDepth()
+              for root, _, names in os.walk(promise12_source) for name in names
+              if name.endswith(".mhd") and "segmentation" not in name}
+    assert len(manifest) == sum(slices.values()) == report.total_slices
+    assert sorted(os.listdir(tmp_path / "out" / "images")) == sorted(os.path.basename(p) for p in manifest.image)
+    masks = [png(tmp_path / "out" / m) for m in manifest["mask"]]
+    images = [png(tmp_path / "out" / i) for i in manifest["image"]]
+    assert {m.shape for m in masks} == {i.shape for i in images} == {(32, 32)}
+    assert set(np.unique(np.stack(masks))) == {0, 1}
+    assert manifest.foreground_fraction.iloc[0] == 0.0  # empty slices at the ends
+    assert manifest.groupby("case").foreground_fraction.max().gt(0).all()
+
+    classes = json.loads((tmp_path / "out" / "classes.json").read_text())
+    counts = count_each_label(masks, num_classes=2)
+    assert classes["names"] == ["background", "prostate"]
+    assert classes["pixel_count"] == counts.pixel_count.tolist()
+    assert classes["image_pixel_count"] == counts.image_pixel_count.tolist()
+    assert classes["inverse_frequency_weights"] == inverse_frequency_weights(counts).tolist()
+    assert classes["median_frequency_weights"] == median_frequency_weights(counts).tolist()
+
+    folds = pd.read_csv(tmp_path / "out" / "folds.csv")
+    assert sorted(folds.case) == report.prepared and folds.case.is_unique
+    assert sorted(folds.fold.unique()) == [0, 1, 2]
+
+
+def test_dicom_end_to_end(ultrasound_source, tmp_path):  # noqa: F811
+    cases, problems = find_dicom_cases(os.path.join(ultrasound_source, "dicom"), os.path.join(ultrasound_source, "masks"))
+    report = prepare_dataset(cases, str(tmp_path / "out"), PROSTATE_CLASSES, OPTIONS, progress=False)
+    assert problems == {} and report.exit_status == 0 and report.prepared == ["TRUS01", "TRUS02", "TRUS03"]
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert manifest.spacing_z.gt(0).all() and set(manifest.case) == set(report.prepared)
+
+
+def test_failures_are_per_case_and_named(promise12_source, tmp_path):  # noqa: F811
+    source = tmp_path / "src"
+    shutil.copytree(promise12_source, source)
+    part = source / "TrainingData_Part1"
+    (part / "Case00.raw").unlink()  # corrupt input
+    mask = sitk.ReadImage(str(source / "TrainingData_Part2" / "Case01_segmentation.mhd"))
+    mask = sitk.Cast(mask, sitk.sitkUInt8) * 3  # wrong labels
+    sitk.WriteImage(mask, str(source / "TrainingData_Part2" / "Case01_segmentation.mhd"))
+    spaced = sitk.ReadImage(str(source / "TrainingData_Part3" / "Case02_segmentation.mhd"))
+    spaced.SetSpacing([2 * s for s in spaced.GetSpacing()])  # grid mismatch
+    sitk.WriteImage(spaced, str(source / "TrainingData_Part3" / "Case02_segmentation.mhd"))
+    (part / "Case03_segmentation.mhd").unlink()  # unlabelled (Case03 is in Part1)
+    (part / "Case03_segmentation.raw").unlink()
+
+    report = _prepare(source, tmp_path / "out", folds=2)
+    assert report.prepared == [] and report.unlabelled == ["Case03"]
+    assert "names the data file 'Case00.raw', which is missing" in report.failed["Case00"]
+    assert re.fullmatch(r"slice \d+ of the mask holds labels \[3\]; allowed are 0\.\.1 and 255 \(ignore\)\.", report.failed["Case01"])
+    assert "image and mask differ in spacing" in report.failed["Case02"]
+    assert report.exit_status == 1
+    failed = pd.read_csv(tmp_path / "out" / "failed.csv")
+    assert list(failed.case) == ["Case00", "Case01", "Case02"]
+    assert "unlabelled (no segmentation found): Case03" in report.summary()
+    assert os.listdir(tmp_path / "out" / "images") == []
+
+
+def test_interrupted_run_resumes_without_half_cases(promise12_source, tmp_path, monkeypatch):  # noqa: F811
+    out = tmp_path / "out"
+    real_replace = os.replace
+    calls = {"records": 0}
+
+    def crash_on_second_record(source, target):
+        if str(target).endswith(".json") and os.sep + "cases" + os.sep in str(target):
+            calls["records"] += 1
+            if calls["records"] == 2:
+                raise KeyboardInterrupt  # the user stops the run mid-case
+        return real_replace(source, target)
+
+    monkeypatch.setattr(dataset_module.os, "replace", crash_on_second_record)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(promise12_source, out)
+    monkeypatch.setattr(dataset_module.os, "replace", real_replace)
+    assert sorted(os.listdir(out / "cases")) == ["Case00.json"]  # Case01's PNGs are there, its record is not
+    assert any(name.startswith("Case01_") for name in os.listdir(out / "images"))
+
+    report = _prepare(promise12_source, out)
+    assert report.skipped == ["Case00"] and report.prepared == ["Case01", "Case02", "Case03"]
+    reference = _prepare(promise12_source, tmp_path / "reference")
+    assert reference.total_slices == report.total_slices
+    assert (out / "manifest.csv").read_text() == (tmp_path / "reference" / "manifest.csv").read_text()
+    assert sorted(os.listdir(out / "images")) == sorted(os.listdir(tmp_path / "reference" / "images"))
+    assert not (out / ".partial").exists() or not os.listdir(out / ".partial")
+
+    with pytest.raises(ValueError, match=r"was prepared with different settings \(options\): re-run with --force"):
+        _prepare(promise12_source, out, options=PrepOptions(size=48))
+    report = _prepare(promise12_source, out, options=PrepOptions(size=48), force=True)
+    assert len(report.prepared) == 4 and png(out / "images" / "Case00_000.png").shape == (48, 48)
+
+
+def test_foreground_slices_only(promise12_source, tmp_path):  # noqa: F811
+    report = _prepare(promise12_source, tmp_path / "out", options=PrepOptions(size=32, slices="foreground", min_foreground=0.01))
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert report.total_slices == len(manifest) and manifest.foreground_fraction.ge(0.01).all()
+
+
+@pytest.mark.parametrize("counts, folds", [({"a": 30, "b": 20, "c": 20, "d": 10, "e": 10, "f": 5}, 3), ({"x": 1, "y": 1}, 2)])
+def test_folds_are_patient_level_and_balanced(counts, folds):
+    assignment = assign_folds(counts, folds, seed=1)
+    assert sorted(assignment) == sorted(counts) and set(assignment.values()) == set(range(folds))
+    totals = [sum(counts[c] for c, f in assignment.items() if f == k) for k in range(folds)]
+    assert max(totals) - min(totals) <= max(counts.values()) // 2
+    with pytest.raises(ValueError, match=r"3 patient-level folds need at least 3 cases; there are 2"):
+        assign_folds({"x": 1, "y": 1}, 3)
+
+
+def test_camvid_layout_end_to_end(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "camvid"
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    colours = np.array([CAMVID_11["Sky"][0], CAMVID_11["Road"][0], CAMVID_11["Car"][1], (0, 0, 0)], np.uint8)
+    expected = {}
+    for stem in ("0001TP_006690", "0001TP_006720", "Seq05VD_f00000"):
+        Image.fromarray(rng.integers(0, 255, (36, 48, 3), dtype=np.uint8)).save(src / "images" / f"{stem}.png")
+        index = np.repeat(np.repeat(rng.integers(0, 4, (6, 8)), 6, axis=0), 6, axis=1)
+        Image.fromarray(colours[index]).save(src / "labels" / f"{stem}_L.png")
+        expected[stem] = np.array([0, 3, 8, 255], np.uint8)[index]
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "images" / "0001TP_000000.png")  # no labels
+    cases, problems = find_rgb_label_cases(str(src), CAMVID_11)
+    assert [c.name for c in cases] == ["0001TP", "Seq05VD"] and list(problems) == ["0001TP_000000"]
+    report = prepare_dataset(cases, str(tmp_path / "out"), list(CAMVID_11), PrepOptions(size=48), folds=2, failures=problems, progress=False)
+    assert report.failed == {"0001TP_000000": problems["0001TP_000000"]} and report.exit_status == 1
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    for _, row in manifest.iterrows():
+        stem = os.path.splitext(os.path.basename(row.source_image))[0]
+        mask = png(tmp_path / "out" / row["mask"])
+        assert png(tmp_path / "out" / row.image).shape == (48, 48, 3)
+        from skimage.transform import resize
+
+        np.testing.assert_array_equal(mask, resize(expected[stem], (48, 48), order=0, preserve_range=True, anti_aliasing=False).astype(np.uint8))
+    classes = json.loads((tmp_path / "out" / "classes.json").read_text())
+    assert classes["names"][:3] == ["Sky", "Building", "Pole"] and classes["pixel_count"][1] == 0
+    assert classes["inverse_frequency_weights"][1] == 0.0 and classes["median_frequency_weights"][1] is None
+
+
+def test_cli_exit_statuses(promise12_source, tmp_path, capsys):  # noqa: F811
+    assert main(["prep", "promise12", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "keras-focal prep promise12: error: PROMISE12 folder" in capsys.readouterr().err
+    assert main(["prep", "promise12", promise12_source, str(tmp_path / "out"), "--size", "32", "--quiet", "--workers", "2"]) == 0
+    assert "4 cases" in capsys.readouterr().out and (tmp_path / "out" / "folds.csv").exists()
+    assert main(["prep", "promise12", promise12_source, str(tmp_path / "out"), "--size", "32", "--quiet"]) == 0
+    assert "0 prepared now, 4 already finished" in capsys.readouterr().out
+    assert main(["prep", "dicom", promise12_source, str(tmp_path / "d"), "--masks", str(tmp_path / "nowhere")]) == 2
+    assert "mask folder" in capsys.readouterr().err

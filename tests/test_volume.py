@@ -1,0 +1,72 @@
+"""Reading volumes with SimpleITK and checking image/mask grids."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
+
+
+def _write(path, array, spacing=(0.5, 0.5, 3.0), origin=(0.0, 0.0, 0.0)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+def test_reads_zyx_with_geometry(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    volume = read_volume(_write(tmp_path / "a.mhd", array, origin=(1.0, 2.0, 3.0)))
+    np.testing.assert_array_equal(volume.array, array)
+    assert volume.spacing == (0.5, 0.5, 3.0) and volume.origin == (1.0, 2.0, 3.0)
+    assert (tmp_path / "a.raw").exists() and volume.notes == []
+
+
+def test_four_d_keeps_the_first_component_with_a_note(tmp_path):
+    frames = [np.full((2, 3, 4), v, np.int16) for v in (7, 9)]
+    four_d = sitk.JoinSeries([sitk.GetImageFromArray(f) for f in frames])
+    sitk.WriteImage(four_d, str(tmp_path / "Case07.mhd"))
+    volume = read_volume(tmp_path / "Case07.mhd")
+    assert volume.array.shape == (2, 3, 4) and np.all(volume.array == 7)
+    assert "is 4-D (4, 3, 2, 2): kept the first component" in volume.notes[0]
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("missing_raw", r"names the data file 'Case01.raw', which is missing"),
+        ("missing_file", r"does not exist"),
+        ("garbage", r"SimpleITK cannot read"),
+        ("no_data_line", r"has no ElementDataFile line"),
+    ],
+)
+def test_unreadable_inputs(tmp_path, setup, message):
+    path = tmp_path / "Case01.mhd"
+    if setup == "missing_raw":
+        _write(path, np.zeros((2, 2, 2), np.uint8))
+        (tmp_path / "Case01.raw").unlink()
+    elif setup == "garbage":
+        path = tmp_path / "Case01.nrrd"
+        path.write_bytes(b"\x00\x01 not an image")
+    elif setup == "no_data_line":
+        path.write_text("ObjectType = Image\nNDims = 3\n")
+    with pytest.raises(CaseError, match=message):
+        read_volume(path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"array": np.zeros((2, 3, 5))}, r"differ in size: \(z, y, x\) \(2, 3, 4\) vs \(2, 3, 5\)"),
+        ({"spacing": (0.5, 0.6, 3.0)}, r"differ in spacing"),
+        ({"origin": (0.0, 0.0, 1.0)}, r"differ in origin"),
+        ({"direction": (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)}, r"differ in direction"),
+    ],
+)
+def test_grid_mismatch_is_named(change, message):
+    image = Volume(np.zeros((2, 3, 4)), spacing=(0.5, 0.5, 3.0))
+    fields = {"array": np.zeros((2, 3, 4)), "spacing": (0.5, 0.5, 3.0)} | change
+    with pytest.raises(CaseError, match=message):
+        check_same_grid(image, Volume(**fields))
+    check_same_grid(image, Volume(np.zeros((2, 3, 4)), spacing=(0.5000001, 0.5, 3.0), origin=(0.001, 0, 0)))

@@ -16,7 +16,7 @@ from keras_focal.data_prep import dataset as dataset_module
 from keras_focal.data_prep.dataset import PrepOptions, assign_folds, prepare_dataset
 from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
 from keras_focal.data_prep.camvid import CAMVID_11
-from tests.prep_fixtures import png, promise12_source, ultrasound_source  # noqa: F401  (fixtures)
+from tests.prep_fixtures import png
 
 OPTIONS = PrepOptions(size=32)
 
@@ -27,7 +27,7 @@ def _prepare(source, out, **kwargs):
                            unlabelled=unlabelled, failures=problems, progress=False, **kwargs)
 
 
-def test_promise12_end_to_end(promise12_source, tmp_path):  # noqa: F811
+def test_promise12_end_to_end(promise12_source, tmp_path):
     report = _prepare(promise12_source, tmp_path / "out", workers=2)
     assert report.exit_status == 0 and report.prepared == ["Case00", "Case01", "Case02", "Case03"]
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
@@ -56,7 +56,7 @@ def test_promise12_end_to_end(promise12_source, tmp_path):  # noqa: F811
     assert sorted(folds.fold.unique()) == [0, 1, 2]
 
 
-def test_dicom_end_to_end(ultrasound_source, tmp_path):  # noqa: F811
+def test_dicom_end_to_end(ultrasound_source, tmp_path):
     cases, problems = find_dicom_cases(os.path.join(ultrasound_source, "dicom"), os.path.join(ultrasound_source, "masks"))
     report = prepare_dataset(cases, str(tmp_path / "out"), PROSTATE_CLASSES, OPTIONS, progress=False)
     assert problems == {} and report.exit_status == 0 and report.prepared == ["TRUS01", "TRUS02", "TRUS03"]
@@ -64,7 +64,7 @@ def test_dicom_end_to_end(ultrasound_source, tmp_path):  # noqa: F811
     assert manifest.spacing_z.gt(0).all() and set(manifest.case) == set(report.prepared)
 
 
-def test_failures_are_per_case_and_named(promise12_source, tmp_path):  # noqa: F811
+def test_failures_are_per_case_and_named(promise12_source, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(promise12_source, source)
     part = source / "TrainingData_Part1"
@@ -90,7 +90,7 @@ def test_failures_are_per_case_and_named(promise12_source, tmp_path):  # noqa: F
     assert os.listdir(tmp_path / "out" / "images") == []
 
 
-def test_interrupted_run_resumes_without_half_cases(promise12_source, tmp_path, monkeypatch):  # noqa: F811
+def test_interrupted_run_resumes_without_half_cases(promise12_source, tmp_path, monkeypatch):
     out = tmp_path / "out"
     real_replace = os.replace
     calls = {"records": 0}
@@ -123,7 +123,7 @@ def test_interrupted_run_resumes_without_half_cases(promise12_source, tmp_path, 
     assert len(report.prepared) == 4 and png(out / "images" / "Case00_000.png").shape == (48, 48)
 
 
-def test_foreground_slices_only(promise12_source, tmp_path):  # noqa: F811
+def test_foreground_slices_only(promise12_source, tmp_path):
     report = _prepare(promise12_source, tmp_path / "out", options=PrepOptions(size=32, slices="foreground", min_foreground=0.01))
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
     assert report.total_slices == len(manifest) and manifest.foreground_fraction.ge(0.01).all()
@@ -171,7 +171,7 @@ def test_camvid_layout_end_to_end(tmp_path):
     assert classes["inverse_frequency_weights"][1] == 0.0 and classes["median_frequency_weights"][1] is None
 
 
-def test_cli_exit_statuses(promise12_source, tmp_path, capsys):  # noqa: F811
+def test_cli_exit_statuses(promise12_source, tmp_path, capsys):
     assert main(["prep", "promise12", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "keras-focal prep promise12: error: PROMISE12 folder" in capsys.readouterr().err
     assert main(["prep", "promise12", promise12_source, str(tmp_path / "out"), "--size", "32", "--quiet", "--workers", "2"]) == 0

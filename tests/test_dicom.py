@@ -8,7 +8,6 @@ import pytest
 
 from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.volume import CaseError, check_same_grid, read_volume
-from tests.prep_fixtures import ultrasound_source  # noqa: F401  (fixture)
 
 FILES = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files")
 
@@ -89,7 +88,7 @@ def test_bad_files(name, message):
         read_dicom_volume(_path(name))
 
 
-def test_synthetic_series_matches_its_mask_grid(ultrasound_source):  # noqa: F811
+def test_synthetic_series_matches_its_mask_grid(ultrasound_source):
     folder = os.path.join(ultrasound_source, "dicom", "TRUS01")
     volume = read_dicom_volume(folder)
     mask = read_volume(os.path.join(ultrasound_source, "masks", "TRUS01.nrrd"))

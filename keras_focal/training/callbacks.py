@@ -1,0 +1,119 @@
+"""Callbacks of a run: per-epoch history, resumable state, NaN recording, best checkpoint."""
+
+import json
+import math
+import os
+import time
+
+import keras
+
+
+def write_text_atomically(path, text):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", newline="") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def save_model_atomically(model, path):
+    temporary = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+class NaNRecorder(keras.callbacks.Callback):
+    """Stops training at the first non-finite batch loss and remembers where (1-based epoch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.nan_epoch = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
+            self.nan_epoch = self._epoch + 1
+            self.model.stop_training = True
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrites `history.csv` atomically after every epoch (one row per epoch).
+
+    Rows of epochs at or after the current one are replaced, so an epoch
+    redone after a resume appears once.
+    """
+
+    def __init__(self, path, learning_rate):
+        super().__init__()
+        self.path = path
+        self.learning_rate = learning_rate
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import pandas as pd
+
+        rate = self.learning_rate
+        if callable(rate):
+            rate = rate(int(self.model.optimizer.iterations.numpy()) - 1)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+        row["learning_rate"] = float(rate)
+        row["seconds"] = round(time.perf_counter() - self._start, 3)
+        table = pd.read_csv(self.path) if os.path.exists(self.path) else pd.DataFrame()
+        if not table.empty:
+            table = table[table.epoch < epoch + 1]
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        write_text_atomically(self.path, table.to_csv(index=False))
+
+
+class RunState(keras.callbacks.Callback):
+    """Saves weights + optimiser state after every epoch so that a killed run resumes.
+
+    The weights go to a new file named after the epoch; then `state.json`
+    is replaced atomically to point at it; then the previous file is
+    deleted. A kill at any moment leaves `state.json` naming a complete
+    file, so at most the epoch in progress is lost.
+    """
+
+    def __init__(self, folder, recorder):
+        super().__init__()
+        self.folder = folder
+        self.recorder = recorder
+        self.path = os.path.join(folder, "state.json")
+
+    def load(self):
+        """`(completed epochs, weights file)` or `(0, None)`."""
+        if not os.path.exists(self.path):
+            return 0, None
+        with open(self.path) as stream:
+            state = json.load(stream)
+        return state["epoch"], os.path.join(self.folder, state["weights"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        previous = self.load()[1]
+        name = f"state-epoch{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(os.path.join(self.folder, name))
+        write_text_atomically(self.path, json.dumps({"epoch": epoch + 1, "weights": name, "nan_epoch": self.recorder.nan_epoch}))
+        if previous and os.path.basename(previous) != name and os.path.exists(previous):
+            os.remove(previous)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves `best.keras` (atomically) when the monitored value improves; NaN never improves."""
+
+    def __init__(self, path, monitor):
+        super().__init__()
+        self.path = path
+        self.monitor = monitor
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and math.isfinite(float(value)) and float(value) < self.best:
+            self.best = float(value)
+            save_model_atomically(self.model, self.path)

@@ -1,0 +1,116 @@
+"""`keras-focal train` and `keras-focal compare`."""
+
+import json
+import sys
+
+from keras_focal.training.config import LOSSES, MODELS, OPTIMIZERS, STRATEGIES, RunConfig
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_run_options(parser, with_axes=False):
+    parser.add_argument("--epochs", type=int, help="epochs (default: 30)")
+    parser.add_argument("--batch-size", type=int, help="mini-batch size (default: 4, as MATLAB)")
+    parser.add_argument("--learning-rate", type=float, help="initial learning rate (default: 5e-4)")
+    parser.add_argument("--momentum", type=float, help="SGDM momentum (default: 0.9)")
+    parser.add_argument("--drop-factor", type=float, help="learning-rate drop factor (default: 0.95)")
+    parser.add_argument("--drop-period", type=int, help="epochs between drops (default: 5)")
+    parser.add_argument("--weight-decay", type=float, help="decoupled weight decay (default: 0)")
+    parser.add_argument("--validation-fraction", type=float, help="training cases held out for validation (default: 0.1)")
+    parser.add_argument("--gamma", type=float, help="focal-loss gamma for `fl` (default: 2)")
+    parser.add_argument("--model-options", type=json.loads, help='builder options as JSON, e.g. \'{"base_filters": 16}\'')
+    parser.add_argument("--augment", action="store_true", default=None, help="random flips of image and mask")
+    parser.add_argument("--evaluate", choices=("last", "best"), help="test the last model (default) or the best on validation loss")
+    parser.add_argument("--deterministic", action="store_true", default=None, help="TensorFlow deterministic ops")
+    parser.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (GPU)")
+    parser.add_argument("--jit-compile", action="store_true", default=None, help="XLA")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (default: none)")
+
+
+RUN_OPTION_NAMES = (
+    "epochs", "batch_size", "learning_rate", "momentum", "drop_factor", "drop_period", "weight_decay",
+    "validation_fraction", "gamma", "model_options", "augment", "evaluate", "deterministic", "mixed_precision",
+    "jit_compile", "strategy",
+)
+
+
+def _run_options(args):
+    return {name: getattr(args, name) for name in RUN_OPTION_NAMES if getattr(args, name, None) is not None}
+
+
+def add_training_parsers(commands):
+    train = commands.add_parser("train", help="train and evaluate one run on a prepared data set")
+    train.add_argument("--data", required=True, help="folder written by `keras-focal prep`")
+    train.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
+    train.add_argument("--loss", required=True, help=f"one of {', '.join(LOSSES)}")
+    train.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)} (default: adam)")
+    train.add_argument("--fold", type=int, default=0, help="test fold (default: 0)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_run_options(train)
+    train.set_defaults(run=_train)
+
+    compare = commands.add_parser("compare", help="the grid models x losses x optimisers x folds x seeds")
+    compare.add_argument("--config", help="YAML file with data, out, models, losses, optimizers, folds, seeds and run options")
+    compare.add_argument("--data")
+    compare.add_argument("--out")
+    compare.add_argument("--models", nargs="+")
+    compare.add_argument("--losses", nargs="+")
+    compare.add_argument("--optimizers", nargs="+")
+    compare.add_argument("--folds", nargs="+", type=int)
+    compare.add_argument("--seeds", nargs="+", type=int)
+    _add_run_options(compare)
+    compare.set_defaults(run=_compare)
+
+
+def _bad_input(command, error):
+    print(f"keras-focal {command}: error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _train(args):
+    from keras_focal.training.run import RunSetupError, train_run
+
+    try:
+        config = RunConfig(
+            data=args.data, out=args.out, model=args.model, loss=args.loss, optimizer=args.optimizer,
+            fold=args.fold, seed=args.seed, **_run_options(args),
+        )
+        metrics = train_run(config, resume=args.resume)
+    except (RunSetupError, ValueError, TypeError) as error:
+        if isinstance(error, RunSetupError) or not _training_started(args.out):
+            return _bad_input("train", error)
+        raise
+    print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: mDSC {metrics['mdsc']}, mIOU {metrics['miou']}, NaN epoch {metrics['nan_epoch']}")
+    return 0
+
+
+def _training_started(out):
+    import os
+
+    return os.path.exists(os.path.join(out, "state.json"))
+
+
+def _compare(args):
+    from keras_focal.training.compare import CompareConfig, compare
+    from keras_focal.training.run import RunSetupError
+
+    try:
+        if args.config:
+            config = CompareConfig.from_yaml(args.config)
+        else:
+            if not args.data or not args.out:
+                raise ValueError("give --config FILE, or --data and --out (plus the grid axes).")
+            config = CompareConfig(data=args.data, out=args.out)
+        for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds"):
+            if getattr(args, axis, None):
+                setattr(config, axis, getattr(args, axis))
+        config.run_options.update(_run_options(args))
+        table = compare(config)
+    except (RunSetupError, ValueError, TypeError) as error:
+        return _bad_input("compare", error)
+    print()
+    print(open(f"{config.out}/results.md").read())
+    print(f"{len(table)} runs: {config.out}/results.csv, results.md, results.png")
+    return 0

@@ -1,0 +1,179 @@
+"""The comparison grid and its tables and plot."""
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+
+import numpy as np
+
+from keras_focal.training.callbacks import write_text_atomically
+from keras_focal.training.config import RunConfig
+from keras_focal.training.run import prepare_run, train_run
+
+LOSS_LABELS = {"ce": "CE", "wce": "WCE", "fl": "FL", "dfl": "DFL", "acw_ce": "ACW+CE", "adfl": "ADFL"}
+MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
+OPTIMIZER_LABELS = {"adam": "ADAM", "sgdm": "SGDM"}
+GRID_AXES = ("models", "losses", "optimizers", "folds", "seeds")
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    """A grid of runs: every model x loss x optimiser x fold x seed on one data set.
+
+    `run_options` are the `RunConfig` settings shared by all runs (epochs,
+    batch_size, learning_rate, model_options, ...).
+    """
+
+    data: str
+    out: str
+    models: list = dataclasses.field(default_factory=lambda: ["deeplabv3_plus"])
+    losses: list = dataclasses.field(default_factory=lambda: ["ce", "wce", "fl", "adfl"])
+    optimizers: list = dataclasses.field(default_factory=lambda: ["adam"])
+    folds: list = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    seeds: list = dataclasses.field(default_factory=lambda: [0])
+    run_options: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path):
+        import yaml
+
+        with open(path) as stream:
+            data = yaml.safe_load(stream) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"'{path}' must hold a mapping of settings.")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        known_run = {f.name for f in dataclasses.fields(RunConfig)} - {"data", "out", "model", "loss", "optimizer", "fold", "seed"}
+        unknown = set(data) - fields - known_run
+        if unknown:
+            raise ValueError(f"unknown setting(s) in '{path}': {sorted(unknown)}")
+        run_options = dict(data.pop("run_options", {}) or {})
+        run_options.update({k: data.pop(k) for k in list(data) if k in known_run})
+        if "data" not in data or "out" not in data:
+            raise ValueError(f"'{path}' must give `data` (a prepared folder) and `out`.")
+        return cls(run_options=run_options, **data)
+
+    def runs(self):
+        for model, loss, optimizer, fold, seed in itertools.product(self.models, self.losses, self.optimizers, self.folds, self.seeds):
+            out = os.path.join(self.out, "runs", model, f"{loss}-{optimizer}", f"fold{fold}-seed{seed}")
+            yield RunConfig(
+                data=self.data, out=out, model=model, loss=loss, optimizer=optimizer, fold=fold, seed=seed,
+                init_dir=os.path.join(self.out, "initial_weights"), **self.run_options,
+            )
+
+
+def compare(config, verbose=1, log=print):
+    """Runs the grid (skipping finished runs, resuming unfinished ones) and writes the tables.
+
+    Every configuration is checked before the first run trains, so a bad
+    setting stops the comparison at once (`RunSetupError`).
+
+    Returns:
+        The results as a pandas DataFrame (one row per run).
+    """
+    runs = list(config.runs())
+    if not runs:
+        raise ValueError("the grid is empty: give at least one model, loss, optimiser, fold and seed.")
+    for run in runs:
+        prepare_run(run)
+    os.makedirs(config.out, exist_ok=True)
+    write_text_atomically(os.path.join(config.out, "compare.json"), json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    rows = []
+    for index, run in enumerate(runs, start=1):
+        finished = os.path.exists(os.path.join(run.out, "metrics.json"))
+        start = time.perf_counter()
+        metrics = train_run(run, resume=True, verbose=verbose)
+        rows.append(_row(metrics, run))
+        status = "finished earlier" if finished else f"{time.perf_counter() - start:.0f} s"
+        nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
+        log(
+            f"[{index}/{len(runs)}] {run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed}: "
+            f"mDSC {_percent(metrics['mdsc'])} mIOU {_percent(metrics['miou'])}{nan} ({status})"
+        )
+    return write_results(rows, config.out)
+
+
+def _percent(value):
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.2f}%"
+
+
+def _row(metrics, run):
+    row = {k: metrics.get(k) for k in ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch", "mdsc", "miou")}
+    for kind in ("iou", "dice"):
+        for name, value in (metrics.get(kind) or {}).items():
+            row[f"{kind}_{name}"] = value
+    row.update({k: metrics.get(k) for k in ("train_seconds", "train_images_per_second", "pipeline_images_per_second")})
+    row["run_dir"] = run.out
+    return row
+
+
+def write_results(rows, out):
+    """`results.csv`, `results.md` (the paper's Tables 2-4 layout) and `results.png`."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    write_text_atomically(os.path.join(out, "results.csv"), table.to_csv(index=False))
+    write_text_atomically(os.path.join(out, "results.md"), markdown_tables(table))
+    bar_plot(table, os.path.join(out, "results.png"))
+    return table
+
+
+def markdown_tables(table):
+    """One table per (data set, optimiser): rows "LOSS+MODEL", a column pair per test run (fold), mean ± std.
+
+    Several seeds of one fold are averaged into that fold's cell.
+    """
+    lines = ["# Results", "", "mDSC and mIOU (%) of the foreground classes on each test fold.", ""]
+    for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
+        folds = sorted(group.fold.unique())
+        lines.append(f"## {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}")
+        lines.append("")
+        header = ["Loss + model"] + [f"Test run #{f + 1} {m}" for f in folds for m in ("mDSC", "mIOU")] + ["mDSC mean ± std", "mIOU mean ± std", "NaN runs"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" + "---:|" * (len(header) - 1))
+        for (model, loss), runs in group.groupby(["model", "loss"], sort=False):
+            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}"]
+            per_fold = runs.groupby("fold")[["mdsc", "miou"]].mean()
+            for fold in folds:
+                for metric in ("mdsc", "miou"):
+                    value = per_fold[metric].get(fold, np.nan)
+                    cells.append("n/a" if not np.isfinite(value) else f"{100 * value:.2f}")
+            for metric in ("mdsc", "miou"):
+                values = 100 * per_fold[metric].to_numpy(dtype=float)
+                values = values[np.isfinite(values)]
+                cells.append(f"{values.mean():.2f} ± {values.std():.2f}" if values.size else "n/a")
+            cells.append(str(int(runs.nan_epoch.notna().sum())))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def bar_plot(table, path):
+    """Mean foreground mDSC per loss (bars) for each model (groups), one panel per optimiser."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    optimizers = list(dict.fromkeys(table.optimizer))
+    figure, axes = plt.subplots(1, len(optimizers), figsize=(5 * len(optimizers), 3.6), squeeze=False, sharey=True)
+    for axis, optimizer in zip(axes[0], optimizers):
+        group = table[table.optimizer == optimizer]
+        models = list(dict.fromkeys(group.model))
+        losses = list(dict.fromkeys(group.loss))
+        width = 0.8 / max(len(losses), 1)
+        for index, loss in enumerate(losses):
+            stats = group[group.loss == loss].groupby("model").mdsc.agg(["mean", "std"]).reindex(models)
+            positions = np.arange(len(models)) + (index - (len(losses) - 1) / 2) * width
+            axis.bar(positions, 100 * stats["mean"].fillna(0), width, yerr=100 * stats["std"].fillna(0), label=LOSS_LABELS.get(loss, loss), capsize=3)
+        axis.set_xticks(np.arange(len(models)), [MODEL_LABELS.get(m, m) for m in models])
+        axis.set_title(OPTIMIZER_LABELS.get(optimizer, optimizer))
+        axis.set_ylabel("foreground mDSC (%)")
+        axis.set_ylim(0, 100)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    os.replace(temporary, path)

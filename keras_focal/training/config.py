@@ -1,0 +1,120 @@
+"""The settings of one training run, with MATLAB `trainingOptions` defaults."""
+
+import dataclasses
+import json
+
+MODELS = ("deeplabv3_plus", "vgg19_fcn", "unet")
+LOSSES = ("ce", "wce", "fl", "dfl", "acw_ce", "adfl")
+OPTIMIZERS = ("adam", "sgdm")
+STRATEGIES = ("default", "mirrored", "multiworker")
+EVALUATE = ("last", "best")
+MODEL_OPTIONS = {
+    "deeplabv3_plus": ("output_stride", "image_pooling"),
+    "vgg19_fcn": ("fc_filters", "dropout"),
+    "unet": ("depth", "base_filters", "batch_norm"),
+}
+
+
+def _choice(value, allowed, name):
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(str, allowed))}.")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """One run: a model, a loss and an optimiser on one fold of a prepared data set.
+
+    The defaults are the ADFL paper's MATLAB `trainingOptions`: initial
+    learning rate 5e-4, momentum 0.9 (SGDM), mini-batch 4, learning rate
+    multiplied by 0.95 every 5 epochs (staircase), shuffled every epoch.
+
+    Attributes:
+        data: a folder written by `keras-focal prep`.
+        out: the run folder.
+        model, loss, optimizer: names from `MODELS`, `LOSSES`, `OPTIMIZERS`.
+            `acw_ce` and `adfl` add the ACW layer (initialised with the
+            training cases' inverse-frequency weights) to CE / Dual Focal.
+        fold: the test fold; the other folds train.
+        seed: seeds the initial weights, the validation split and shuffling.
+        epochs: epochs to train.
+        validation_fraction: share of the training cases held out for
+            validation (at least one case when there are two or more).
+        gamma: focusing parameter of the focal loss (`fl`).
+        model_options: builder arguments (`base_filters`, `depth`,
+            `fc_filters`, `output_stride`, ...).
+        augment: random flips applied identically to image and mask.
+        evaluate: test the "last" model (the paper: fixed epochs) or the
+            "best" one on validation loss.
+        deterministic: enable TensorFlow's deterministic ops.
+        mixed_precision, jit_compile, strategy: GPU options.
+        init_dir: folder of the shared initial weights (default: `out`).
+    """
+
+    data: str
+    out: str
+    model: str = "unet"
+    loss: str = "adfl"
+    optimizer: str = "adam"
+    fold: int = 0
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 4
+    learning_rate: float = 5e-4
+    momentum: float = 0.9
+    drop_factor: float = 0.95
+    drop_period: int = 5
+    weight_decay: float = 0.0
+    validation_fraction: float = 0.1
+    gamma: float = 2.0
+    model_options: dict = dataclasses.field(default_factory=dict)
+    augment: bool = False
+    evaluate: str = "last"
+    deterministic: bool = False
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    strategy: str = "default"
+    init_dir: str = None
+
+    def __post_init__(self):
+        _choice(self.model, MODELS, "model")
+        _choice(self.loss, LOSSES, "loss")
+        _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        _choice(self.strategy, STRATEGIES, "strategy")
+        _choice(self.evaluate, EVALUATE, "evaluate")
+        for name in ("fold", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}")
+        for name in ("epochs", "batch_size", "drop_period"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
+        if not 0 < self.drop_factor <= 1:
+            raise ValueError(f"`drop_factor` must be in (0, 1]. Received: {self.drop_factor!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"`validation_fraction` must be in [0, 1). Received: {self.validation_fraction!r}")
+        unknown = set(self.model_options) - set(MODEL_OPTIONS[self.model])
+        if unknown:
+            raise ValueError(
+                f"unknown model option(s) {sorted(unknown)} for {self.model}; "
+                f"allowed: {', '.join(MODEL_OPTIONS[self.model])}."
+            )
+
+    @property
+    def uses_acw(self):
+        return self.loss in ("acw_ce", "adfl")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def comparable(self):
+        """The settings that must match for a run folder to be resumed."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir")}
+
+    @classmethod
+    def from_json(cls, path):
+        with open(path) as stream:
+            data = json.load(stream)
+        return cls(**{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}})

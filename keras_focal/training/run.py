@@ -1,0 +1,309 @@
+"""One training run: build, train (resumably), evaluate on the test fold, write the files."""
+
+import hashlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from keras_focal.training.callbacks import (
+    BestCheckpoint,
+    HistoryWriter,
+    NaNRecorder,
+    RunState,
+    save_model_atomically,
+    write_text_atomically,
+)
+from keras_focal.training.config import RunConfig
+from keras_focal.training.data import PreparedDataset, evaluation_dataset, training_dataset
+from keras_focal.training.scores import class_scores, foreground_classes, update_confusion
+
+IGNORE_LABEL = 255
+
+
+class RunSetupError(ValueError):
+    """Bad input found before training starts (exit status 2)."""
+
+
+def build_model(config, input_shape, num_classes, acw_weights=None):
+    from keras_focal import models
+
+    builders = {"deeplabv3_plus": models.deeplabv3_plus, "vgg19_fcn": models.vgg19_fcn, "unet": models.unet}
+    return builders[config.model](input_shape, num_classes, acw_weights=acw_weights, **config.model_options)
+
+
+def build_loss(config, class_weights):
+    from keras_focal import losses
+
+    common = {"ignore_class": IGNORE_LABEL}
+    if config.loss in ("ce", "acw_ce"):
+        return losses.CrossEntropy(**common)
+    if config.loss == "wce":
+        return losses.WeightedCrossEntropy(class_weights, **common)
+    if config.loss == "fl":
+        return losses.CategoricalFocalLoss(gamma=config.gamma, **common)
+    return losses.DualFocalLoss(**common)  # dfl, adfl
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """MATLAB's piecewise schedule: times `drop_factor` every `drop_period` epochs."""
+    import keras
+
+    return keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate,
+        decay_steps=config.drop_period * steps_per_epoch,
+        decay_rate=config.drop_factor,
+        staircase=True,
+    )
+
+
+def build_optimizer(config, schedule):
+    import keras
+
+    decay = config.weight_decay or None
+    if config.optimizer == "adam":
+        # MATLAB's ADAM: beta1 0.9, beta2 0.999, epsilon 1e-8.
+        return keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=decay)
+    return keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=decay)
+
+
+def _strategy(name):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if tf.config.list_logical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus)
+
+
+def weights_digest(model):
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(variable.path.encode())
+        digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
+    return digest.hexdigest()
+
+
+def initial_weights(config, input_shape, num_classes):
+    """The shared starting weights of `(model, options, fold, seed)`: built once, saved, reloaded."""
+    import keras
+
+    folder = config.init_dir or config.out
+    os.makedirs(folder, exist_ok=True)
+    options = hashlib.sha256(json.dumps(config.model_options, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"{config.model}-{'x'.join(map(str, input_shape))}-c{num_classes}-{options}-fold{config.fold}-seed{config.seed}.weights.h5"
+    path = os.path.join(folder, name)
+    keras.utils.set_random_seed(config.seed)
+    base = build_model(config, input_shape, num_classes)
+    if os.path.exists(path):
+        base.load_weights(path)
+    else:
+        temporary = path[: -len(".weights.h5")] + f".tmp-{os.getpid()}.weights.h5"
+        base.save_weights(temporary)
+        os.replace(temporary, path)
+    return base
+
+
+def _transfer(base, model):
+    """Copies the shared weights into `model` layer by layer (the ACW layer keeps its own)."""
+    names = {layer.name for layer in base.layers}
+    for layer in model.layers:
+        if layer.name in names and layer.weights:
+            layer.set_weights(base.get_layer(layer.name).get_weights())
+
+
+def evaluate_model(model, images, masks, class_names, batch_size):
+    """Foreground mDSC / mIOU and per-class scores on the test cases (pooled confusion matrix)."""
+    confusion = np.zeros((len(class_names),) * 2, np.int64)
+    for batch_images, batch_masks in evaluation_dataset(images, masks, batch_size):
+        probabilities = np.asarray(model(batch_images, training=False))
+        update_confusion(confusion, batch_masks.numpy(), np.argmax(probabilities, axis=-1), IGNORE_LABEL)
+    iou, dice = class_scores(confusion)
+    foreground = foreground_classes(class_names)
+    with np.errstate(invalid="ignore"):
+        mdsc = float(np.nanmean(dice[foreground])) if np.isfinite(dice[foreground]).any() else float("nan")
+        miou = float(np.nanmean(iou[foreground])) if np.isfinite(iou[foreground]).any() else float("nan")
+    return {
+        "mdsc": mdsc,
+        "miou": miou,
+        "iou": dict(zip(class_names, iou.tolist())),
+        "dice": dict(zip(class_names, dice.tolist())),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def prepare_run(config):
+    """Checks everything that can be checked before training; raises `RunSetupError`."""
+    try:
+        dataset = PreparedDataset(config.data)
+        split = dataset.split(config.fold, config.validation_fraction, config.seed)
+        if not split[0]:
+            raise ValueError(f"fold {config.fold} leaves no training case.")
+        input_shape = dataset.image_shape()
+        build_model(config, input_shape, dataset.num_classes)  # e.g. a U-Net too deep for the image size
+    except ValueError as error:
+        raise RunSetupError(str(error)) from None
+    config_path = os.path.join(config.out, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as stream:
+            saved = json.load(stream)
+        previous = RunConfig(**{k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__})
+        if previous.comparable() != config.comparable():
+            changed = sorted(k for k, v in config.comparable().items() if previous.comparable().get(k) != v)
+            raise RunSetupError(f"'{config.out}' holds a run with other settings ({', '.join(changed)}); use another --out.")
+    return dataset, split, input_shape
+
+
+def train_run(config, resume=False, verbose=1):
+    """Trains and evaluates one run; returns its metrics (see `metrics.json`).
+
+    A finished run (its `metrics.json` exists) is not trained again. An
+    unfinished one continues from its last completed epoch when `resume`
+    is true, and is refused otherwise.
+
+    Raises:
+        RunSetupError: bad data folder, fold, model for the image size, or a
+            folder holding another run; raised before any training.
+    """
+    import keras
+    import tensorflow as tf
+
+    metrics_path = os.path.join(config.out, "metrics.json")
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as stream:
+            return json.load(stream)
+    dataset, (train_cases, validation_cases, test_cases), input_shape = prepare_run(config)
+    os.makedirs(config.out, exist_ok=True)
+    recorder = NaNRecorder()
+    state = RunState(config.out, recorder)
+    done, state_weights = state.load()
+    if done and not resume:
+        raise RunSetupError(f"'{config.out}' holds an unfinished run ({done} epochs): pass --resume to continue it.")
+
+    policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        class_weights = dataset.class_weights(train_cases)
+        channels = input_shape[-1]
+        train = dataset.load(train_cases, channels)
+        validation = dataset.load(validation_cases, channels) if validation_cases else None
+        steps_per_epoch = math.ceil(len(train[0]) / config.batch_size)
+
+        strategy = _strategy(config.strategy)
+        with strategy.scope():
+            base = initial_weights(config, input_shape, dataset.num_classes)
+            model = build_model(config, input_shape, dataset.num_classes, class_weights if config.uses_acw else None)
+            _transfer(base, model)
+            digest = weights_digest(base)
+            del base
+            schedule = learning_rate_schedule(config, steps_per_epoch)
+            model.compile(
+                optimizer=build_optimizer(config, schedule),
+                loss=build_loss(config, class_weights),
+                jit_compile=config.jit_compile,
+            )
+            if state_weights:
+                model.optimizer.build(model.trainable_variables)
+                model.load_weights(state_weights)
+        record = config.to_dict() | {
+            "train_cases": train_cases,
+            "validation_cases": validation_cases,
+            "test_cases": test_cases,
+            "class_weights": class_weights,
+            "initial_weights_sha256": digest,
+            "input_shape": list(input_shape),
+            "class_names": dataset.class_names,
+        }
+        write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")
+
+        # The same global seed on resume: tf.data's shuffle combines it with the per-epoch seed.
+        keras.utils.set_random_seed(config.seed)
+        history_path = os.path.join(config.out, "history.csv")
+        monitor = "val_loss" if validation else "loss"
+        best = BestCheckpoint(os.path.join(config.out, "best.keras"), monitor)
+        if done and os.path.exists(history_path):
+            import pandas as pd
+
+            previous = pd.read_csv(history_path)
+            previous = previous[previous.epoch <= done]
+            if monitor in previous and previous[monitor].notna().any():
+                best.best = float(previous[monitor].min())
+        pipeline_rate = _pipeline_images_per_second(train, config)
+        start = time.perf_counter()
+        if done < config.epochs:
+            model.fit(
+                training_dataset(*train, config.batch_size, done, config.epochs, config.seed, config.augment),
+                epochs=config.epochs,
+                initial_epoch=done,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=evaluation_dataset(*validation, config.batch_size) if validation else None,
+                callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
+                shuffle=False,  # the dataset shuffles, per epoch and reproducibly
+                verbose=verbose,
+            )
+        train_seconds = time.perf_counter() - start
+        epochs_run = state.load()[0]
+        nan_epoch = recorder.nan_epoch
+        if nan_epoch is None and os.path.exists(state.path):
+            with open(state.path) as stream:
+                nan_epoch = json.load(stream).get("nan_epoch")
+        save_model_atomically(model, os.path.join(config.out, "last.keras"))
+
+        evaluated = config.evaluate
+        if nan_epoch is not None or evaluated == "best":
+            evaluated = "best" if os.path.exists(best.path) else ("none" if nan_epoch is not None else "last")
+        scores = {"mdsc": float("nan"), "miou": float("nan"), "iou": {}, "dice": {}, "confusion_matrix": []}
+        if evaluated != "none":
+            evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
+            test = dataset.load(test_cases, channels)
+            scores = evaluate_model(evaluation_model, *test, dataset.class_names, config.batch_size)
+        trained_images = len(train[0]) * max(epochs_run - done, 0)
+        metrics = {
+            "model": config.model,
+            "dataset": dataset.name,
+            "loss": config.loss,
+            "optimizer": config.optimizer,
+            "fold": config.fold,
+            "seed": config.seed,
+            "epochs": config.epochs,
+            "epochs_run": epochs_run,
+            "nan_epoch": nan_epoch,
+            "evaluated": evaluated,
+            **scores,
+            "train_seconds": round(train_seconds, 3),
+            "train_images_per_second": trained_images / train_seconds if trained_images and train_seconds > 0 else None,
+            "pipeline_images_per_second": pipeline_rate,
+        }
+        write_text_atomically(metrics_path, json.dumps(_json_safe(metrics), indent=2) + "\n")
+        return _json_safe(metrics)
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+def _pipeline_images_per_second(train, config):
+    """Images per second the input pipeline alone delivers (one epoch, no model)."""
+    start = time.perf_counter()
+    count = 0
+    for images, _ in training_dataset(*train, config.batch_size, 0, 1, config.seed, config.augment):
+        count += int(images.shape[0])
+    seconds = time.perf_counter() - start
+    return count / seconds if seconds > 0 else None

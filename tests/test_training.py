@@ -1,0 +1,163 @@
+"""Training runs and the comparison grid, end to end on tiny data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_focal.class_weights import inverse_frequency_weights
+from keras_focal.cli import main
+from keras_focal.training import RunConfig, RunSetupError, train_run
+from keras_focal.training import callbacks as callbacks_module
+from keras_focal.training.compare import CompareConfig, compare
+
+TINY = {"epochs": 2, "model_options": {"base_filters": 4, "depth": 2}}
+
+
+def _config(data, out, **kwargs):
+    return RunConfig(data=data, out=str(out), **(TINY | kwargs))
+
+
+def test_tiny_compare_writes_runs_and_tables(prepared_trus, tmp_path):
+    config = CompareConfig(
+        data=prepared_trus, out=str(tmp_path / "cmp"), models=["unet"], losses=["ce", "adfl"],
+        optimizers=["adam", "sgdm"], folds=[0], seeds=[0], run_options=dict(TINY),
+    )
+    lines = []
+    table = compare(config, verbose=0, log=lines.append)
+    assert len(table) == 4 and len(lines) == 4 and lines[0].startswith("[1/4] unet ce adam fold 0 seed 0: mDSC ")
+    results = pd.read_csv(tmp_path / "cmp" / "results.csv")
+    assert list(results[["loss", "optimizer"]].itertuples(index=False, name=None)) == [
+        ("ce", "adam"), ("ce", "sgdm"), ("adfl", "adam"), ("adfl", "sgdm")]
+    assert results.epochs_run.eq(2).all() and results.nan_epoch.isna().all()
+    assert {"iou_background", "iou_prostate", "dice_prostate", "train_images_per_second", "pipeline_images_per_second"} <= set(results)
+    assert results.mdsc.between(0, 1).all()
+    markdown = (tmp_path / "cmp" / "results.md").read_text()
+    assert "## prepared, ADAM" in markdown and "| ADFL+U-net |" in markdown and "Test run #1 mDSC" in markdown
+    assert (tmp_path / "cmp" / "results.png").stat().st_size > 1000
+
+    digests, weights = set(), []
+    for run_dir in results.run_dir:
+        for name in ("history.csv", "config.json", "metrics.json", "last.keras", "best.keras", "state.json"):
+            assert os.path.exists(os.path.join(run_dir, name)), name
+        saved = json.load(open(os.path.join(run_dir, "config.json")))
+        digests.add(saved["initial_weights_sha256"])
+        weights.append(saved["class_weights"])
+        history = pd.read_csv(os.path.join(run_dir, "history.csv"))
+        assert list(history.epoch) == [1, 2] and {"loss", "val_loss", "learning_rate"} <= set(history)
+    assert len(digests) == 1  # every loss and optimiser starts from the same weights
+    classes = json.load(open(os.path.join(prepared_trus, "classes.json")))
+    train_cases = saved["train_cases"]
+    expected = inverse_frequency_weights(np.sum([classes["per_case"][c]["pixel_count"] for c in train_cases], axis=0))
+    np.testing.assert_allclose(weights[0], expected)
+    assert not set(train_cases) & set(saved["test_cases"]) and not set(saved["validation_cases"]) & set(saved["test_cases"])
+
+    # A second call finds every run finished and only rebuilds the tables.
+    again = []
+    compare(config, verbose=0, log=again.append)
+    assert all(line.endswith("(finished earlier)") for line in again)
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared_trus, tmp_path, monkeypatch):
+    reference = train_run(_config(prepared_trus, tmp_path / "a", epochs=3, deterministic=True), verbose=0)
+    original = callbacks_module.RunState.on_epoch_end
+
+    def killed_after_epoch_two(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks_module.RunState, "on_epoch_end", killed_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_config(prepared_trus, tmp_path / "b", epochs=3, deterministic=True), verbose=0)
+    monkeypatch.setattr(callbacks_module.RunState, "on_epoch_end", original)
+    assert json.load(open(tmp_path / "b" / "state.json"))["epoch"] == 2
+    with pytest.raises(RunSetupError, match=r"holds an unfinished run \(2 epochs\): pass --resume"):
+        train_run(_config(prepared_trus, tmp_path / "b", epochs=3, deterministic=True), verbose=0)
+    resumed = train_run(_config(prepared_trus, tmp_path / "b", epochs=3, deterministic=True), resume=True, verbose=0)
+    assert resumed["epochs_run"] == reference["epochs_run"] == 3
+    first, second = (pd.read_csv(tmp_path / d / "history.csv") for d in ("a", "b"))
+    assert list(second.epoch) == [1, 2, 3]
+    np.testing.assert_allclose(second[["loss", "val_loss", "learning_rate"]], first[["loss", "val_loss", "learning_rate"]], rtol=1e-5)
+    assert resumed["mdsc"] == pytest.approx(reference["mdsc"], rel=1e-5)
+    assert [n for n in os.listdir(tmp_path / "b") if n.startswith("state-epoch")] == ["state-epoch0003.weights.h5"]
+
+
+def test_a_nan_loss_is_recorded_not_raised(prepared_trus, tmp_path):
+    metrics = train_run(_config(prepared_trus, tmp_path / "nan", epochs=4, learning_rate=1e30, optimizer="sgdm"), verbose=0)
+    assert metrics["nan_epoch"] is not None and metrics["epochs_run"] == metrics["nan_epoch"] < 4
+    history = pd.read_csv(tmp_path / "nan" / "history.csv")
+    assert len(history) == metrics["nan_epoch"] and not np.isfinite(history.loss.iloc[-1])
+    assert json.load(open(tmp_path / "nan" / "metrics.json"))["nan_epoch"] == metrics["nan_epoch"]
+
+
+def test_piecewise_learning_rate_schedule(prepared_trus, tmp_path):
+    train_run(_config(prepared_trus, tmp_path / "lr", epochs=3, drop_factor=0.5, drop_period=1, validation_fraction=0.0), verbose=0)
+    history = pd.read_csv(tmp_path / "lr" / "history.csv")
+    np.testing.assert_allclose(history.learning_rate, [5e-4, 2.5e-4, 1.25e-4], rtol=1e-6)
+    assert "val_loss" not in history
+
+
+MIRRORED = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_focal.training import RunConfig, train_run
+metrics = train_run(RunConfig(data=sys.argv[1], out=sys.argv[2], epochs=1, strategy="mirrored",
+                              model_options={"base_filters": 4, "depth": 2}), verbose=0)
+assert metrics["epochs_run"] == 1, metrics
+print("replicas", tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")]).num_replicas_in_sync)
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(prepared_trus, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, prepared_trus, str(tmp_path / "mirrored")],
+        capture_output=True, text=True, timeout=300, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2" in result.stdout
+    assert json.load(open(tmp_path / "mirrored" / "metrics.json"))["epochs_run"] == 1
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--model", "resnet"], r"unknown model 'resnet'; allowed: deeplabv3_plus, vgg19_fcn, unet"),
+        (["--loss", "dice"], r"unknown loss 'dice'; allowed: ce, wce, fl, dfl, acw_ce, adfl"),
+        (["--optimizer", "rmsprop"], r"unknown optimizer 'rmsprop'; allowed: adam, sgdm"),
+        (["--fold", "5"], r"fold 5 is out of range: .* has folds 0\.\.1"),
+        (["--model-options", '{"depth": 6}'], r"too small: height and width must be at least 64"),
+        (["--data", "MISSING"], r"is not a prepared data set: manifest\.csv, classes\.json, folds\.csv missing"),
+    ],
+)
+def test_bad_input_exits_2_before_training(prepared_trus, tmp_path, capsys, arguments, message):
+    base = {"--data": prepared_trus, "--model": "unet", "--loss": "ce", "--optimizer": "adam", "--fold": "0", "--out": str(tmp_path / "run")}
+    for flag, value in zip(arguments[::2], arguments[1::2]):
+        base[flag] = str(tmp_path / value) if value == "MISSING" else value
+    argv = ["train", "--epochs", "1"] + [item for pair in base.items() for item in pair]
+    assert main(argv) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "run" / "state.json")
+
+
+def test_compare_cli_with_a_yaml_config(prepared_trus, tmp_path, capsys):
+    config = tmp_path / "compare.yaml"
+    config.write_text(
+        f"data: {prepared_trus}\nout: {tmp_path / 'cmp'}\nmodels: [unet]\nlosses: [wce]\noptimizers: [adam]\n"
+        "folds: [1]\nseeds: [0]\nepochs: 1\nmodel_options: {base_filters: 4, depth: 2}\n"
+    )
+    assert main(["compare", "--config", str(config)]) == 0
+    assert "| WCE+U-net |" in capsys.readouterr().out
+    config.write_text(f"data: {prepared_trus}\nout: {tmp_path / 'x'}\nlosses: [wce]\nfolds: [7]\nepochs: 1\n")
+    assert main(["compare", "--config", str(config)]) == 2
+    assert "fold 7 is out of range" in capsys.readouterr().err
+    config.write_text("data: x\nout: y\nlearning_rat: 1\n")
+    assert main(["compare", "--config", str(config)]) == 2
+    assert "unknown setting(s)" in capsys.readouterr().err

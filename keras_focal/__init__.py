@@ -10,8 +10,10 @@ Submodules:
   bilinear kernel of FCN's upsampling layers.
 - `keras_focal.class_weights`: MATLAB-style `countEachLabel` and class-weight
   helpers.
-- `keras_focal.models`, `keras_focal.data_prep`: network builders and data
-  preparation (imported on demand).
+- `keras_focal.metrics`: `DiceScore` and `IoUScore` Keras metrics.
+- `keras_focal.evaluation`: MATLAB-style `evaluate_semantic_segmentation`.
+- `keras_focal.models`, `keras_focal.data_prep`, `keras_focal.training`:
+  network builders, data preparation and the trainer (imported on demand).
 """
 
 __version__ = "0.1.0"
@@ -20,5 +22,7 @@ from keras_focal import class_weights  # noqa: E402,F401
 from keras_focal import initializers  # noqa: E402,F401
 from keras_focal import layers  # noqa: E402,F401
 from keras_focal import losses  # noqa: E402,F401
+from keras_focal import metrics  # noqa: E402,F401
+from keras_focal import evaluation  # noqa: E402,F401
 
-__all__ = ["class_weights", "initializers", "layers", "losses", "__version__"]
+__all__ = ["class_weights", "evaluation", "initializers", "layers", "losses", "metrics", "__version__"]

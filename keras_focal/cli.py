@@ -43,6 +43,9 @@ def build_parser():
     from keras_focal.training.cli import add_training_parsers
 
     add_training_parsers(commands)
+    from keras_focal.reports import add_evaluate_parser
+
+    add_evaluate_parser(commands)
 
     add_prep_parser(commands).set_defaults(run=run_prep)
     return parser
@@ -52,7 +55,9 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "run", None) is not None:
+    if getattr(args, "run_command", None) is not None:
+        return args.run_command(args)
+    if getattr(args, "run", None) is not None and callable(args.run):
         return args.run(args)
     if getattr(args, "handler", None) is not None:
         return args.handler(args)

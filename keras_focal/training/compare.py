@@ -99,7 +99,9 @@ def _percent(value):
 
 
 def _row(metrics, run):
-    row = {k: metrics.get(k) for k in ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch", "mdsc", "miou")}
+    keys = ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch",
+            "mdsc", "miou", "dataset_mdsc", "dataset_miou", "mean_bf_score")
+    row = {k: metrics.get(k) for k in keys}
     for kind in ("iou", "dice"):
         for name, value in (metrics.get(kind) or {}).items():
             row[f"{kind}_{name}"] = value
@@ -124,7 +126,13 @@ def markdown_tables(table):
 
     Several seeds of one fold are averaged into that fold's cell.
     """
-    lines = ["# Results", "", "mDSC and mIOU (%) of the foreground classes on each test fold.", ""]
+    lines = [
+        "# Results",
+        "",
+        "mDSC and mIOU (%): the foreground classes' Dice and IoU averaged over the test images of each fold",
+        "(`results.csv` also has the data-set-level `dataset_mdsc`/`dataset_miou`).",
+        "",
+    ]
     for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
         folds = sorted(group.fold.unique())
         lines.append(f"## {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}")

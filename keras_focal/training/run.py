@@ -18,7 +18,6 @@ from keras_focal.training.callbacks import (
 )
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import PreparedDataset, evaluation_dataset, training_dataset
-from keras_focal.training.scores import class_scores, foreground_classes, update_confusion
 
 IGNORE_LABEL = 255
 
@@ -118,23 +117,33 @@ def _transfer(base, model):
             layer.set_weights(base.get_layer(layer.name).get_weights())
 
 
-def evaluate_model(model, images, masks, class_names, batch_size):
-    """Foreground mDSC / mIOU and per-class scores on the test cases (pooled confusion matrix)."""
-    confusion = np.zeros((len(class_names),) * 2, np.int64)
-    for batch_images, batch_masks in evaluation_dataset(images, masks, batch_size):
+def predict_label_maps(model, images, batch_size):
+    """Arg-max label maps (uint8) of `images`, batch by batch."""
+    maps = []
+    for batch_images, _ in evaluation_dataset(images, np.zeros(images.shape[:3], np.uint8), batch_size):
         probabilities = np.asarray(model(batch_images, training=False))
-        update_confusion(confusion, batch_masks.numpy(), np.argmax(probabilities, axis=-1), IGNORE_LABEL)
-    iou, dice = class_scores(confusion)
-    foreground = foreground_classes(class_names)
-    with np.errstate(invalid="ignore"):
-        mdsc = float(np.nanmean(dice[foreground])) if np.isfinite(dice[foreground]).any() else float("nan")
-        miou = float(np.nanmean(iou[foreground])) if np.isfinite(iou[foreground]).any() else float("nan")
+        maps.extend(np.argmax(probabilities, axis=-1).astype(np.uint8))
+    return maps
+
+
+def evaluate_model(model, images, masks, class_names, batch_size):
+    """`evaluate_semantic_segmentation` of the model's predictions on `(images, masks)`."""
+    from keras_focal.evaluation import evaluate_semantic_segmentation
+
+    predictions = predict_label_maps(model, images, batch_size)
+    return evaluate_semantic_segmentation(predictions, list(masks), class_names, ignore_label=IGNORE_LABEL)
+
+
+def _scores(result):
     return {
-        "mdsc": mdsc,
-        "miou": miou,
-        "iou": dict(zip(class_names, iou.tolist())),
-        "dice": dict(zip(class_names, dice.tolist())),
-        "confusion_matrix": confusion.tolist(),
+        "mdsc": result.foreground_metrics["mDSC"],
+        "miou": result.foreground_metrics["mIOU"],
+        "dataset_mdsc": result.foreground_metrics["dataset_DSC"],
+        "dataset_miou": result.foreground_metrics["dataset_IOU"],
+        "iou": dict(zip(result.class_names, result.class_metrics["IoU"])),
+        "dice": dict(zip(result.class_names, result.class_metrics["Dice"])),
+        "mean_bf_score": result.dataset_metrics["MeanBFScore"],
+        "confusion_matrix": result.confusion_matrix.tolist(),
     }
 
 
@@ -271,11 +280,14 @@ def train_run(config, resume=False, verbose=1):
         evaluated = config.evaluate
         if nan_epoch is not None or evaluated == "best":
             evaluated = "best" if os.path.exists(best.path) else ("none" if nan_epoch is not None else "last")
-        scores = {"mdsc": float("nan"), "miou": float("nan"), "iou": {}, "dice": {}, "confusion_matrix": []}
+        scores = {"mdsc": float("nan"), "miou": float("nan"), "dataset_mdsc": float("nan"), "dataset_miou": float("nan"),
+                  "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
         if evaluated != "none":
             evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
             test = dataset.load(test_cases, channels)
-            scores = evaluate_model(evaluation_model, *test, dataset.class_names, config.batch_size)
+            result = evaluate_model(evaluation_model, *test, dataset.class_names, config.batch_size)
+            write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
+            scores = _scores(result)
         trained_images = len(train[0]) * max(epochs_run - done, 0)
         metrics = {
             "model": config.model,

@@ -1,0 +1,290 @@
+"""MATLAB-style semantic-segmentation metrics (`evaluateSemanticSegmentation`), streamed."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+
+BF_TOLERANCE = 0.0075  # MATLAB's default: 0.75% of the image diagonal
+
+
+def _boundary(mask):
+    """Inner boundary (4-neighbourhood) of a boolean mask; outside the image counts as background."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
+def bf_score(predicted, truth, tolerance):
+    """Boundary F1 score of two boolean masks (MATLAB's `bfscore`).
+
+    Precision is the share of predicted boundary pixels closer than
+    `tolerance` pixels to the true boundary, recall the share of true
+    boundary pixels closer than `tolerance` to the predicted one; the score
+    is their harmonic mean. NaN when the class is in neither mask, 0 when it
+    is in only one.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    predicted_boundary, true_boundary = _boundary(predicted), _boundary(truth)
+    if not predicted_boundary.any() and not true_boundary.any():
+        return float("nan")
+    if not predicted_boundary.any() or not true_boundary.any():
+        return 0.0
+    distance_to_truth = distance_transform_edt(~true_boundary)
+    distance_to_prediction = distance_transform_edt(~predicted_boundary)
+    precision = np.mean(distance_to_truth[predicted_boundary] < tolerance)
+    recall = np.mean(distance_to_prediction[true_boundary] < tolerance)
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def _scores(confusion):
+    """Per-class Accuracy (recall), IoU and Dice of a confusion matrix; NaN for absent classes."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_positive = np.diag(confusion)
+    truth = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = true_positive / truth
+        union = truth + predicted - true_positive
+        iou = np.where(union > 0, true_positive / union, np.nan)
+        dice = np.where(union > 0, 2 * true_positive / (truth + predicted), np.nan)
+    return accuracy, iou, dice
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _summary(confusion):
+    accuracy, iou, _ = _scores(confusion)
+    truth = confusion.sum(axis=1)
+    total = confusion.sum()
+    with np.errstate(invalid="ignore"):
+        weighted = float(np.nansum(truth / total * iou)) if total else float("nan")
+    return {
+        "GlobalAccuracy": float(np.trace(confusion) / total) if total else float("nan"),
+        "MeanAccuracy": _nanmean(accuracy),
+        "MeanIoU": _nanmean(iou),
+        "WeightedIoU": weighted,
+    }
+
+
+@dataclasses.dataclass
+class SegmentationMetrics:
+    """The result of `evaluate_semantic_segmentation` (MATLAB's `semanticSegmentationMetrics`).
+
+    Attributes:
+        class_names: the classes.
+        confusion_matrix: `[true, predicted]` pixel counts over the data set.
+        dataset_metrics: GlobalAccuracy, MeanAccuracy, MeanIoU, WeightedIoU,
+            MeanBFScore.
+        class_metrics: per class Accuracy, IoU, Dice, MeanBFScore.
+        image_metrics: per image GlobalAccuracy, MeanAccuracy, MeanIoU,
+            WeightedIoU, MeanBFScore, plus the foreground Dice and IoU.
+        foreground: indices of the foreground classes.
+        foreground_metrics: the paper's figures. `mDSC`/`mIOU` are means
+            over images of the per-image foreground Dice/IoU (images where
+            the foreground is in neither mask are left out); `dataset_DSC`/
+            `dataset_IOU` pool every pixel first (class metrics averaged
+            over the foreground classes).
+    """
+
+    class_names: list
+    confusion_matrix: np.ndarray
+    dataset_metrics: dict
+    class_metrics: dict
+    image_metrics: list
+    foreground: list
+    foreground_metrics: dict
+
+    @property
+    def normalized_confusion_matrix(self):
+        """Rows (true classes) divided by their pixel counts; NaN rows for absent classes."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.confusion_matrix / self.confusion_matrix.sum(axis=1, keepdims=True)
+
+    def to_frame(self, which="class"):
+        """pandas DataFrame of the "class", "image" or "dataset" metrics."""
+        import pandas as pd
+
+        if which == "class":
+            return pd.DataFrame(self.class_metrics, index=self.class_names).rename_axis("class")
+        if which == "image":
+            return pd.DataFrame(self.image_metrics).rename_axis("image")
+        if which == "dataset":
+            return pd.DataFrame([self.dataset_metrics | self.foreground_metrics])
+        raise ValueError(f"`which` must be 'class', 'image' or 'dataset'. Received: {which!r}")
+
+    def to_markdown(self):
+        def row(values):
+            return "| " + " | ".join(values) + " |"
+
+        def number(value):
+            return "NaN" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+        lines = ["| metric | value |", "|---|---:|"]
+        lines += [row([k, number(v)]) for k, v in (self.dataset_metrics | self.foreground_metrics).items()]
+        lines += ["", "| class | Accuracy | IoU | Dice | MeanBFScore |", "|---|---:|---:|---:|---:|"]
+        for index, name in enumerate(self.class_names):
+            lines.append(row([name] + [number(self.class_metrics[m][index]) for m in ("Accuracy", "IoU", "Dice", "MeanBFScore")]))
+        return "\n".join(lines) + "\n"
+
+    def to_json(self):
+        def clean(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            if isinstance(value, np.generic):
+                return clean(value.item())
+            return value
+
+        return json.dumps(
+            clean(
+                {
+                    "class_names": list(self.class_names),
+                    "confusion_matrix": self.confusion_matrix.tolist(),
+                    "dataset_metrics": self.dataset_metrics,
+                    "foreground_classes": [self.class_names[i] for i in self.foreground],
+                    "foreground_metrics": self.foreground_metrics,
+                    "class_metrics": {k: list(v) for k, v in self.class_metrics.items()},
+                    "image_metrics": self.image_metrics,
+                }
+            ),
+            indent=2,
+        )
+
+
+def _as_maps(labels, what):
+    if isinstance(labels, np.ndarray):
+        if labels.ndim == 2:
+            yield labels
+            return
+        if labels.ndim == 4 and labels.shape[-1] == 1:
+            labels = labels[..., 0]
+        if labels.ndim != 3:
+            raise ValueError(f"`{what}` must be label maps (H, W), (N, H, W) or an iterable of them; got shape {labels.shape}.")
+        yield from labels
+        return
+    for item in labels:
+        item = np.asarray(item)
+        yield item[..., 0] if item.ndim == 3 and item.shape[-1] == 1 else item
+
+
+def evaluate_semantic_segmentation(
+    predictions, ground_truth, class_names=None, num_classes=None, ignore_label=255, foreground=None, bf_tolerance=BF_TOLERANCE
+):
+    """Confusion matrix and MATLAB's data-set, class and image metrics, streamed.
+
+    Pixels labelled `ignore_label` in the ground truth are left out. Per
+    class (MATLAB's definitions): Accuracy = TP / (TP + FN), IoU = TP / (TP +
+    FP + FN), Dice = 2TP / (2TP + FP + FN), MeanBFScore = mean over images of
+    the boundary F1 score (tolerance `bf_tolerance` x image diagonal). Data
+    set: GlobalAccuracy = correct / all pixels, MeanAccuracy and MeanIoU =
+    means over classes, WeightedIoU = IoU weighted by each class's share of
+    pixels, MeanBFScore = mean over images of their mean BF score. A class
+    absent from both prediction and truth is NaN and left out of the means,
+    as in MATLAB.
+
+    Args:
+        predictions: predicted label maps: an array `(H, W)`, `(N, H, W)`,
+            or an iterable of `(H, W)` maps (only one pair is held at a time).
+        ground_truth: the true label maps, in the same order.
+        class_names: names; defaults to "class_0", ...
+        num_classes: number of classes when `class_names` is None.
+        ignore_label: ground-truth value that is not scored.
+        foreground: indices of the classes of the paper's mDSC/mIOU;
+            default: every class not named "background".
+        bf_tolerance: BF-score distance tolerance as a fraction of the diagonal.
+
+    Returns:
+        A `SegmentationMetrics`.
+
+    Example:
+
+    >>> truth = np.array([[0, 0], [1, 1]])
+    >>> result = evaluate_semantic_segmentation(np.array([[0, 1], [1, 1]]), truth, ["bg", "fg"])
+    >>> round(result.class_metrics["IoU"][1], 4), round(result.class_metrics["Dice"][1], 4)
+    (0.6667, 0.8)
+    """
+    if class_names is None:
+        if num_classes is None:
+            raise ValueError("give `class_names` or `num_classes`.")
+        class_names = [f"class_{i}" for i in range(num_classes)]
+    class_names = list(class_names)
+    count = len(class_names)
+    if count < 1:
+        raise ValueError("`class_names` is empty.")
+    if foreground is None:
+        foreground = [i for i, n in enumerate(class_names) if str(n).lower() != "background"] or list(range(count))
+    foreground = list(foreground)
+    if any(not 0 <= i < count for i in foreground):
+        raise ValueError(f"`foreground` holds indices outside 0..{count - 1}: {foreground}")
+
+    confusion = np.zeros((count, count), np.int64)
+    bf_per_image, images = [], []
+    truths = _as_maps(ground_truth, "ground_truth")
+    for index, predicted in enumerate(_as_maps(predictions, "predictions")):
+        truth = next(truths, None)
+        if truth is None:
+            raise ValueError(f"`predictions` has more label maps than `ground_truth` ({index}).")
+        predicted, truth = np.asarray(predicted), np.asarray(truth)
+        if predicted.shape != truth.shape or predicted.ndim != 2:
+            raise ValueError(f"image {index}: prediction shape {predicted.shape} differs from ground truth shape {truth.shape}.")
+        labelled = truth != ignore_label
+        bad_truth = np.unique(truth[labelled & ((truth < 0) | (truth >= count))])
+        bad_prediction = np.unique(predicted[(predicted < 0) | (predicted >= count)])
+        if bad_truth.size or bad_prediction.size:
+            where = "ground truth" if bad_truth.size else "prediction"
+            raise ValueError(
+                f"image {index}: {where} holds labels {(bad_truth if bad_truth.size else bad_prediction)[:10].tolist()} "
+                f"outside 0..{count - 1}" + (f" (and not the ignore label {ignore_label})" if bad_truth.size else "") + "."
+            )
+        image_confusion = np.bincount(
+            truth[labelled].astype(np.int64) * count + predicted[labelled].astype(np.int64), minlength=count * count
+        ).reshape(count, count)
+        confusion += image_confusion
+        tolerance = bf_tolerance * math.hypot(*truth.shape)
+        scores = [
+            bf_score((predicted == c) & labelled, (truth == c) & labelled, tolerance) for c in range(count)
+        ]
+        bf_per_image.append(scores)
+        _, iou, dice = _scores(image_confusion)
+        images.append(
+            _summary(image_confusion)
+            | {
+                "MeanBFScore": _nanmean(scores),
+                "ForegroundDice": _nanmean(dice[foreground]),
+                "ForegroundIoU": _nanmean(iou[foreground]),
+            }
+        )
+    if next(truths, None) is not None:
+        raise ValueError("`ground_truth` has more label maps than `predictions`.")
+    if not images:
+        raise ValueError("no label maps to evaluate: `predictions` and `ground_truth` are empty.")
+
+    accuracy, iou, dice = _scores(confusion)
+    bf = np.asarray(bf_per_image, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        class_bf = [_nanmean(bf[:, c]) for c in range(count)]
+    dataset = _summary(confusion) | {"MeanBFScore": _nanmean([image["MeanBFScore"] for image in images])}
+    foreground_metrics = {
+        "mDSC": _nanmean([image["ForegroundDice"] for image in images]),
+        "mIOU": _nanmean([image["ForegroundIoU"] for image in images]),
+        "dataset_DSC": _nanmean(dice[foreground]),
+        "dataset_IOU": _nanmean(iou[foreground]),
+    }
+    return SegmentationMetrics(
+        class_names=class_names,
+        confusion_matrix=confusion,
+        dataset_metrics=dataset,
+        class_metrics={"Accuracy": accuracy.tolist(), "IoU": iou.tolist(), "Dice": dice.tolist(), "MeanBFScore": class_bf},
+        image_metrics=images,
+        foreground=foreground,
+        foreground_metrics=foreground_metrics,
+    )

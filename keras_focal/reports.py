@@ -1,0 +1,151 @@
+"""`keras-focal evaluate`: metrics files, a confusion-matrix plot and contour overlays for a trained model."""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from keras_focal.training.callbacks import write_text_atomically
+
+EXIT_BAD_INPUT = 2
+
+
+def confusion_matrix_figure(result, path):
+    """Row-normalised confusion matrix as a PNG (rows: true class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = result.normalized_confusion_matrix
+    size = max(3.5, 0.6 * len(result.class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    image = axis.imshow(np.nan_to_num(matrix), vmin=0, vmax=1, cmap="Blues")
+    axis.set_xticks(range(len(result.class_names)), result.class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(result.class_names)), result.class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, column), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            axis.text(column, row, f"{value:.2f}", ha="center", va="center", color="white" if value > 0.5 else "black", fontsize=8)
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _save(figure, path):
+    import matplotlib.pyplot as plt
+
+    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def overlay(image, truth, predicted, foreground, scale=None):
+    """RGB uint8: the image with true (green) and predicted (red) foreground contours; yellow where they meet."""
+    from skimage.segmentation import find_boundaries
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    rgb = np.repeat(image[..., :1], 3, axis=-1) if image.shape[-1] == 1 else image[..., :3].copy()
+    rgb = rgb.astype(np.uint8)
+    scale = scale or max(1, 256 // max(image.shape[:2]))
+    if scale > 1:
+        rgb = np.kron(rgb, np.ones((scale, scale, 1), np.uint8))
+        truth = np.kron(truth, np.ones((scale, scale), truth.dtype))
+        predicted = np.kron(predicted, np.ones((scale, scale), predicted.dtype))
+    true_edge = find_boundaries(np.isin(truth, foreground), mode="inner")
+    predicted_edge = find_boundaries(np.isin(predicted, foreground), mode="inner")
+    rgb[true_edge] = (0, 220, 0)
+    rgb[predicted_edge] = (230, 30, 30)
+    rgb[true_edge & predicted_edge] = (255, 220, 0)
+    return rgb
+
+
+def write_evaluation(result, rows, images, masks, predictions, out):
+    """evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png and best/median/worst overlays."""
+    from PIL import Image
+
+    os.makedirs(out, exist_ok=True)
+    write_text_atomically(os.path.join(out, "evaluation.json"), result.to_json() + "\n")
+    write_text_atomically(os.path.join(out, "class_metrics.csv"), result.to_frame("class").to_csv())
+    frame = result.to_frame("image")
+    if rows is not None:
+        frame.insert(0, "case", list(rows.case))
+        frame.insert(1, "slice", list(rows["slice"]))
+        frame.insert(2, "image", list(rows.image))
+    write_text_atomically(os.path.join(out, "image_metrics.csv"), frame.to_csv())
+    confusion_matrix_figure(result, os.path.join(out, "confusion_matrix.png"))
+    ranked = frame.ForegroundDice.dropna().sort_values()
+    written = {}
+    if len(ranked):
+        picks = {"worst": ranked.index[0], "median": ranked.index[len(ranked) // 2], "best": ranked.index[-1]}
+        for label, index in picks.items():
+            picture = overlay(images[index], masks[index], predictions[index], result.foreground)
+            path = os.path.join(out, f"overlay_{label}.png")
+            Image.fromarray(picture).save(path)
+            written[label] = {"image": int(index), "ForegroundDice": float(frame.ForegroundDice[index]), "file": os.path.basename(path)}
+    write_text_atomically(os.path.join(out, "overlays.json"), json.dumps(written, indent=2) + "\n")
+    return written
+
+
+def evaluate_trained(model_path, data, cases, out, batch_size=4):
+    """Evaluates a saved model on `cases` of a prepared data set and writes the report files."""
+    import keras
+
+    from keras_focal.evaluation import evaluate_semantic_segmentation
+    from keras_focal.training.data import PreparedDataset
+    from keras_focal.training.run import IGNORE_LABEL, predict_label_maps
+
+    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
+    model = keras.models.load_model(model_path)
+    channels = int(model.input_shape[-1])
+    images, masks = dataset.load(cases, channels)
+    if not len(images):
+        raise ValueError(f"no test slice for cases {cases}.")
+    predictions = predict_label_maps(model, images, batch_size)
+    result = evaluate_semantic_segmentation(predictions, list(masks), dataset.class_names, ignore_label=IGNORE_LABEL)
+    write_evaluation(result, dataset.rows(cases), images, masks, predictions, out)
+    return result
+
+
+def add_evaluate_parser(commands):
+    parser = commands.add_parser("evaluate", help="metrics, confusion matrix and overlays of a trained model on its test fold")
+    parser.add_argument("--run", help="a run folder written by `keras-focal train` / `compare`")
+    parser.add_argument("--checkpoint", choices=("last", "best"), default="last", help="with --run (default: last)")
+    parser.add_argument("--model", help="a saved .keras model (with --data and --fold)")
+    parser.add_argument("--data", help="a prepared data set")
+    parser.add_argument("--fold", type=int, help="the test fold of --data")
+    parser.add_argument("--out", help="output folder (default: RUN/evaluation or ./evaluation)")
+    parser.set_defaults(run_command=_evaluate)
+    return parser
+
+
+def _evaluate(args):
+    from keras_focal.training.data import PreparedDataset
+
+    try:
+        if args.run:
+            with open(os.path.join(args.run, "config.json")) as stream:
+                config = json.load(stream)
+            model_path = os.path.join(args.run, f"{args.checkpoint}.keras")
+            data, cases = PreparedDataset(config["data"]), config["test_cases"]
+            out = args.out or os.path.join(args.run, "evaluation")
+        elif args.model and args.data and args.fold is not None:
+            model_path, data = args.model, PreparedDataset(args.data)
+            cases = data.split(args.fold, 0.0)[2]
+            out = args.out or "evaluation"
+        else:
+            raise ValueError("give --run RUN_DIR, or --model FILE --data PREP_DIR --fold K.")
+        if not os.path.exists(model_path):
+            raise ValueError(f"no model at '{model_path}'.")
+        result = evaluate_trained(model_path, data, cases, out)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        print(f"keras-focal evaluate: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(result.to_markdown())
+    print(f"wrote {out}/evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png, overlay_*.png")
+    return 0

@@ -46,6 +46,9 @@ def build_parser():
     from keras_focal.reports import add_evaluate_parser
 
     add_evaluate_parser(commands)
+    from keras_focal.experiments.cli import add_stability_parser
+
+    add_stability_parser(commands)
 
     add_prep_parser(commands).set_defaults(run=run_prep)
     return parser

@@ -1,0 +1,1 @@
+"""Reproducible experiments (`keras-focal stability`)."""

@@ -1,0 +1,45 @@
+"""`keras-focal stability`."""
+
+import dataclasses
+import json
+import sys
+
+PARTS = ("sweep", "table", "classification", "segmentation")
+
+
+def add_stability_parser(commands):
+    parser = commands.add_parser("stability", help="reproduce the focal-loss instability study (NaN for 0 < gamma < 1)")
+    parser.add_argument("--out", default="stability_output", help="output folder (default: stability_output)")
+    parser.add_argument("--preset", choices=("quick", "paper"), default="quick", help="quick: minutes on a CPU; paper: the seed's grid (GPU)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--gammas", nargs="+", type=float)
+    parser.add_argument("--thresholds", nargs="+", type=int)
+    parser.add_argument("--noise", nargs="+", type=float)
+    parser.add_argument("--segmentation-noise", nargs="+", type=float)
+    parser.add_argument("--losses", nargs="+", choices=("naive", "stabilised", "exact"))
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--segmentation-epochs", type=int)
+    parser.add_argument("--subset", type=int, help="training images for classification (0: all)")
+    parser.add_argument("--segmentation-subset", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--data", choices=("auto", "mnist", "digits"), help="MNIST if on the machine (auto), or scikit-learn digits")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(run_command=_stability)
+
+
+def _stability(args):
+    from keras_focal.experiments.stability import StudySettings, run_study
+
+    try:
+        settings = StudySettings.preset(args.preset)
+        overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(settings) if getattr(args, f.name, None) is not None}
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        settings = dataclasses.replace(settings, **overrides)
+        summary = run_study(args.out, settings, parts=tuple(args.parts), progress=not args.quiet)
+    except ValueError as error:
+        print(f"keras-focal stability: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {args.out}/: gradient_sweep.csv/.png, table1.csv, classification.csv/.png, segmentation.csv/.png, summary.json")
+    return 0

@@ -1,0 +1,467 @@
+"""The focal-loss stability study of "A Note on the Stability of the Focal Loss".
+
+Four parts, each writing CSV and PNG files to an output folder:
+
+- `gradient_sweep`: loss and gradient against the logit (the paper's Figure 2);
+- `classification_grid`: the paper's CNN on thresholded digits, epochs
+  completed before the first NaN for every (loss, gamma, threshold, noise)
+  (Figure 4);
+- `segmentation_curves`: the paper's U-Net on thresholded digit images,
+  per-epoch loss and the NaN epoch (Figure 5);
+- `class_counts`: samples per class for each threshold (Table 1).
+
+Three losses are compared: the naive focal loss (torchvision's
+`sigmoid_focal_loss`, reimplemented here as the reference of the
+instability; not exported as a loss), the stabilised loss (epsilon = 1e-3)
+and keras-focal's exact loss (epsilon = 0), plus Keras's own
+`BinaryFocalCrossentropy` in the gradient sweep.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+LOSS_KINDS = ("naive", "stabilised", "exact")
+PAPER_GAMMAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+PAPER_THRESHOLDS = tuple(range(9))
+PAPER_NOISE = (0.0, 0.5, 0.75)
+STABILISING_EPSILON = 1e-3
+
+
+@dataclasses.dataclass
+class StudySettings:
+    """The axes and training settings of a study run.
+
+    The "paper" preset is the seed's: SGD lr 1e-3, momentum 0.9, batch 64,
+    alpha 0.5, 100 classification epochs, 1000 segmentation epochs, all
+    of MNIST. The "quick" preset shrinks the grid (5 gammas, thresholds
+    0/4/8, noise 0/0.5), the data (2,048 images) and the epochs (20), and
+    raises the learning rate to 5e-2 so that predictions become confident,
+    and the instability shows, on a CPU.
+    """
+
+    gammas: tuple = (0.1, 0.5, 0.9, 0.0, 2.0)
+    thresholds: tuple = (0, 4, 8)
+    noise: tuple = (0.0, 0.5)
+    segmentation_noise: tuple = (0.0,)
+    losses: tuple = LOSS_KINDS
+    epochs: int = 20
+    segmentation_epochs: int = 30
+    subset: int = 2048
+    segmentation_subset: int = 256
+    learning_rate: float = 5e-2
+    momentum: float = 0.9
+    batch_size: int = 64
+    alpha: float = 0.5
+    segmentation_gamma: float = 0.5
+    data: str = "auto"
+    seed: int = 0
+
+    @classmethod
+    def preset(cls, name):
+        if name == "quick":
+            return cls()
+        if name == "paper":
+            return cls(
+                gammas=PAPER_GAMMAS, thresholds=PAPER_THRESHOLDS, noise=PAPER_NOISE, segmentation_noise=PAPER_NOISE, epochs=100,
+                segmentation_epochs=1000, subset=0, segmentation_subset=0, learning_rate=1e-3,
+            )
+        raise ValueError(f"unknown preset {name!r}; allowed: quick, paper.")
+
+    def differences_from_paper(self):
+        paper = StudySettings.preset("paper")
+        return {
+            f.name: (getattr(self, f.name), getattr(paper, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("data", "seed") and getattr(self, f.name) != getattr(paper, f.name)
+        }
+
+
+# --- losses ----------------------------------------------------------------
+
+def naive_sigmoid_focal_loss(y_true, logits, gamma, alpha=0.5, epsilon=0.0, reduction="mean"):
+    """torchvision's `sigmoid_focal_loss` in Keras ops: the textbook formula that NaNs.
+
+    `ce * (1 - p_t + epsilon)^gamma` with `p_t` from `sigmoid(logits)`: when
+    `p_t` rounds to 1 (|logit| >= 17 in float32) and `0 < gamma < 1`, the
+    derivative of the power is infinite and the gradient becomes NaN.
+    """
+    from keras import ops
+
+    y_true = ops.cast(y_true, "float32")
+    logits = ops.cast(logits, "float32")
+    p = ops.sigmoid(logits)
+    ce = ops.maximum(logits, 0.0) - logits * y_true + ops.log1p(ops.exp(-ops.abs(logits)))
+    p_t = p * y_true + (1 - p) * (1 - y_true)
+    # PyTorch's pow backward is 0 for a zero exponent; TensorFlow's is 0 * 0^-1 = NaN at p_t = 1.
+    # gamma = 0 is plain cross-entropy in torchvision, so it is here too.
+    loss = ce if gamma == 0 else ce * ops.power(1 - p_t + epsilon, gamma)
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * y_true + (1 - alpha) * (1 - y_true)) * loss
+    return ops.mean(loss) if reduction == "mean" else loss
+
+
+def make_loss(kind, gamma, alpha=0.5):
+    """The training loss of a study cell: "naive", "stabilised" (epsilon 1e-3) or "exact"."""
+    from keras_focal.losses import BinaryFocalLoss
+
+    if kind == "naive":
+        def naive(y_true, y_pred):
+            return naive_sigmoid_focal_loss(y_true, y_pred, gamma, alpha)
+
+        return naive
+    if kind == "stabilised":
+        return BinaryFocalLoss(gamma=gamma, alpha=alpha, epsilon=STABILISING_EPSILON, from_logits=True)
+    if kind == "exact":
+        return BinaryFocalLoss(gamma=gamma, alpha=alpha, from_logits=True)
+    raise ValueError(f"unknown loss {kind!r}; allowed: {', '.join(LOSS_KINDS)}.")
+
+
+# --- data ------------------------------------------------------------------
+
+def load_digits_images(source="auto"):
+    """`(images float32 (N, 28, 28, 1) in [0, 1], labels int, description)`.
+
+    `source`: "mnist" (tensorflow-datasets' prepared copy or `~/.keras/
+    datasets/mnist.npz`; never downloads), "digits" (scikit-learn's 1,797
+    8x8 digits, upsampled to 28x28 with anti-aliasing), or "auto" (MNIST
+    when it is on the machine, else digits).
+    """
+    if source not in ("auto", "mnist", "digits"):
+        raise ValueError(f"unknown data source {source!r}; allowed: auto, mnist, digits.")
+    if source in ("auto", "mnist"):
+        found = _local_mnist()
+        if found is not None:
+            return found
+        if source == "mnist":
+            raise ValueError(
+                "MNIST is not on this machine (tensorflow-datasets' data dir or ~/.keras/datasets/mnist.npz); "
+                "fetch it yourself (e.g. `python -c \"import keras; keras.datasets.mnist.load_data()\"`) or use --data digits."
+            )
+    from skimage.transform import resize
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = resize(digits.images / 16.0, (len(digits.images), 28, 28), order=1, anti_aliasing=True)
+    images = np.clip(images, 0, 1).astype(np.float32)[..., None]
+    return images, digits.target.astype(np.int64), "scikit-learn digits (1,797 8x8 images upsampled to 28x28), not MNIST"
+
+
+def _local_mnist():
+    path = os.path.expanduser(os.path.join("~", ".keras", "datasets", "mnist.npz"))
+    if os.path.exists(path):
+        with np.load(path) as data:
+            return (data["x_train"].astype(np.float32) / 255.0)[..., None], data["y_train"].astype(np.int64), f"MNIST training set ({path})"
+    try:
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder("mnist")
+        if not builder.is_prepared():
+            return None
+        data = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
+        return (data["image"].astype(np.float32) / 255.0), data["label"].astype(np.int64), "MNIST training set (tensorflow-datasets)"
+    except Exception:  # no tensorflow-datasets or no prepared copy: fall back
+        return None
+
+
+def class_counts(labels, thresholds=PAPER_THRESHOLDS):
+    """Table 1: samples of class A (digit <= threshold) and B, and the A/B ratio."""
+    import pandas as pd
+
+    rows = []
+    for threshold in thresholds:
+        a = int(np.sum(labels <= threshold))
+        b = int(np.sum(labels > threshold))
+        rows.append({"threshold": threshold, "class_A": a, "class_B": b, "A/B": round(a / b, 2) if b else float("inf")})
+    return pd.DataFrame(rows)
+
+
+def _subset(images, labels, count, seed):
+    if not count or count >= len(images):
+        return images, labels
+    order = np.random.default_rng(seed).permutation(len(images))[:count]
+    return images[order], labels[order]
+
+
+def add_noise(images, amplitude, seed):
+    """The paper's noise: uniform [0, 1) times `amplitude`, added to the pixels, clipped to [0, 1]."""
+    if amplitude == 0:
+        return images
+    noise = np.random.default_rng(seed).random(images.shape, dtype=np.float32) * amplitude
+    return np.clip(images + noise, 0.0, 1.0)
+
+
+# --- the three parts -------------------------------------------------------
+
+def gradient_sweep(gammas=(0.1, 0.5, 0.9, 1.0, 2.0), logits=None, alpha=0.5):
+    """Loss and d(loss)/d(logit) of each implementation for y = 0 and 1 (float32).
+
+    Returns a DataFrame with columns implementation, gamma, y, logit, loss, gradient.
+    """
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
+    from keras_focal.losses import BinaryFocalLoss
+
+    logits = np.linspace(-38, 38, 153).astype(np.float32) if logits is None else np.asarray(logits, np.float32)
+    rows = []
+    for gamma in gammas:
+        implementations = {
+            "naive": lambda y, x, g=gamma: naive_sigmoid_focal_loss(y, x, g, alpha, reduction="none")[:, 0],
+            "keras": keras.losses.BinaryFocalCrossentropy(
+                apply_class_balancing=True, alpha=alpha, gamma=gamma, from_logits=True, reduction=None
+            ),
+            "stabilised": BinaryFocalLoss(gamma=gamma, alpha=alpha, epsilon=STABILISING_EPSILON, from_logits=True, reduction=None),
+            "exact": BinaryFocalLoss(gamma=gamma, alpha=alpha, from_logits=True, reduction=None),
+        }
+        for name, loss in implementations.items():
+            for label in (0.0, 1.0):
+                x = tf.constant(logits[:, None])
+                y = tf.fill(tf.shape(x), label)
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    values = loss(y, x)  # one loss per logit
+                    total = tf.reduce_sum(values)
+                gradient = tape.gradient(total, x).numpy()[:, 0]
+                for logit, loss_value, grad in zip(logits, np.asarray(values).ravel(), gradient):
+                    rows.append({"implementation": name, "gamma": gamma, "y": int(label), "logit": float(logit),
+                                 "loss": float(loss_value), "gradient": float(grad)})
+    return pd.DataFrame(rows)
+
+
+def train_classifier(images, labels, loss, settings, seed, progress_epochs=False):
+    """Trains `stability_cnn` and returns the number of epochs completed before the first NaN."""
+    import keras
+
+    from keras_focal.models import stability_cnn
+    from keras_focal.training.callbacks import NaNRecorder
+
+    keras.utils.set_random_seed(seed)
+    model = stability_cnn(images.shape[1:])
+    model.compile(optimizer=keras.optimizers.SGD(settings.learning_rate, momentum=settings.momentum), loss=loss)
+    recorder = NaNRecorder()
+    model.fit(images, labels, batch_size=settings.batch_size, epochs=settings.epochs, shuffle=True,
+              callbacks=[recorder], verbose=0)
+    return (recorder.nan_epoch - 1) if recorder.nan_epoch else settings.epochs, recorder.nan_epoch
+
+
+def train_segmenter(images, masks, loss, settings, seed):
+    """Trains `stability_unet`; returns per-epoch losses (NaN from the first NaN on) and the NaN epoch."""
+    import keras
+
+    from keras_focal.models import stability_unet
+    from keras_focal.training.callbacks import NaNRecorder
+
+    keras.utils.set_random_seed(seed)
+    model = stability_unet(images.shape[1:])
+    model.compile(optimizer=keras.optimizers.SGD(settings.learning_rate, momentum=settings.momentum), loss=loss)
+    recorder = NaNRecorder()
+    history = model.fit(images, masks, batch_size=settings.batch_size, epochs=settings.segmentation_epochs,
+                        callbacks=[recorder], verbose=0)
+    losses = list(history.history["loss"])
+    return losses + [float("nan")] * (settings.segmentation_epochs - len(losses)), recorder.nan_epoch
+
+
+def _write_csv(table, path):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+
+
+def classification_grid(out, settings, images, labels, progress=True):
+    """Every (loss, gamma, threshold, noise) cell; resumable through `classification.csv`."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    path = os.path.join(out, "classification.csv")
+    done = pd.read_csv(path) if os.path.exists(path) else pd.DataFrame(columns=["loss", "gamma", "threshold", "noise"])
+    finished = {(r.loss, float(r.gamma), int(r.threshold), float(r.noise)) for r in done.itertuples()}
+    images, labels = _subset(images, labels, settings.subset, settings.seed)
+    cells = [(k, float(g), int(t), float(n)) for k in settings.losses for g in settings.gammas for t in settings.thresholds for n in settings.noise]
+    rows = done.to_dict("records")
+    for kind, gamma, threshold, noise in tqdm(cells, desc="classification cells", disable=not progress):
+        if (kind, gamma, threshold, noise) in finished:
+            continue
+        targets = (labels <= threshold).astype(np.float32)[:, None]  # class A = 1
+        noisy = add_noise(images, noise, settings.seed + 1)
+        completed, nan_epoch = train_classifier(noisy, targets, make_loss(kind, gamma, settings.alpha), settings, settings.seed)
+        rows.append({"loss": kind, "gamma": gamma, "threshold": threshold, "noise": noise,
+                     "epochs_completed": completed, "nan_epoch": nan_epoch, "epochs": settings.epochs})
+        _write_csv(pd.DataFrame(rows), path)
+    return pd.DataFrame(rows)
+
+
+def segmentation_curves(out, settings, images, progress=True):
+    """The U-Net runs for each (loss, noise); resumable through `segmentation.csv`."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    path = os.path.join(out, "segmentation.csv")
+    done = pd.read_csv(path) if os.path.exists(path) else pd.DataFrame(columns=["loss", "noise"])
+    finished = {(r.loss, float(r.noise)) for r in done.drop_duplicates(["loss", "noise"]).itertuples()}
+    images, _ = _subset(images, np.zeros(len(images)), settings.segmentation_subset, settings.seed)
+    masks = (images > 0.5).astype(np.float32)  # masks first, noise after (the paper's order)
+    rows = done.to_dict("records")
+    for kind in tqdm(settings.losses, desc="segmentation runs", disable=not progress):
+        for noise in settings.segmentation_noise:
+            if (kind, float(noise)) in finished:
+                continue
+            noisy = add_noise(images, noise, settings.seed + 2)
+            losses, nan_epoch = train_segmenter(noisy, masks, make_loss(kind, settings.segmentation_gamma, settings.alpha), settings, settings.seed)
+            for epoch, value in enumerate(losses, start=1):
+                rows.append({"loss": kind, "noise": float(noise), "epoch": epoch, "focal_loss": value, "nan_epoch": nan_epoch})
+            _write_csv(pd.DataFrame(rows), path)
+    return pd.DataFrame(rows)
+
+
+# --- figures and report ----------------------------------------------------
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path):
+    plt = _plt()
+    figure.tight_layout()
+    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
+    figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def plot_gradient_sweep(table, path, gamma=0.5):
+    plt = _plt()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for axis, label in zip(axes, (1, 0)):
+        part = table[(table.gamma == gamma) & (table.y == label)]
+        for name, group in part.groupby("implementation", sort=False):
+            finite = np.isfinite(group.gradient)
+            axis.plot(group.logit[finite], group.gradient[finite], label=name)
+            if (~finite).any():
+                axis.plot(group.logit[~finite], np.zeros((~finite).sum()), "x", label=f"{name}: NaN")
+        axis.set(title=f"gamma = {gamma}, y = {label}", xlabel="logit", ylabel="d loss / d logit")
+        axis.legend(fontsize="small")
+    _save(figure, path)
+
+
+def plot_classification(table, path):
+    plt = _plt()
+    kinds = list(dict.fromkeys(table.loss))
+    noises = sorted(table.noise.unique())
+    figure, axes = plt.subplots(len(noises), len(kinds), figsize=(3.6 * len(kinds), 3.2 * len(noises)), squeeze=False)
+    for row, noise in enumerate(noises):
+        for column, kind in enumerate(kinds):
+            part = table[(table.loss == kind) & (table.noise == noise)]
+            grid = part.pivot_table(index="gamma", columns="threshold", values="epochs_completed")
+            axis = axes[row, column]
+            image = axis.imshow(grid.to_numpy(), vmin=0, vmax=float(table.epochs.max()), cmap="viridis", aspect="auto")
+            axis.set_xticks(range(len(grid.columns)), grid.columns)
+            axis.set_yticks(range(len(grid.index)), [f"{g:g}" for g in grid.index])
+            for (i, j), value in np.ndenumerate(grid.to_numpy()):
+                axis.text(j, i, f"{value:.0f}", ha="center", va="center", color="white", fontsize=7)
+            axis.set(title=f"{kind}, noise {noise:g}", xlabel="threshold", ylabel="gamma")
+    figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="epochs completed")
+    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
+    figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def plot_segmentation(table, path):
+    import pandas as pd
+
+    plt = _plt()
+    kinds = list(dict.fromkeys(table.loss))
+    figure, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.4), squeeze=False, sharey=True)
+    for axis, kind in zip(axes[0], kinds):
+        for noise, group in table[table.loss == kind].groupby("noise"):
+            line, = axis.plot(group.epoch, group.focal_loss, label=f"noise {noise:g}")
+            nan_epoch = pd.to_numeric(group.nan_epoch, errors="coerce").dropna()
+            if len(nan_epoch):
+                epoch = int(nan_epoch.iloc[0])
+                previous = group[group.epoch < epoch].focal_loss.dropna()
+                axis.plot([epoch], [previous.iloc[-1] if len(previous) else 0], "x", color=line.get_color(), markersize=10)
+        axis.set(title=kind, xlabel="epoch", ylabel="focal loss", yscale="log")
+        axis.legend(fontsize="small")
+    _save(figure, path)
+
+
+def summarize(classification, segmentation, sweep):
+    """Which cells NaN'd, per loss; the acceptance pattern as counts."""
+    import pandas as pd
+
+    unstable = classification.gamma.between(0, 1, inclusive="neither")
+    nan = pd.to_numeric(classification.nan_epoch, errors="coerce").notna()
+    summary = {
+        "naive_nan_cells_unstable_gamma": int((nan & unstable & (classification.loss == "naive")).sum()),
+        "naive_cells_unstable_gamma": int((unstable & (classification.loss == "naive")).sum()),
+        "naive_nan_cells_stable_gamma": int((nan & ~unstable & (classification.loss == "naive")).sum()),
+        "stabilised_nan_cells": int((nan & (classification.loss == "stabilised")).sum()),
+        "exact_nan_cells": int((nan & (classification.loss == "exact")).sum()),
+    }
+    if segmentation is not None and len(segmentation):
+        runs = segmentation.drop_duplicates(["loss", "noise"])
+        summary["segmentation_nan_epochs"] = {f"{r.loss} noise {r.noise:g}": (None if pd.isna(r.nan_epoch) else int(r.nan_epoch)) for r in runs.itertuples()}
+    if sweep is not None:
+        g = sweep[(sweep.gamma == 0.5)]
+        summary["sweep_nan_gradients_gamma_0.5"] = {k: int(np.isnan(v.gradient).sum()) for k, v in g.groupby("implementation")}
+    return summary
+
+
+def run_study(out, settings, parts=("sweep", "table", "classification", "segmentation"), progress=True, log=print):
+    """Runs the chosen parts into `out`; finished cells are skipped on a re-run. Returns the summary.
+
+    Raises:
+        ValueError: `out` holds a study with other training settings.
+    """
+    import pandas as pd
+
+    os.makedirs(out, exist_ok=True)
+    settings_path = os.path.join(out, "settings.json")
+    description = dataclasses.asdict(settings)
+    if os.path.exists(settings_path):
+        with open(settings_path) as stream:
+            previous = json.load(stream)
+        keep = ("epochs", "segmentation_epochs", "subset", "segmentation_subset", "learning_rate", "momentum", "batch_size", "alpha", "segmentation_gamma", "data", "seed")
+        changed = [k for k in keep if json.dumps(previous.get(k)) != json.dumps(description.get(k))]
+        if changed:
+            raise ValueError(f"'{out}' holds a study with other settings ({', '.join(changed)}); use another --out.")
+    with open(settings_path + ".tmp", "w") as stream:
+        json.dump(description, stream, indent=2)
+    os.replace(settings_path + ".tmp", settings_path)
+
+    differences = settings.differences_from_paper()
+    if differences:
+        log("differs from the paper: " + "; ".join(f"{k}={v[0]} (paper {v[1]})" for k, v in differences.items()))
+    sweep = classification = segmentation = None
+    data_description = None
+    if "sweep" in parts:
+        sweep = gradient_sweep()
+        _write_csv(sweep, os.path.join(out, "gradient_sweep.csv"))
+        plot_gradient_sweep(sweep, os.path.join(out, "gradient_sweep.png"))
+    if {"table", "classification", "segmentation"} & set(parts):
+        images, labels, data_description = load_digits_images(settings.data)
+        log(f"data: {data_description}")
+    if "table" in parts:
+        _write_csv(class_counts(labels), os.path.join(out, "table1.csv"))
+    if "classification" in parts:
+        classification = classification_grid(out, settings, images, labels, progress)
+        plot_classification(classification, os.path.join(out, "classification.png"))
+    if "segmentation" in parts:
+        segmentation = segmentation_curves(out, settings, images, progress)
+        plot_segmentation(segmentation, os.path.join(out, "segmentation.png"))
+    summary = summarize(classification if classification is not None else pd.DataFrame(columns=["gamma", "nan_epoch", "loss"]), segmentation, sweep)
+    summary["data"] = data_description
+    summary["differences_from_paper"] = {k: list(v) if isinstance(v[0], tuple) else v for k, v in differences.items()}
+    with open(os.path.join(out, "summary.json") + ".tmp", "w") as stream:
+        json.dump(summary, stream, indent=2, default=str)
+    os.replace(os.path.join(out, "summary.json") + ".tmp", os.path.join(out, "summary.json"))
+    return summary

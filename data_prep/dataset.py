@@ -122,7 +122,8 @@ def _write_png(path, array):
     Image.fromarray(array).save(path, format="PNG")
 
 
-def _write_text_atomically(path, text):
+def write_text_atomically(path, text):
+    """Writes `text` to a temporary file beside `path`, then renames it into place."""
     directory = os.path.dirname(path) or "."
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
@@ -136,7 +137,7 @@ def _write_text_atomically(path, text):
 
 
 def write_json_atomically(path, data):
-    _write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def prepare_case(case, out, options, num_classes):
@@ -444,7 +445,7 @@ def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabell
                 records.append(json.load(stream))
     rows = [row for record in records for row in record["rows"]]
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    _write_text_atomically(os.path.join(out, "manifest.csv"), manifest.to_csv(index=False))
+    write_text_atomically(os.path.join(out, "manifest.csv"), manifest.to_csv(index=False))
 
     referenced = {row["image"] for row in rows} | {row["mask"] for row in rows}
     for sub in ("images", "masks"):
@@ -464,11 +465,11 @@ def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabell
             table = pd.DataFrame(
                 {"case": list(assignment), "fold": list(assignment.values()), "slices": [slices[c] for c in assignment]}
             ).sort_values(["fold", "case"])
-            _write_text_atomically(os.path.join(out, "folds.csv"), table.to_csv(index=False))
+            write_text_atomically(os.path.join(out, "folds.csv"), table.to_csv(index=False))
     failed_path = os.path.join(out, "failed.csv")
     if failed:
         table = pd.DataFrame({"case": list(failed), "error": list(failed.values())})
-        _write_text_atomically(failed_path, table.to_csv(index=False))
+        write_text_atomically(failed_path, table.to_csv(index=False))
     elif os.path.exists(failed_path):
         os.remove(failed_path)
     return PrepReport(

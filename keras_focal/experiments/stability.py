@@ -266,9 +266,9 @@ def train_segmenter(images, masks, loss, settings, seed):
 
 
 def _write_csv(table, path):
-    temporary = f"{path}.tmp-{os.getpid()}"
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    from keras_focal.data_prep.dataset import write_text_atomically
+
+    write_text_atomically(path, table.to_csv(index=False))
 
 
 def classification_grid(out, settings, images, labels, progress=True):
@@ -424,6 +424,8 @@ def run_study(out, settings, parts=("sweep", "table", "classification", "segment
     """
     import pandas as pd
 
+    from keras_focal.data_prep.dataset import write_json_atomically
+
     os.makedirs(out, exist_ok=True)
     settings_path = os.path.join(out, "settings.json")
     description = dataclasses.asdict(settings)
@@ -434,9 +436,7 @@ def run_study(out, settings, parts=("sweep", "table", "classification", "segment
         changed = [k for k in keep if json.dumps(previous.get(k)) != json.dumps(description.get(k))]
         if changed:
             raise ValueError(f"'{out}' holds a study with other settings ({', '.join(changed)}); use another --out.")
-    with open(settings_path + ".tmp", "w") as stream:
-        json.dump(description, stream, indent=2)
-    os.replace(settings_path + ".tmp", settings_path)
+    write_json_atomically(settings_path, description)
 
     differences = settings.differences_from_paper()
     if differences:
@@ -461,7 +461,5 @@ def run_study(out, settings, parts=("sweep", "table", "classification", "segment
     summary = summarize(classification if classification is not None else pd.DataFrame(columns=["gamma", "nan_epoch", "loss"]), segmentation, sweep)
     summary["data"] = data_description
     summary["differences_from_paper"] = {k: list(v) if isinstance(v[0], tuple) else v for k, v in differences.items()}
-    with open(os.path.join(out, "summary.json") + ".tmp", "w") as stream:
-        json.dump(summary, stream, indent=2, default=str)
-    os.replace(os.path.join(out, "summary.json") + ".tmp", os.path.join(out, "summary.json"))
+    write_json_atomically(os.path.join(out, "summary.json"), json.loads(json.dumps(summary, default=str)))
     return summary

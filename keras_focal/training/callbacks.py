@@ -7,12 +7,7 @@ import time
 
 import keras
 
-
-def write_text_atomically(path, text):
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", newline="") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+from keras_focal.data_prep.dataset import write_text_atomically  # noqa: F401  (re-exported for the trainer)
 
 
 def save_model_atomically(model, path):

@@ -7,8 +7,11 @@ Label formats (detected from ranks, as documented on each loss):
   size 1 (`(B, H, W, 1)`) while `C > 1`;
 - dense labels: `y_true` has the shape of `y_pred` (one-hot or soft).
 
-Integer maps take a gather fast path that does per-pixel work only beyond the
-softmax itself; dense labels use the per-class formulas.
+From logits (given, or recovered from a Keras softmax output) every label form
+goes through `keras_focal.losses._softmax`: integer maps become one-hot labels
+and all forms share one exact cross-entropy graph. Probabilities that cannot be
+mapped back to logits are clipped as Keras clips them and use the per-class
+formulas of `_ProbabilityPrediction`.
 """
 
 import numpy as np
@@ -16,6 +19,7 @@ import keras
 from keras import ops
 
 from keras_focal.losses import _numerics
+from keras_focal.losses import _softmax
 
 try:  # Keras's own losses mark ignored pixels the same way.
     from keras.src.backend import set_keras_mask as _set_keras_mask
@@ -69,41 +73,6 @@ def broadcast_class_vector(vector, rank, axis):
     return ops.reshape(ops.convert_to_tensor(vector, dtype="float32"), shape)
 
 
-class _LogitsPrediction:
-    """Log-probabilities of a softmax, computed from logits (cached per call)."""
-
-    sums_to_one = True
-
-    def __init__(self, logits, axis):
-        self.axis = axis
-        self.logits = logits
-        self.num_classes = logits.shape[axis]
-        self.terms = _numerics.SoftmaxTerms(logits, axis)
-        self._log_1mp = None
-
-    def log_p(self):
-        return self.terms.log_probabilities()
-
-    def log_1mp(self):
-        if self._log_1mp is None:
-            self._log_1mp = self.terms.log_complements()
-        return self._log_1mp
-
-    def probabilities(self):
-        return self.terms.probabilities()
-
-    def complements(self):
-        return ops.exp(self.log_1mp())
-
-    def gathered(self, labels):
-        """`(log p_t, log(1 - p_t))` of the labelled class per pixel."""
-        shifted, exp, below = self.terms.gather(labels)
-        # Per pixel: the label is not the (single) arg-max.
-        self.label_direct = ops.logical_or(below, self.terms.tied)
-        log_pt = shifted - self.terms.log_total
-        return log_pt, self.terms.log_complements(exp, self.label_direct)
-
-
 class _ProbabilityPrediction:
     """Log-probabilities of softmax outputs given as probabilities."""
 
@@ -135,21 +104,16 @@ class _ProbabilityPrediction:
 class CategoricalLoss(keras.losses.Loss):
     """Base class of the softmax losses: labels, masks, dtype, validation.
 
-    Subclasses implement `dense_loss(y_true, prediction)` and either
-    `sparse_loss(labels, prediction)` or, for losses that depend on the
-    labelled class's probability `p_t` only, `pointwise_loss(log_pt, log_1mpt,
-    labels)` returning `(loss, scale)` with `scale = -p_t * dloss/dp_t`. All
-    return per-pixel values with a size-1 class axis.
-
-    For such "p_t-only" losses the gradient with respect to the logits is
-    `scale * (p - onehot(t))`, a per-pixel scalar times cross-entropy's
-    gradient; integer labels with logits then take a fused path
-    (`keras.ops.custom_gradient`) that skips autodiff through the log-space
-    graph, which would cost about twice the forward pass.
+    Subclasses implement `logits_loss(logits, y, labels, axis)` (the path for
+    logits, every label form) and, for clipped probabilities,
+    `dense_loss(y_true, prediction)` plus either `sparse_loss(labels,
+    prediction)` or, for losses that depend on the labelled class's
+    probability `p_t` only, `pointwise_loss(log_pt, log_1mpt, labels)`
+    returning the per-pixel loss. All return per-pixel values with a size-1
+    class axis.
     """
 
     pointwise_loss = None
-    fused_sparse_gradient = None
 
     def __init__(
         self,
@@ -176,65 +140,38 @@ class CategoricalLoss(keras.losses.Loss):
     def check_num_classes(self, num_classes):
         """Raises if per-class arguments do not match `num_classes`."""
 
+    def logits_loss(self, logits, y, labels, axis):
+        """Per-pixel loss (keepdims) from float32 logits.
+
+        Args:
+            logits: float32 logits.
+            y: float32 dense labels of the logits' shape: one-hot (made from
+                integer labels) or as given (one-hot or soft).
+            labels: the int32 class indices (size-1 class axis) when the
+                labels were integer maps, else None. Integer labels are hard,
+                so `sum(y) = 1` needs no reduction.
+            axis: the non-negative class axis.
+        """
+        raise NotImplementedError
+
     def dense_loss(self, y_true, prediction):
         raise NotImplementedError
 
     def sparse_loss(self, labels, prediction):
         log_pt, log_1mpt = prediction.gathered(labels)
-        return self.pointwise_loss(log_pt, log_1mpt, labels)[0]
-
-    def _fused_sparse_loss(self, logits, labels, valid, axis):
-        """Per-pixel loss from logits and integer labels, with its exact gradient.
-
-        p_t-only losses give `pointwise_loss` (gradient `scale * (p - onehot)`);
-        others give `fused_sparse_gradient(prediction, is_label, log_pt,
-        log_1mpt)` and compute their value with `sparse_loss`.
-        """
-        class_ids = ops.reshape(
-            ops.arange(logits.shape[axis], dtype="int32"),
-            [logits.shape[axis] if i == axis else 1 for i in range(len(logits.shape))],
-        )
-
-        @ops.custom_gradient
-        def loss_with_gradient(x):
-            prediction = _LogitsPrediction(x, axis)
-            terms = prediction.terms
-            log_pt, log_1mpt = prediction.gathered(labels)
-            is_label = ops.equal(class_ids, labels)
-            if self.pointwise_loss is not None:
-                loss, scale = self.pointwise_loss(log_pt, log_1mpt, labels)
-            else:
-                loss, scale = self.sparse_loss(labels, prediction), None
-            mask = None if valid is None else ops.cast(valid, "float32")
-
-            def gradient(*args, upstream=None):
-                if upstream is None:
-                    (upstream,) = args
-                if mask is not None:
-                    upstream = upstream * mask
-                if scale is None:
-                    return upstream * self.fused_sparse_gradient(
-                        prediction, is_label, log_pt, log_1mpt
-                    )
-                probabilities = terms.probabilities()
-                # p_t - 1 = -(1 - p_t), taken from log(1 - p_t) to keep its precision.
-                difference = ops.where(is_label, -ops.exp(log_1mpt), probabilities)
-                return (upstream * scale) * difference
-
-            return loss, gradient
-
-        return loss_with_gradient(logits)
+        return self.pointwise_loss(log_pt, log_1mpt, labels)
 
     # -- shared logic ---------------------------------------------------
-    def _prediction(self, y_pred, logits, axis):
+    def _logits(self, y_pred, keras_logits):
+        """Float32 logits when they are available (given, or behind a Keras softmax)."""
         if self.from_logits:
-            return _LogitsPrediction(ops.cast(y_pred, "float32"), axis)
-        if logits is not None:  # the output of a Keras softmax: use its logits
-            return _LogitsPrediction(ops.cast(logits, "float32"), axis)
-        return _ProbabilityPrediction(ops.cast(y_pred, "float32"), axis)
+            return ops.cast(y_pred, "float32")
+        if keras_logits is not None:  # the output of a Keras softmax: use its logits
+            return ops.cast(keras_logits, "float32")
+        return None
 
     def call(self, y_true, y_pred):
-        logits = getattr(y_pred, "_keras_logits", None)
+        keras_logits = getattr(y_pred, "_keras_logits", None)
         y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
         rank = len(y_pred.shape)
         if rank < 2:
@@ -257,7 +194,8 @@ class CategoricalLoss(keras.losses.Loss):
             )
         self.check_num_classes(num_classes)
         sparse = self._is_sparse(y_true, y_pred, axis, num_classes)
-        prediction = self._prediction(y_pred, logits, axis)
+        logits = self._logits(y_pred, keras_logits)
+        valid = None
         if sparse:
             labels = ops.cast(y_true, "int32")
             if len(y_true.shape) == rank - 1:
@@ -265,14 +203,14 @@ class CategoricalLoss(keras.losses.Loss):
             valid = self._validate_labels(labels, num_classes)
             if valid is not None:
                 labels = ops.where(valid, labels, 0)
-            fusable = self.pointwise_loss is not None or self.fused_sparse_gradient is not None
-            if fusable and isinstance(prediction, _LogitsPrediction):
-                losses = self._fused_sparse_loss(prediction.logits, labels, valid, axis)
+            if logits is not None:
+                y_dense = _softmax.one_hot(labels, num_classes, axis)
+                losses = self.logits_loss(logits, y_dense, labels, axis)
             else:
+                prediction = _ProbabilityPrediction(ops.cast(y_pred, "float32"), axis)
                 losses = self.sparse_loss(labels, prediction)
         else:
             y_true = ops.cast(y_true, "float32")
-            valid = None
             if self.ignore_class is not None:
                 if not 0 <= self.ignore_class < num_classes:
                     raise ValueError(
@@ -282,7 +220,11 @@ class CategoricalLoss(keras.losses.Loss):
                     )
                 channel = ops.take(y_true, [self.ignore_class], axis=axis)
                 valid = channel < 0.5
-            losses = self.dense_loss(y_true, prediction)
+            if logits is not None:
+                losses = self.logits_loss(logits, y_true, None, axis)
+            else:
+                prediction = _ProbabilityPrediction(ops.cast(y_pred, "float32"), axis)
+                losses = self.dense_loss(y_true, prediction)
         losses = ops.squeeze(losses, axis=axis)
         if valid is not None:
             valid = ops.squeeze(valid, axis=axis)

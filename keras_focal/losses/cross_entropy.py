@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_focal.losses import _base
+from keras_focal.losses import _softmax
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -81,12 +82,25 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
             terms = terms * weights
         return -ops.sum(terms, axis=prediction.axis, keepdims=True)
 
-    def pointwise_loss(self, log_pt, log_1mpt, labels):
-        # -w_t log p_t; its gradient with respect to the logits is w_t (p - onehot).
+    def logits_loss(self, logits, y, labels, axis):
+        # W log S - sum_k w_k y_k s_k with W = sum_k w_k y_k: one formula for
+        # one-hot and soft labels (see keras_focal.losses._softmax).
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=labels is not None)
         if self.class_weights is None:
-            return -log_pt, ops.ones_like(log_pt)
-        weight = ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
-        return -weight * log_pt, weight
+            return stats.cross_entropy()
+        if labels is not None:  # hard labels: w_t * (-log p_t)
+            return self._label_weights(labels) * stats.cross_entropy()
+        weights = _base.broadcast_class_vector(self.class_weights, len(y.shape), axis)
+        weighted = y * weights
+        return stats.cross_entropy(weighted, ops.sum(weighted, axis=axis, keepdims=True))
+
+    def _label_weights(self, labels):
+        return ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
+
+    def pointwise_loss(self, log_pt, log_1mpt, labels):
+        if self.class_weights is None:
+            return -log_pt
+        return -self._label_weights(labels) * log_pt
 
     def get_config(self):
         config = super().get_config()

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_focal.losses import _base
 from keras_focal.losses import _numerics
+from keras_focal.losses import _softmax
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -114,99 +115,61 @@ class DualFocalLoss(_base.CategoricalLoss):
             terms = terms + self.alpha * focal
         return ops.sum(terms, axis=axis, keepdims=True)
 
-    def fused_sparse_gradient(self, prediction, is_label, log_pt, log_1mpt):
-        """d loss / d logits for integer labels, in closed form.
-
-        With `t` the label, `p` the softmax, `odds_i = p_i / (1 - p_i)`,
-        `O = sum_{i != t} odds_i` and `P = sum_{i != t} p_i^gamma`:
-
-        - `-log p_t`                       -> `p_k - [k = t]`
-        - `beta sum_{i != t} -log(1 - p_i)` -> `beta ([k != t] odds_k - p_k O)`
-        - `alpha (P + (1 - p_t)^gamma)`     -> `alpha gamma ([k != t] p_k^gamma - p_k P
-          + (k = t ? -p_t (1 - p_t)^gamma : p_k p_t (1 - p_t)^(gamma - 1)))`,
-          which is `2 alpha p_t (p_k - [k = t])` for gamma = 1.
-
-        Only the arg-max can have odds > 1; when it is a wrong class `a`, its
-        entry `odds_a - p_a O` would cancel two huge numbers and is taken as
-        `p_a (1 - O')` with `O'` the sum of the other (bounded) odds.
-        """
-        terms = prediction.terms
-        p = terms.probabilities()
-        gradient = ops.where(is_label, -ops.exp(log_1mpt), p)
-        if self.alpha and self.gamma == 1:
-            gradient = gradient * (1.0 + 2.0 * self.alpha * ops.exp(log_pt))
-        elif self.alpha and self.gamma != 0:
-            powers = ops.where(is_label, 0.0, ops.exp(self.gamma * terms.log_probabilities()))
-            power_sum = ops.sum(powers, axis=terms.axis, keepdims=True)
-            p_t = ops.exp(log_pt)
-            label_term = -p_t * ops.exp(self.gamma * log_1mpt)
-            other_term = p * p_t * ops.exp((self.gamma - 1.0) * log_1mpt)
-            focal = powers - p * power_sum + ops.where(is_label, label_term, other_term)
-            gradient = gradient + (self.alpha * self.gamma) * focal
+    def logits_loss(self, logits, y, labels, axis):
+        hard = labels is not None
+        # log(1 - p_k) for every class: the false-class term, and |y - p|^gamma of soft labels.
+        complements = bool(self.beta) or (not hard and bool(self.alpha) and self.gamma != 0)
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard, complements=complements)
+        cross_entropy = stats.cross_entropy()  # -sum_i y_i log p_i
+        loss = cross_entropy
         if self.beta:
-            direct = terms.direct_mask()
-            # Odds of every wrong class below the maximum (each <= 1).
-            bounded_odds = ops.where(
-                ops.logical_and(direct, ops.logical_not(is_label)),
-                terms.exp / (terms.total - terms.exp),
-                0.0,
-            )
-            other_odds = ops.sum(bounded_odds, axis=terms.axis, keepdims=True)
-            # Per pixel: a single arg-max exists and it is not the label.
-            wrong_argmax = ops.logical_and(prediction.label_direct, ops.logical_not(terms.tied))
-            argmax_odds = ops.where(wrong_argmax, 1.0 / terms.argmax_others(), 0.0)
-            false_class = ops.where(
-                ops.logical_and(ops.logical_not(direct), wrong_argmax),
-                p * (1.0 - other_odds),
-                bounded_odds - p * (other_odds + argmax_odds),
-            )
-            gradient = gradient + self.beta * false_class
-        return gradient
+            false_class = ops.sum((1.0 - y) * stats.log_complements(), axis=axis, keepdims=True)
+            loss = loss - self.beta * false_class
+        if self.alpha:
+            loss = loss + self.alpha * self._logits_focal_term(stats, cross_entropy, hard)
+        return loss
 
-    def _false_class_log_sum(self, prediction, log_1mpt):
-        """`sum_{i != t} log(1 - p_i)` from logits, without a per-class label mask.
-
-        Sums `log1p(-p_i)` over the classes below the maximum, removes the
-        label's term when the label is among them (|term| <= log 2, and the
-        loss is then >= log 2, so no precision is lost) and adds the arg-max's
-        term when the arg-max is a wrong class.
-        """
-        terms = prediction.terms
-        below_sum = ops.sum(
-            ops.where(
-                terms.direct_mask(), ops.log1p(-ops.minimum(terms.probabilities(), 0.5)), 0.0
-            ),
-            axis=prediction.axis,
-            keepdims=True,
+    def _logits_focal_term(self, stats, cross_entropy, hard):
+        """`sum_i |y_i - p_i|^gamma` from the logits' statistics."""
+        axis, y = stats.axis, stats.y
+        if self.gamma == 0:
+            return float(y.shape[axis])
+        if hard:
+            # |y_i - p_i| is 1 - p_t for the label and p_i elsewhere; sum_i p_i = 1.
+            complement = -ops.expm1(-cross_entropy)
+            if self.gamma == 1:
+                return 2.0 * complement
+            log_p = stats.shifted - stats.log_total
+            others = ops.sum((1.0 - y) * ops.exp(self.gamma * log_p), axis=axis, keepdims=True)
+            return others + ops.exp(self.gamma * stats.log_label_complement())
+        log_p = stats.shifted - stats.log_total
+        log_1mp = stats.log_complements()
+        p, q = ops.exp(log_p), ops.exp(log_1mp)
+        # y - p = y (1 - p) - (1 - y) p: exact for hard labels.
+        difference = ops.abs(y * q - (1.0 - y) * p)
+        if self.gamma == 1:
+            return ops.sum(difference, axis=axis, keepdims=True)
+        hard_entry = ops.logical_or(y == 0, y == 1)
+        log_difference = ops.where(
+            hard_entry,
+            y * log_1mp + (1.0 - y) * log_p,
+            ops.log(ops.maximum(difference, _numerics.TINY)),
         )
-        argmax_term = ops.where(terms.tied, 0.0, terms.log_argmax_complement)
-        correction = ops.where(prediction.label_direct, argmax_term - log_1mpt, 0.0)
-        return below_sum + correction
+        return ops.sum(self._focal_power(log_difference), axis=axis, keepdims=True)
 
     def sparse_loss(self, labels, prediction):
+        """Integer labels against clipped probabilities (the logits go through `logits_loss`)."""
         axis = prediction.axis
         log_pt, log_1mpt = prediction.gathered(labels)
         loss = -log_pt
-        from_logits = isinstance(prediction, _base._LogitsPrediction)
-        shortcut = self.gamma == 0 or (self.gamma == 1 and prediction.sums_to_one)
-        needs_mask = (self.beta and not from_logits) or (self.alpha and not shortcut)
-        if needs_mask:
-            rank = len(labels.shape)
-            classes = _base.broadcast_class_vector(
-                list(range(prediction.num_classes)), rank, axis
-            )
-            is_label = ops.equal(classes, ops.cast(labels, "float32"))
-        if self.beta and from_logits:
-            loss = loss - self.beta * self._false_class_log_sum(prediction, log_1mpt)
-        elif self.beta:
+        classes = _base.broadcast_class_vector(list(range(prediction.num_classes)), len(labels.shape), axis)
+        is_label = ops.equal(classes, ops.cast(labels, "float32"))
+        if self.beta:
             others = ops.where(is_label, 0.0, prediction.log_1mp())
             loss = loss - self.beta * ops.sum(others, axis=axis, keepdims=True)
         if self.alpha:
             if self.gamma == 0:
                 focal = float(prediction.num_classes)
-            elif shortcut:
-                # sum_{i != t} p_i = 1 - p_t, so the focal terms add to 2 (1 - p_t).
-                focal = 2.0 * ops.exp(log_1mpt)
             else:
                 powers = self._focal_power(prediction.log_p())
                 others = ops.sum(ops.where(is_label, 0.0, powers), axis=axis, keepdims=True)

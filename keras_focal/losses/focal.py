@@ -25,6 +25,7 @@ from keras import ops
 
 from keras_focal.losses import _base
 from keras_focal.losses import _numerics
+from keras_focal.losses import _softmax
 
 
 def _validate_focal_arguments(gamma, epsilon):
@@ -241,27 +242,47 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             loss = loss * self.alpha
         return loss
 
-    def pointwise_loss(self, log_pt, log_1mpt, labels):
-        # loss = -alpha_t f log p_t with f = (1 - p_t + eps)^gamma, and
-        # -p_t dloss/dp_t = alpha_t (f + gamma (1 - p_t + eps)^(gamma - 1) p_t (-log p_t)),
-        # the second term taken in log space (it is 0 * inf at p_t = 1 otherwise).
-        loss, scale = -log_pt, None
-        if self.gamma != 0:
-            log_base = log_1mpt
-            if self.epsilon > 0:
-                log_base = _numerics.log_add_exp(log_base, math.log(self.epsilon))
-            factor = ops.exp(self.gamma * log_base)
-            loss = loss * factor
-            log_focus = (self.gamma - 1.0) * log_base + log_pt + ops.log(-log_pt)
-            scale = factor + self.gamma * ops.exp(log_focus)
+    def logits_loss(self, logits, y, labels, axis):
+        # -log p is a cross-entropy l, and the focal loss is phi(l) = l (1 - p + eps)^gamma:
+        # per pixel for integer labels, per class (weighted by y) for dense ones.
+        hard = labels is not None
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard)
+        per_class_alpha = isinstance(self.alpha, list)
+        if per_class_alpha:
+            alpha_vector = ops.convert_to_tensor(self.alpha, "float32")
+        if self.gamma == 0:  # (1 - p + eps)^0 = 1: (alpha-weighted) cross-entropy
+            if per_class_alpha and hard:
+                loss = ops.take(alpha_vector, labels) * stats.cross_entropy()
+            elif per_class_alpha:
+                weighted = y * _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
+                loss = stats.cross_entropy(weighted, ops.sum(weighted, axis=axis, keepdims=True))
+            else:
+                loss = stats.cross_entropy()
+        elif hard:
+            loss = _softmax.focal_modulation(stats.cross_entropy(), self.gamma, self.epsilon)
+            if per_class_alpha:
+                loss = loss * ops.take(alpha_vector, labels)
         else:
-            scale = ops.ones_like(log_pt)
+            terms = y * _softmax.focal_modulation(
+                stats.class_cross_entropies(), self.gamma, self.epsilon
+            )
+            if per_class_alpha:
+                terms = terms * _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
+            loss = ops.sum(terms, axis=axis, keepdims=True)
+        if isinstance(self.alpha, float):
+            loss = loss * self.alpha
+        return loss
+
+    def pointwise_loss(self, log_pt, log_1mpt, labels):
+        loss = -log_pt
+        factor = modulating_factor(log_1mpt, self.gamma, self.epsilon)
+        if factor is not None:
+            loss = loss * factor
         if isinstance(self.alpha, list):
-            alpha_t = ops.take(ops.convert_to_tensor(self.alpha, "float32"), labels)
-            loss, scale = loss * alpha_t, scale * alpha_t
+            loss = loss * ops.take(ops.convert_to_tensor(self.alpha, "float32"), labels)
         elif isinstance(self.alpha, float):
-            loss, scale = loss * self.alpha, scale * self.alpha
-        return loss, scale
+            loss = loss * self.alpha
+        return loss
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,193 @@
+"""Softmax statistics from logits, shared by the categorical losses.
+
+Every categorical loss here is computed from one set of per-pixel statistics
+of the logits `x` and dense labels `y` (integer labels are turned into one-hot
+labels first; the comparison and cast fuse into the reductions under XLA):
+
+- `m = max_k x_k` (a constant for autodiff: every quantity below is
+  mathematically invariant to the shift, so its true derivative is obtained
+  with the shift held fixed), `s = x - m`, `e = exp(s)`, `S = sum_k e_k`;
+- `D = sum_k (e_k - y_k) = S - Y` with `Y = sum_k y_k`. For a hard label `t`
+  that is the arg-max, `e_t - y_t = 1 - 1 = 0` exactly, so `D` is the sum of
+  the *other* exponentials, computed without cancellation. Then
+  `log S = log1p(D + Y - 1)` and `-log p_t = log S - s_t` keep full relative
+  precision where `p_t` rounds to 1 (a confident, correct pixel), and the
+  values are exact for any logit margin elsewhere.
+
+That is one max, one exponential per class and two or three reductions: what
+cross-entropy itself costs. The losses that depend on `p_t` only (CE, WCE,
+focal) are scalar functions of the cross-entropy `l = -log p_t`, so their
+gradient is `phi'(l) * (p - y)`: autodiff differentiates the cross-entropy
+graph (which XLA and JAX fuse like Keras's own cross-entropy) and the focal
+modulation gets a closed-form gradient on the per-pixel tensor only.
+"""
+
+import numpy as np
+from keras import ops
+
+# Smallest positive normal float32: keeps log() and its gradient finite where
+# a probability or complement underflows.
+TINY = float(np.finfo(np.float32).tiny)
+
+
+def one_hot(labels, num_classes, axis):
+    """Float32 one-hot labels from int32 class indices with a size-1 class axis."""
+    rank = len(labels.shape)
+    class_ids = ops.reshape(
+        ops.arange(num_classes, dtype="int32"),
+        [num_classes if i == axis else 1 for i in range(rank)],
+    )
+    return ops.cast(ops.equal(class_ids, labels), "float32")
+
+
+class SoftmaxStatistics:
+    """Per-pixel softmax statistics of `logits` against dense labels `y`.
+
+    Args:
+        logits: float32 logits.
+        y: float32 labels of the logits' shape (one-hot or soft).
+        axis: the class axis (non-negative).
+        hard: True when `y` is known to be one-hot (integer labels): then
+            `Y = 1` needs no reduction.
+        complements: also provide `log_complements()`, `log(1 - p_k)` for
+            every class, exact for any margin (the Dual Focal Loss needs it).
+    """
+
+    def __init__(self, logits, y, axis, hard, complements=False):
+        self.axis, self.y, self.hard = axis, y, hard
+        shift = ops.stop_gradient(ops.max(logits, axis=axis, keepdims=True))
+        self.shifted = logits - shift
+        if complements:
+            self.exp = self._second_frame_exp()
+        else:
+            self.exp = ops.exp(self.shifted)
+        # S - Y, exact leave-label-out sum when the label is the arg-max.
+        self.excess = ops.sum(self.exp - y, axis=axis, keepdims=True)
+        self.label_sum = 1.0 if hard else ops.sum(y, axis=axis, keepdims=True)
+        # S - 1 >= 0; no clamp, whose subgradient JAX splits where D rounds to 0.
+        self.log_total = ops.log1p(self.excess + (self.label_sum - 1.0))
+
+    def _second_frame_exp(self):
+        """`exp(s)`, with the sum of the non-maximal terms kept in log space.
+
+        `1 - p_max = (sum of the other exponentials) / S` underflows once every
+        other class is ~87 nats below the maximum. The exponentials below the
+        maximum are therefore taken relative to the second-largest logit
+        `m2` (their sum is then >= 1) and scaled back by `exp(m2)`, so that
+        `log(sum of the others) = m2 + log(sum exp(s_k - m2))` is exact for
+        any margin at the price of one more max, not one more exponential.
+        """
+        axis = self.axis
+        self.below_max = self.shifted < 0
+        second = ops.max(ops.where(self.below_max, self.shifted, -np.inf), axis=axis, keepdims=True)
+        # Every class tied at the maximum: no second frame is needed.
+        second = ops.stop_gradient(ops.where(ops.isfinite(second), second, 0.0))
+        relative = ops.exp(ops.where(self.below_max, self.shifted - second, 0.0))
+        below = ops.where(self.below_max, relative, 0.0)
+        below_sum = ops.sum(below, axis=axis, keepdims=True)
+        scale = ops.exp(second)
+        self.others = below_sum * scale  # sum of the exponentials below the maximum
+        self.log_others = second + ops.log(ops.maximum(below_sum, TINY))
+        # 1 + s is 1 at the maxima with derivative 1, like exp(s).
+        return ops.where(self.below_max, below * scale, 1.0 + self.shifted)
+
+    def log_complements(self):
+        """`log(1 - p_k)` for every class (needs `complements=True`).
+
+        Every class below the maximum, and every tied maximum, has
+        `p_k <= 1/2`, where `log1p(-p_k)` is exact; a single arg-max uses
+        `log(sum of the others) - log S`.
+        """
+        # S - 1 - others = (number of tied maxima) - 1.
+        tied = (self.excess + (self.label_sum - 1.0)) - self.others > 0.5
+        direct = ops.logical_or(self.below_max, tied)
+        # The cap changes nothing where `direct` holds; it keeps log1p's
+        # gradient finite on the unselected arg-max branch.
+        p = ops.minimum(self.probabilities(), 0.5)
+        return ops.where(direct, ops.log1p(-p), self.log_others - self.log_total)
+
+    def _sum(self, x):
+        return ops.sum(x, axis=self.axis, keepdims=True)
+
+    def cross_entropy(self, weighted_labels=None, label_weight=None):
+        """`-sum_k w_k y_k log p_k` per pixel (keepdims).
+
+        Args:
+            weighted_labels: `w * y`, or None for `y` (unweighted).
+            label_weight: `sum_k w_k y_k` (defaults to `sum_k y_k`).
+        """
+        if weighted_labels is None:
+            return self.label_sum * self.log_total - self.label_shifted_logit()
+        return label_weight * self.log_total - self._sum(weighted_labels * self.shifted)
+
+    def label_shifted_logit(self):
+        """`s_t = sum_k y_k s_k`, the shifted logit of a hard label (cached)."""
+        if getattr(self, "_label_logit", None) is None:
+            self._label_logit = self._sum(self.y * self.shifted)
+        return self._label_logit
+
+    def log_label_complement(self):
+        """`log(1 - p_t)` for hard labels, with an exact gradient.
+
+        `Q = sum_k (1 - y_k) e_k` is the sum of the other exponentials, taken
+        directly: its derivative with respect to the label's logit is exactly
+        0 (in `D - expm1(s_t)` two roundings of `e_t` would have to cancel,
+        and their one-ulp difference over a tiny `Q` swamps the gradient of
+        `(1 - p_t)^gamma` where `1 - p_t` is tiny).
+        """
+        leave_label_out = self._sum((1.0 - self.y) * self.exp)
+        return ops.log(ops.maximum(leave_label_out, TINY)) - self.log_total
+
+    def class_cross_entropies(self):
+        """`-log p_k` for every class, >= 0 (exact for the arg-max too)."""
+        values = self.log_total - self.shifted
+        return ops.where(values > 0, values, 0.0)  # where, not maximum: no split subgradient
+
+    def probabilities(self):
+        return self.exp * ops.exp(-self.log_total)
+
+
+def focal_modulation(cross_entropy, gamma, epsilon):
+    """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form gradient.
+
+    `l = -log p` is a cross-entropy (per pixel, or per class), so
+    `1 - p = -expm1(-l)` keeps its relative precision as `p -> 1`. The gradient
+    `phi'(l) = f + gamma * l * p * (1 - p + epsilon)^(gamma - 1)`, with
+    `f = (1 - p + epsilon)^gamma`, is taken in log space where the power is
+    negative, so that it is finite (and 0 in the limit) where `1 - p`
+    underflows; autodiff of the textbook form gives `0 * inf` there.
+    """
+    gamma, epsilon = float(gamma), float(epsilon)
+    integer_gamma = gamma in (1.0, 2.0, 3.0) and epsilon == 0
+
+    @ops.custom_gradient
+    def modulate(l):
+        q = -ops.expm1(-l)
+        base = q + epsilon if epsilon else q
+        if integer_gamma:
+            factor = base
+            for _ in range(int(gamma) - 1):
+                factor = factor * base
+            log_base = None
+        else:
+            log_base = ops.log(ops.maximum(base, TINY))
+            factor = ops.exp(gamma * log_base)
+        value = l * factor
+
+        def gradient(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            p = 1.0 - q  # multiplies a term that factor dominates near p = 0
+            if integer_gamma:
+                # base^(gamma - 1) for gamma in {1, 2, 3}
+                power = {1.0: None, 2.0: base, 3.0: base * base}[gamma]
+                focus = l * p if power is None else l * p * power
+            else:
+                focus = ops.exp(
+                    (gamma - 1.0) * log_base + ops.log(ops.maximum(l, TINY)) - l
+                )
+            return upstream * (factor + gamma * focus)
+
+        return value, gradient
+
+    return modulate(cross_entropy)

@@ -142,3 +142,33 @@ def test_fused_integer_gradient_equals_autodiff_of_one_hot_path(gamma, beta):
     _, fused = value_and_gradient(lambda v: loss(labels, v), logits)
     _, autodiff = value_and_gradient(lambda v: loss(np.eye(4, dtype=np.float32)[labels], v), logits)
     np.testing.assert_allclose(fused, autodiff, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("margin", [50.0, 100.0, 300.0, 1e4])
+def test_wrong_arg_max_is_exact_for_any_margin(margin):
+    """The false-class term -log(1 - p_max) of a wrong, confident arg-max keeps
+    growing with the margin (it used to saturate at -log(float32 tiny) = 87.3),
+    and integer and one-hot labels give the same value and gradient."""
+    logits = np.array([[margin, 0.0, 0.0]], np.float32)
+    labels = np.array([1])
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    expected = reference.dual_focal(one_hot, *reference.softmax_logs(logits))[0]
+    loss = DualFocalLoss(from_logits=True, reduction="sum")
+    value_int, gradient_int = value_and_gradient(lambda v: loss(labels, v), logits)
+    value_dense, gradient_dense = value_and_gradient(lambda v: loss(one_hot, v), logits)
+    assert float(value_int) == pytest.approx(expected, rel=1e-6)
+    assert float(value_dense) == pytest.approx(expected, rel=1e-6)
+    # d/dx: CE (p - y) = (1, -1, 0); false classes -log(1 - p_0) -> (1, -1/2, -1/2)
+    # and -log(1 - p_2) -> ~0; focal 2 (1 - p_1) -> 0.
+    np.testing.assert_allclose(gradient_int, [[2.0, -1.5, -0.5]], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gradient_dense, gradient_int, rtol=1e-6, atol=1e-6)
+
+
+def test_margin_100_value_from_the_audit():
+    """Logits (100, 0, 0), label 1: -log p_1 = 100, -log(1 - p_0) = 100 - log 2,
+    -log(1 - p_2) ~ 0 and the focal terms ~ 1 + 1: 202 - log 2. Before, the
+    arg-max's complement was floored at float32 tiny and the term capped at 87.3."""
+    logits = np.array([[100.0, 0.0, 0.0]], np.float32)
+    expected = reference.dual_focal(np.eye(3)[[1]], *reference.softmax_logs(logits))[0]
+    assert expected == pytest.approx(202 - np.log(2), rel=1e-12)
+    assert float(DualFocalLoss(from_logits=True)(np.array([1]), logits)) == pytest.approx(expected, rel=1e-6)

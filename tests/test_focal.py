@@ -304,3 +304,30 @@ def test_fused_integer_gradient_equals_autodiff_of_one_hot_path(gamma, epsilon):
     _, fused = value_and_gradient(lambda v: loss(labels, v), logits)
     _, autodiff = value_and_gradient(lambda v: loss(np.eye(4, dtype=np.float32)[labels], v), logits)
     np.testing.assert_allclose(fused, autodiff, rtol=2e-4, atol=1e-6)
+
+
+def test_binary_focal_gradient_is_exact_at_a_soft_label_tie():
+    """p == y: label 0.5 at logit 0 has gradient exactly 0 (it was -0.1733: the
+    max-form log-add-exp gave the tie's gradient to one branch)."""
+    loss = BinaryFocalLoss(gamma=2.0, alpha=None, from_logits=True)
+    _, gradient = value_and_gradient(lambda v: loss(np.array([[0.5]], np.float32), v), np.zeros((1, 1), np.float32))
+    assert gradient[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("gamma,alpha,epsilon", [(2.0, None, 0.0), (0.5, 0.25, 0.0), (0.5, None, 1e-3), (3.0, 0.5, 0.0)])
+def test_binary_focal_soft_label_gradient_matches_float64(gamma, alpha, epsilon, from_logits):
+    """Soft labels, ties p == y included (logit log(y / (1 - y))), against float64
+    central differences of the reference."""
+    y = np.array([0.3, 0.3, 0.5, 0.5, 0.8, 0.8, 0.0, 1.0], np.float32).reshape(-1, 1)
+    x = np.array([np.log(0.3 / 0.7), 2.0, 0.0, -3.0, np.log(4.0), -1.0, 1.5, -1.5], np.float32).reshape(-1, 1)
+    loss = BinaryFocalLoss(gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction="sum")
+    if from_logits:
+        _, gradient = value_and_gradient(lambda v: loss(y, v), x)
+    else:  # through a Keras sigmoid: the loss recovers the logits on TensorFlow, clips elsewhere
+        _, gradient = value_and_gradient(lambda v: loss(y, keras.activations.sigmoid(v)), x)
+
+    def total(z):
+        return reference.binary_focal(y, *reference.sigmoid_logs(z), gamma, alpha, epsilon).sum()
+
+    np.testing.assert_allclose(gradient, central_differences(total, x), rtol=1e-4, atol=1e-6)

@@ -10,9 +10,13 @@ class AdaptiveClassWeight(keras.layers.Layer):
     """Trainable per-class scale of the logits, placed just before softmax.
 
     `z_i = w_i * x_i` (the ADFL paper's Eq. 16) with one trainable weight per
-    class along `axis`. With plain cross-entropy this behaves like weighted
-    cross-entropy up to a constant (the paper's section III.E) but the weights
-    are learned; with `keras_focal.losses.DualFocalLoss` it forms ADFL. The
+    class along `axis`. With cross-entropy the gradient with respect to the
+    logits becomes `w_i (p_i - y_i)`, with `p = softmax(w * x)`: each class's
+    logit is rescaled and its gradient scaled by its own weight. That is not
+    weighted cross-entropy, which multiplies a pixel's whole loss by the
+    weight of its label, `w_t`; the two differ by a logit-dependent amount,
+    not a constant (the paper's section III.E motivates ACW by the analogy).
+    With `keras_focal.losses.DualFocalLoss` the layer forms ADFL. The
     paper initialises `w` from the inverse pixel-frequency weights of the
     training set (`keras_focal.class_weights.inverse_frequency_weights`).
 

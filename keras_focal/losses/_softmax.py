@@ -25,9 +25,7 @@ modulation gets a closed-form gradient on the per-pixel tensor only.
 import numpy as np
 from keras import ops
 
-# Smallest positive normal float32: keeps log() and its gradient finite where
-# a probability or complement underflows.
-TINY = float(np.finfo(np.float32).tiny)
+from keras_focal.losses._numerics import TINY
 
 
 def one_hot(labels, num_classes, axis):

@@ -125,24 +125,80 @@ class BinaryFocalLoss(keras.losses.Loss):
                 f"in [{values.min()}, {values.max()}]."
             )
         y_true = ops.cast(y_true, "float32")
-        if not self.from_logits and logits is not None:
-            log_p, log_q = _numerics.sigmoid_log_probabilities(
-                ops.cast(logits, "float32"), True
-            )
+        if self.from_logits:
+            logits = y_pred
+        if logits is not None:
+            loss = self._loss_from_logits(y_true, ops.cast(logits, "float32"))
         else:
-            log_p, log_q = _numerics.sigmoid_log_probabilities(
-                ops.cast(y_pred, "float32"), self.from_logits
+            log_p, log_q = _numerics.sigmoid_log_probabilities(ops.cast(y_pred, "float32"), False)
+            loss = -(y_true * log_p + (1.0 - y_true) * log_q)
+            # 1 - p_t = y (1 - p) + (1 - y) p, exact for hard labels.
+            factor = modulating_factor(
+                _numerics.log_mixture(y_true, log_q, log_p), self.gamma, self.epsilon
             )
-        loss = -(y_true * log_p + (1.0 - y_true) * log_q)
-        # 1 - p_t = y (1 - p) + (1 - y) p, exact for hard labels.
-        factor = modulating_factor(
-            _numerics.log_mixture(y_true, log_q, log_p), self.gamma, self.epsilon
-        )
-        if factor is not None:
-            loss = loss * factor
-        if self.alpha is not None:
-            loss = loss * (self.alpha * y_true + (1.0 - self.alpha) * (1.0 - y_true))
+            if factor is not None:
+                loss = loss * factor
+            if self.alpha is not None:
+                loss = loss * self._alpha_t(y_true)
         return ops.mean(loss, axis=-1)
+
+    def _alpha_t(self, y):
+        return self.alpha * y + (1.0 - self.alpha) * (1.0 - y)
+
+    def _loss_from_logits(self, y, x):
+        """Element-wise loss with its closed-form gradient.
+
+        With `p = sigmoid(x)`, `q = 1 - p`, `B = -y log p - (1 - y) log q`
+        (Keras's `relu(x) - x y + log1p(exp(-|x|))`), `w = y q + (1 - y) p =
+        1 - p_t` and `f = (w + epsilon)^gamma`, the loss is `alpha_t f B` and
+
+            dL/dx = alpha_t f [(p - y) + gamma B (1 - 2y) p q / (w + epsilon)],
+
+        since `dB/dx = p - y` and `dw/dx = (1 - 2y) p q`. `p - y` is taken as
+        `y (-q) + (1 - y) p` and `p q / w` is `p` or `q` for hard labels, so
+        every factor keeps its relative precision, nothing is `0 * inf` where
+        `w` underflows, and a tie `p == y` gives the exact gradient. One
+        exponential and one `log1p` per element, as binary cross-entropy.
+        """
+        gamma, epsilon = self.gamma, self.epsilon
+        integer_gamma = gamma in (1.0, 2.0, 3.0)
+
+        @ops.custom_gradient
+        def focal(x):
+            small = ops.exp(-ops.abs(x))
+            inverse = 1.0 / (1.0 + small)
+            nonnegative = x >= 0
+            p = ops.where(nonnegative, inverse, small * inverse)
+            q = ops.where(nonnegative, small * inverse, inverse)
+            cross_entropy = ops.relu(x) - x * y + ops.log1p(small)
+            base = y * q + (1.0 - y) * p
+            if epsilon:
+                base = base + epsilon
+            if gamma == 0:
+                factor = None
+            elif integer_gamma:
+                factor = base
+                for _ in range(int(gamma) - 1):
+                    factor = factor * base
+            else:
+                factor = ops.exp(gamma * ops.log(ops.maximum(base, _numerics.TINY)))
+            value = cross_entropy if factor is None else factor * cross_entropy
+
+            def gradient(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                slope = y * (-q) + (1.0 - y) * p
+                if factor is not None:
+                    ratio = (1.0 - 2.0 * y) * p * q / ops.maximum(base, _numerics.TINY)
+                    slope = factor * (slope + gamma * cross_entropy * ratio)
+                return upstream * slope
+
+            return value, gradient
+
+        loss = focal(x)
+        if self.alpha is not None:
+            loss = loss * self._alpha_t(y)
+        return loss
 
     def get_config(self):
         config = super().get_config()

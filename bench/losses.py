@@ -15,6 +15,7 @@ the same way in the same process:
   classes, 1% positives) against `BinaryCrossentropy`.
 
     python bench/losses.py [--repeats 20] [--backends tensorflow,jax] [--small]
+                           [--losses REGEX] [--labels integer,one-hot,soft,binary]
 
 The last column is the issue's target for that loss (`--small` shrinks the
 shapes for a smoke run; its ratios mean little).
@@ -23,6 +24,7 @@ shapes for a smoke run; its ratios mean little).
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -111,7 +113,7 @@ def _step_factory(backend, jit):
     return make
 
 
-def worker(backend, repeats, small):
+def worker(backend, repeats, small, only=None, label_kinds=None):
     """Measures one backend in this process; prints JSON rows."""
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -124,6 +126,10 @@ def worker(backend, repeats, small):
     inputs = _inputs(small)
     num_classes = inputs["softmax"][0].shape[-1]
     softmax, sigmoid = _candidates(keras, losses, num_classes)
+    if only:
+        pattern = re.compile(only)
+        softmax = {k: v for k, v in softmax.items() if pattern.search(k)}
+        sigmoid = {k: v for k, v in sigmoid.items() if pattern.search(k)}
     modes = (False, True) if backend == "tensorflow" else (True,)
     rows = []
     for jit in modes:
@@ -131,6 +137,8 @@ def worker(backend, repeats, small):
         for family, candidates in (("softmax", softmax), ("sigmoid", sigmoid)):
             logits, label_sets = inputs[family]
             for label_kind, labels in label_sets.items():
+                if label_kinds and label_kind not in label_kinds:
+                    continue
                 if family == "sigmoid":
                     baseline = keras.losses.BinaryCrossentropy(from_logits=True)
                 elif label_kind == "integer":
@@ -180,10 +188,23 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--backends", default="tensorflow,jax")
     parser.add_argument("--small", action="store_true", help="tiny shapes (a smoke run)")
+    parser.add_argument("--losses", help="only the losses whose name matches this regular expression")
+    parser.add_argument("--labels", help="comma-separated subset of integer,one-hot,soft,binary")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    label_kinds = None
+    if args.labels:
+        label_kinds = [k.strip() for k in args.labels.split(",") if k.strip()]
+        bad = sorted(set(label_kinds) - {"integer", "one-hot", "soft", "binary"})
+        if bad:
+            parser.error(f"--labels: unknown {bad}; allowed: integer, one-hot, soft, binary")
+    if args.losses:
+        try:
+            re.compile(args.losses)
+        except re.error as error:
+            parser.error(f"--losses: not a regular expression ({error})")
     if args.worker:
-        worker(args.worker, args.repeats, args.small)
+        worker(args.worker, args.repeats, args.small, args.losses, label_kinds)
         return 0
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(backends) - {"tensorflow", "jax"})
@@ -194,6 +215,7 @@ def main(argv=None):
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         command = [sys.executable, os.path.abspath(__file__), "--worker", backend,
                    "--repeats", str(args.repeats)] + (["--small"] if args.small else [])
+        command += (["--losses", args.losses] if args.losses else []) + (["--labels", args.labels] if args.labels else [])
         print(f"measuring {backend} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         lines = [l for l in done.stdout.splitlines() if l.startswith("BENCH-JSON ")]

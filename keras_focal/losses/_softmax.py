@@ -38,6 +38,22 @@ def one_hot(labels, num_classes, axis):
     return ops.cast(ops.equal(class_ids, labels), "float32")
 
 
+def labels_are_one_hot(y, axis):
+    """Scalar boolean: every pixel of the dense labels `y` is one-hot.
+
+    `sum_k y_k = 1`, `sum_k y_k^2 = 1` and `y >= 0` hold together exactly for
+    one-hot rows (then `0 <= y_k <= 1`, so `y_k^2 <= y_k` with equality only
+    at 0 and 1). Under XLA and JAX the three reductions fuse with the loss's
+    own; the losses use it to send hard dense labels down the per-pixel path.
+    """
+    total = ops.sum(y, axis=axis)
+    squares = ops.sum(y * y, axis=axis)
+    return ops.logical_and(
+        ops.all(ops.logical_and(ops.equal(total, 1.0), ops.equal(squares, 1.0))),
+        ops.min(y) >= 0,
+    )
+
+
 class SoftmaxStatistics:
     """Per-pixel softmax statistics of `logits` against dense labels `y`.
 
@@ -145,47 +161,54 @@ class SoftmaxStatistics:
         return self.exp * ops.exp(-self.log_total)
 
 
+def second_frame(shifted, below_max, axis):
+    """`log(sum of the non-maximal exponentials)` and each one's share of that sum.
+
+    Relative to the second-largest logit, so that nothing underflows however
+    far the maximum is ahead (the plain sum of `exp(s_k)` underflows beyond
+    ~87 nats): returns `(log_others, shares)` with `shares_k = e_k / others`
+    for the classes below the maximum and 0 at the maxima.
+    """
+    second = ops.max(ops.where(below_max, shifted, -np.inf), axis=axis, keepdims=True)
+    second = ops.where(ops.isfinite(second), second, 0.0)  # every class tied
+    relative = ops.where(below_max, ops.exp(ops.where(below_max, shifted - second, 0.0)), 0.0)
+    total = ops.maximum(ops.sum(relative, axis=axis, keepdims=True), TINY)
+    return second + ops.log(total), relative / total
+
+
+def with_derivative(value, argument, derivative):
+    """`value` whose derivative with respect to `argument` is `derivative`.
+
+    `sg(value) + sg(derivative) * (argument - sg(argument))`: the same value
+    (the last factor is exactly 0) and, for autodiff, the given closed-form
+    derivative. Unlike `ops.custom_gradient` it is made of ordinary ops, so it
+    works inside `ops.cond` on every backend, under XLA and under `jax.jit`.
+    """
+    stop = ops.stop_gradient
+    return stop(value) + stop(derivative) * (argument - stop(argument))
+
+
 def focal_modulation(cross_entropy, gamma, epsilon):
-    """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form gradient.
+    """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form derivative.
 
     `l = -log p` is a cross-entropy (per pixel, or per class), so
-    `1 - p = -expm1(-l)` keeps its relative precision as `p -> 1`. The gradient
-    `phi'(l) = f + gamma * l * p * (1 - p + epsilon)^(gamma - 1)`, with
-    `f = (1 - p + epsilon)^gamma`, is taken in log space where the power is
-    negative, so that it is finite (and 0 in the limit) where `1 - p`
+    `1 - p = -expm1(-l)` keeps its relative precision as `p -> 1`. The
+    derivative `phi'(l) = f + gamma * l * p * (1 - p + epsilon)^(gamma - 1)`,
+    with `f = (1 - p + epsilon)^gamma`, is taken in log space where the power
+    is negative, so that it is finite (and 0 in the limit) where `1 - p`
     underflows; autodiff of the textbook form gives `0 * inf` there.
     """
     gamma, epsilon = float(gamma), float(epsilon)
-    integer_gamma = gamma in (1.0, 2.0, 3.0) and epsilon == 0
-
-    @ops.custom_gradient
-    def modulate(l):
-        q = -ops.expm1(-l)
-        base = q + epsilon if epsilon else q
-        if integer_gamma:
-            factor = base
-            for _ in range(int(gamma) - 1):
-                factor = factor * base
-            log_base = None
-        else:
-            log_base = ops.log(ops.maximum(base, TINY))
-            factor = ops.exp(gamma * log_base)
-        value = l * factor
-
-        def gradient(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            p = 1.0 - q  # multiplies a term that factor dominates near p = 0
-            if integer_gamma:
-                # base^(gamma - 1) for gamma in {1, 2, 3}
-                power = {1.0: None, 2.0: base, 3.0: base * base}[gamma]
-                focus = l * p if power is None else l * p * power
-            else:
-                focus = ops.exp(
-                    (gamma - 1.0) * log_base + ops.log(ops.maximum(l, TINY)) - l
-                )
-            return upstream * (factor + gamma * focus)
-
-        return value, gradient
-
-    return modulate(cross_entropy)
+    l = cross_entropy
+    q = -ops.expm1(-l)
+    base = q + epsilon if epsilon else q
+    p = 1.0 - q  # multiplies a term that the factor dominates near p = 0
+    if gamma in (1.0, 2.0, 3.0):
+        power = {1.0: None, 2.0: base, 3.0: base * base}[gamma]  # base^(gamma - 1)
+        factor = base if power is None else base * power
+        focus = l * p if power is None else l * p * power
+    else:
+        log_base = ops.log(ops.maximum(base, TINY))
+        factor = ops.exp(gamma * log_base)
+        focus = ops.exp((gamma - 1.0) * log_base + ops.log(ops.maximum(l, TINY)) - l)
+    return with_derivative(l * factor, l, factor + gamma * focus)

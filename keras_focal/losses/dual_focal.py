@@ -1,11 +1,14 @@
 """Dual Focal Loss (Hossain, Paplinski and Betts), the loss half of ADFL."""
 
+import numpy as np
 import keras
 from keras import ops
 
 from keras_focal.losses import _base
 from keras_focal.losses import _numerics
 from keras_focal.losses import _softmax
+
+
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -116,7 +119,122 @@ class DualFocalLoss(_base.CategoricalLoss):
         return ops.sum(terms, axis=axis, keepdims=True)
 
     def logits_loss(self, logits, y, labels, axis):
-        hard = labels is not None
+        if self.gamma in (0.0, 1.0):  # the defaults: one closed form for every label form
+            return self._closed_form(logits, y, labels is not None, axis)
+        return self._general_loss(logits, y, labels is not None, axis)
+
+    def _closed_form(self, logits, y, hard, axis):
+        """The loss and its closed-form gradient for `gamma` in {0, 1}, any labels.
+
+        With `p` the softmax, `Y = sum_i y_i`, `odds_k = p_k / (1 - p_k)` and
+        `sigma_k = sign(p_k - y_k)`, the gradient with respect to the logits is
+
+            Y p - y                                      cross-entropy
+            + beta ((1 - y_k) odds_k - p_k sum_i (1 - y_i) odds_i)
+            + alpha (sigma_k p_k - p_k sum_i sigma_i p_i)  (gamma = 1)
+
+        (for one-hot labels the last line is `2 alpha p_t (p - y)`). A single
+        arg-max `a` is the one class whose odds can be large; its false-class
+        term `-(1 - y_a) log(1 - p_a)` is `(1 - y_a)(log S - log sum_{i != a} e_i)`
+        with derivative `(1 - y_a)(p_k - [k != a] e_k / sum_{i != a} e_i)`.
+
+        The exponentials are taken relative to the second-largest logit `m2`
+        (`r_k = exp(x_k - m2)` below the maximum) and scaled back by
+        `exp(m2 - max)`, so `sum_{i != a} e_i` is exact for any margin with no
+        more exponentials than cross-entropy: the forward pass costs
+        cross-entropy plus one `log1p` per class, the backward one division.
+        """
+        alpha, beta, gamma = self.alpha, self.beta, self.gamma
+        sum_ = lambda v: ops.sum(v, axis=axis, keepdims=True)  # noqa: E731
+
+        def per_class(x, maximum, second, log_total, tied):
+            """Per-class terms from the logits and per-pixel statistics.
+
+            Called by the forward and again by the backward pass, so that the
+            backward keeps only `x`, `y` and per-pixel tensors alive (full-size
+            residuals would cost more memory traffic than recomputing them).
+            """
+            shifted = x - maximum
+            below = shifted < 0
+            relative = ops.where(below, ops.exp(ops.where(below, shifted - second, 0.0)), 0.0)
+            exp = ops.where(below, relative * ops.exp(second), 1.0)
+            argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
+            return shifted, relative, exp * ops.exp(-log_total), argmax
+
+        @ops.custom_gradient
+        def dual_focal(x):
+            maximum = ops.max(x, axis=axis, keepdims=True)
+            shifted = x - maximum
+            below = shifted < 0
+            second = ops.max(ops.where(below, shifted, -np.inf), axis=axis, keepdims=True)
+            second = ops.where(ops.isfinite(second), second, 0.0)  # every class tied
+            relative = ops.where(below, ops.exp(ops.where(below, shifted - second, 0.0)), 0.0)
+            relative_sum = sum_(relative)  # >= 1 unless every class is tied
+            second_scale = ops.exp(second)
+            others = relative_sum * second_scale  # sum of the exponentials below the maximum
+            # S - 1 = (number of maxima - 1) + others, without cancellation.
+            extra_maxima = sum_(ops.where(below, 0.0, 1.0)) - 1.0
+            tied = extra_maxima > 0.5
+            log_total = ops.log1p(extra_maxima + others)
+            p = ops.where(below, relative * second_scale, 1.0) * ops.exp(-log_total)
+            argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
+            label_sum = 1.0 if hard else sum_(y)
+            label_logit = sum_(y * shifted)
+            cross_entropy = label_sum * log_total - label_logit
+            log_others = second + ops.log(ops.maximum(relative_sum, _numerics.TINY))
+            log_argmax_complement = log_others - log_total  # log(1 - p_a), any margin
+            loss = cross_entropy
+            if beta:
+                log_complements = ops.where(
+                    argmax, log_argmax_complement, ops.log1p(-ops.minimum(p, 0.5))
+                )
+                loss = loss - beta * sum_((1.0 - y) * log_complements)
+            if alpha and gamma == 0:
+                loss = loss + alpha * float(y.shape[axis])
+            elif alpha and hard:
+                loss = loss + (2.0 * alpha) * -ops.expm1(-cross_entropy)
+            elif alpha:
+                argmax_complement = ops.exp(log_argmax_complement)
+                # |y - p| = |y (1 - p) - (1 - y) p|, exact for hard labels.
+                difference = y * ops.where(argmax, argmax_complement, 1.0 - p) - (1.0 - y) * p
+                loss = loss + alpha * sum_(ops.abs(difference))
+            safe_relative_sum = ops.maximum(relative_sum, _numerics.TINY)
+
+            def gradient(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                _, relative, p, argmax = per_class(x, maximum, second, log_total, tied)
+                slope = p * label_sum - y
+                if alpha and gamma == 1 and hard:
+                    slope = slope * (1.0 + (2.0 * alpha) * ops.exp(-cross_entropy))
+                elif alpha and gamma == 1:
+                    complement = ops.where(argmax, ops.exp(log_argmax_complement), 1.0 - p)
+                    sign_p = ops.sign((1.0 - y) * p - y * complement) * p  # sign(p - y) p
+                    slope = slope + alpha * (sign_p - p * sum_(sign_p))
+                if beta:
+                    weighted_odds = ops.where(
+                        argmax, 0.0, (1.0 - y) * p / (1.0 - ops.minimum(p, 0.5))
+                    )
+                    if hard:  # 1 - y_a: a single arg-max exists and is not the label
+                        argmax_weight = ops.where(
+                            ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
+                        )
+                    else:
+                        argmax_weight = sum_(ops.where(argmax, 1.0 - y, 0.0))
+                    false_slope = (
+                        weighted_odds
+                        - p * sum_(weighted_odds)
+                        + argmax_weight * (p - relative / safe_relative_sum)
+                    )
+                    slope = slope + beta * false_slope
+                return upstream * slope
+
+            return loss, gradient
+
+        return dual_focal(logits)
+
+    def _general_loss(self, logits, y, hard, axis):
+        """Any labels and `gamma`: autodiff of the exact per-class formula."""
         # log(1 - p_k) for every class: the false-class term, and |y - p|^gamma of soft labels.
         complements = bool(self.beta) or (not hard and bool(self.alpha) and self.gamma != 0)
         stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard, complements=complements)

@@ -300,30 +300,60 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
 
     def logits_loss(self, logits, y, labels, axis):
         # -log p is a cross-entropy l, and the focal loss is phi(l) = l (1 - p + eps)^gamma:
-        # per pixel for integer labels, per class (weighted by y) for dense ones.
-        hard = labels is not None
-        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard)
-        per_class_alpha = isinstance(self.alpha, list)
-        if per_class_alpha:
-            alpha_vector = ops.convert_to_tensor(self.alpha, "float32")
-        if self.gamma == 0:  # (1 - p + eps)^0 = 1: (alpha-weighted) cross-entropy
-            if per_class_alpha and hard:
-                loss = ops.take(alpha_vector, labels) * stats.cross_entropy()
-            elif per_class_alpha:
-                weighted = y * _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
-                loss = stats.cross_entropy(weighted, ops.sum(weighted, axis=axis, keepdims=True))
-            else:
+        # per pixel for hard labels, per class (weighted by y) for soft ones.
+        if labels is not None:
+            return self._hard_loss(logits, y, ops.take(self._alpha_vector(), labels) if self._per_class_alpha else None, axis)
+        if self.gamma == 0:  # (1 - p + eps)^0 = 1: (alpha-weighted) cross-entropy, any labels
+            return self._soft_loss(logits, y, axis)
+
+        def hard():
+            alpha_t = None
+            if self._per_class_alpha:
+                weights = _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
+                alpha_t = ops.sum(y * weights, axis=axis, keepdims=True)
+            return self._hard_loss(logits, y, alpha_t, axis)
+
+        return ops.cond(
+            _softmax.labels_are_one_hot(y, axis), hard, lambda: self._soft_loss(logits, y, axis)
+        )
+
+    @property
+    def _per_class_alpha(self):
+        return isinstance(self.alpha, list)
+
+    def _alpha_vector(self):
+        return ops.convert_to_tensor(self.alpha, "float32")
+
+    def _hard_loss(self, logits, y, alpha_t, axis):
+        """One-hot `y`: `alpha_t * phi(-log p_t)`, per pixel."""
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=True)
+        loss = stats.cross_entropy()
+        if self.gamma:
+            loss = _softmax.focal_modulation(loss, self.gamma, self.epsilon)
+        if alpha_t is not None:
+            loss = loss * alpha_t
+        elif isinstance(self.alpha, float):
+            loss = loss * self.alpha
+        return loss
+
+    def _soft_loss(self, logits, y, axis):
+        """Any dense `y`: `sum_i alpha_i y_i phi(-log p_i)`."""
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=False)
+        weights = None
+        if self._per_class_alpha:
+            weights = _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
+        if self.gamma == 0:
+            if weights is None:
                 loss = stats.cross_entropy()
-        elif hard:
-            loss = _softmax.focal_modulation(stats.cross_entropy(), self.gamma, self.epsilon)
-            if per_class_alpha:
-                loss = loss * ops.take(alpha_vector, labels)
+            else:
+                weighted = y * weights
+                loss = stats.cross_entropy(weighted, ops.sum(weighted, axis=axis, keepdims=True))
         else:
             terms = y * _softmax.focal_modulation(
                 stats.class_cross_entropies(), self.gamma, self.epsilon
             )
-            if per_class_alpha:
-                terms = terms * _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
+            if weights is not None:
+                terms = terms * weights
             loss = ops.sum(terms, axis=axis, keepdims=True)
         if isinstance(self.alpha, float):
             loss = loss * self.alpha

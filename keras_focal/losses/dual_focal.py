@@ -183,12 +183,19 @@ class DualFocalLoss(_base.CategoricalLoss):
             cross_entropy = label_sum * log_total - label_logit
             log_others = second + ops.log(ops.maximum(relative_sum, _numerics.TINY))
             log_argmax_complement = log_others - log_total  # log(1 - p_a), any margin
+            direct = ops.logical_not(argmax)  # p <= 1/2: log1p(-p) is exact
+            if hard:  # 1 - y_a: a single arg-max exists and is not the label
+                argmax_weight = ops.where(
+                    ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
+                )
+            else:
+                argmax_weight = ops.where(tied, 0.0, sum_(ops.where(below, 0.0, 1.0 - y)))
             loss = cross_entropy
             if beta:
-                log_complements = ops.where(
-                    argmax, log_argmax_complement, ops.log1p(-ops.minimum(p, 0.5))
-                )
-                loss = loss - beta * sum_((1.0 - y) * log_complements)
+                # log1p(-p) is only selected where p <= 1/2 (this forward pass is not
+                # differentiated); the arg-max's complement is added per pixel.
+                false_classes = sum_(ops.where(direct, (1.0 - y) * ops.log1p(-p), 0.0))
+                loss = loss - beta * (false_classes + argmax_weight * log_argmax_complement)
             if alpha and gamma == 0:
                 loss = loss + alpha * float(y.shape[axis])
             elif alpha and hard:
@@ -212,15 +219,7 @@ class DualFocalLoss(_base.CategoricalLoss):
                     sign_p = ops.sign((1.0 - y) * p - y * complement) * p  # sign(p - y) p
                     slope = slope + alpha * (sign_p - p * sum_(sign_p))
                 if beta:
-                    weighted_odds = ops.where(
-                        argmax, 0.0, (1.0 - y) * p / (1.0 - ops.minimum(p, 0.5))
-                    )
-                    if hard:  # 1 - y_a: a single arg-max exists and is not the label
-                        argmax_weight = ops.where(
-                            ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
-                        )
-                    else:
-                        argmax_weight = sum_(ops.where(argmax, 1.0 - y, 0.0))
+                    weighted_odds = ops.where(argmax, 0.0, (1.0 - y) * p / (1.0 - p))
                     false_slope = (
                         weighted_odds
                         - p * sum_(weighted_odds)

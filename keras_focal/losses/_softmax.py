@@ -188,6 +188,16 @@ def with_derivative(value, argument, derivative):
     return stop(value) + stop(derivative) * (argument - stop(argument))
 
 
+def with_gradient(value, logits, gradient, axis):
+    """Per-pixel `value` whose gradient with respect to `logits` is `gradient`.
+
+    `sg(value) + sum_k sg(gradient_k) * (x_k - sg(x_k))`, the vector form of
+    `with_derivative`; `logits` must be the differentiated tensor itself.
+    """
+    stop = ops.stop_gradient
+    return stop(value) + ops.sum(stop(gradient) * (logits - stop(logits)), axis=axis, keepdims=True)
+
+
 def focal_modulation(cross_entropy, gamma, epsilon):
     """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form derivative.
 

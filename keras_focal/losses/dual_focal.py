@@ -11,6 +11,11 @@ from keras_focal.losses import _softmax
 
 
 
+# Logit spreads up to this keep the sum of the non-maximal exponentials a
+# normal float32 (>= e^-80); wider ones switch to the second-largest logit's frame.
+_NORMAL_SPREAD = 80.0
+
+
 @keras.saving.register_keras_serializable(package="keras_focal")
 class DualFocalLoss(_base.CategoricalLoss):
     """Dual Focal Loss (DFL) of "Adaptive Class Weight based Dual Focal Loss
@@ -138,99 +143,84 @@ class DualFocalLoss(_base.CategoricalLoss):
         term `-(1 - y_a) log(1 - p_a)` is `(1 - y_a)(log S - log sum_{i != a} e_i)`
         with derivative `(1 - y_a)(p_k - [k != a] e_k / sum_{i != a} e_i)`.
 
-        The exponentials are taken relative to the second-largest logit `m2`
-        (`r_k = exp(x_k - m2)` below the maximum) and scaled back by
-        `exp(m2 - max)`, so `sum_{i != a} e_i` is exact for any margin with no
-        more exponentials than cross-entropy: the forward pass costs
-        cross-entropy plus one `log1p` per class, the backward one division.
+        `sum_{i != a} e_i` is exact for any margin: plain where every pixel's
+        logits span at most 80 nats, relative to the second-largest logit
+        otherwise. The cost is cross-entropy's plus one `log1p` and one
+        division per class.
+        """
+        if not self.beta:  # no complement of the arg-max is needed
+            return self._closed_form_in_frame(logits, y, hard, axis, second_frame=False)
+        spread = ops.max(logits, axis=axis) - ops.min(logits, axis=axis)
+        return ops.cond(
+            ops.any(spread > _NORMAL_SPREAD),
+            lambda: self._closed_form_in_frame(logits, y, hard, axis, second_frame=True),
+            lambda: self._closed_form_in_frame(logits, y, hard, axis, second_frame=False),
+        )
+
+    def _closed_form_in_frame(self, x, y, hard, axis, second_frame):
+        """`_closed_form` in the plain frame or relative to the second-largest logit.
+
+        Within a spread of 80 nats the plain sum of the non-maximal
+        exponentials is at least e^-80, a normal float32, and exact; wider
+        spreads use `_softmax.second_frame`. The gradient is attached with
+        `_softmax.with_derivative` (plain ops, so that it works inside `cond`).
         """
         alpha, beta, gamma = self.alpha, self.beta, self.gamma
         sum_ = lambda v: ops.sum(v, axis=axis, keepdims=True)  # noqa: E731
-
-        def per_class(x, maximum, second, log_total, tied):
-            """Per-class terms from the logits and per-pixel statistics.
-
-            Called by the forward and again by the backward pass, so that the
-            backward keeps only `x`, `y` and per-pixel tensors alive (full-size
-            residuals would cost more memory traffic than recomputing them).
-            """
-            shifted = x - maximum
-            below = shifted < 0
-            relative = ops.where(below, ops.exp(ops.where(below, shifted - second, 0.0)), 0.0)
-            exp = ops.where(below, relative * ops.exp(second), 1.0)
-            argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
-            return shifted, relative, exp * ops.exp(-log_total), argmax
-
-        @ops.custom_gradient
-        def dual_focal(x):
-            maximum = ops.max(x, axis=axis, keepdims=True)
-            shifted = x - maximum
-            below = shifted < 0
-            second = ops.max(ops.where(below, shifted, -np.inf), axis=axis, keepdims=True)
-            second = ops.where(ops.isfinite(second), second, 0.0)  # every class tied
-            relative = ops.where(below, ops.exp(ops.where(below, shifted - second, 0.0)), 0.0)
-            relative_sum = sum_(relative)  # >= 1 unless every class is tied
-            second_scale = ops.exp(second)
-            others = relative_sum * second_scale  # sum of the exponentials below the maximum
-            # S - 1 = (number of maxima - 1) + others, without cancellation.
-            extra_maxima = sum_(ops.where(below, 0.0, 1.0)) - 1.0
-            tied = extra_maxima > 0.5
-            log_total = ops.log1p(extra_maxima + others)
-            p = ops.where(below, relative * second_scale, 1.0) * ops.exp(-log_total)
-            argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
-            label_sum = 1.0 if hard else sum_(y)
-            label_logit = sum_(y * shifted)
-            cross_entropy = label_sum * log_total - label_logit
-            log_others = second + ops.log(ops.maximum(relative_sum, _numerics.TINY))
-            log_argmax_complement = log_others - log_total  # log(1 - p_a), any margin
-            direct = ops.logical_not(argmax)  # p <= 1/2: log1p(-p) is exact
-            if hard:  # 1 - y_a: a single arg-max exists and is not the label
-                argmax_weight = ops.where(
-                    ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
-                )
-            else:
-                argmax_weight = ops.where(tied, 0.0, sum_(ops.where(below, 0.0, 1.0 - y)))
-            loss = cross_entropy
-            if beta:
-                # log1p(-p) is only selected where p <= 1/2 (this forward pass is not
-                # differentiated); the arg-max's complement is added per pixel.
-                false_classes = sum_(ops.where(direct, (1.0 - y) * ops.log1p(-p), 0.0))
-                loss = loss - beta * (false_classes + argmax_weight * log_argmax_complement)
-            if alpha and gamma == 0:
-                loss = loss + alpha * float(y.shape[axis])
-            elif alpha and hard:
-                loss = loss + (2.0 * alpha) * -ops.expm1(-cross_entropy)
-            elif alpha:
-                argmax_complement = ops.exp(log_argmax_complement)
-                # |y - p| = |y (1 - p) - (1 - y) p|, exact for hard labels.
-                difference = y * ops.where(argmax, argmax_complement, 1.0 - p) - (1.0 - y) * p
-                loss = loss + alpha * sum_(ops.abs(difference))
-            safe_relative_sum = ops.maximum(relative_sum, _numerics.TINY)
-
-            def gradient(*args, upstream=None):
-                if upstream is None:
-                    (upstream,) = args
-                _, relative, p, argmax = per_class(x, maximum, second, log_total, tied)
-                slope = p * label_sum - y
-                if alpha and gamma == 1 and hard:
-                    slope = slope * (1.0 + (2.0 * alpha) * ops.exp(-cross_entropy))
-                elif alpha and gamma == 1:
-                    complement = ops.where(argmax, ops.exp(log_argmax_complement), 1.0 - p)
-                    sign_p = ops.sign((1.0 - y) * p - y * complement) * p  # sign(p - y) p
-                    slope = slope + alpha * (sign_p - p * sum_(sign_p))
-                if beta:
-                    weighted_odds = ops.where(argmax, 0.0, (1.0 - y) * p / (1.0 - p))
-                    false_slope = (
-                        weighted_odds
-                        - p * sum_(weighted_odds)
-                        + argmax_weight * (p - relative / safe_relative_sum)
-                    )
-                    slope = slope + beta * false_slope
-                return upstream * slope
-
-            return loss, gradient
-
-        return dual_focal(logits)
+        logits = ops.stop_gradient(x)  # the gradient comes in closed form below
+        shifted = logits - ops.max(logits, axis=axis, keepdims=True)
+        below = shifted < 0
+        # S - 1 = (number of maxima - 1) + sum of the others, without cancellation.
+        extra_maxima = sum_(ops.where(below, 0.0, 1.0)) - 1.0
+        tied = extra_maxima > 0.5
+        if second_frame:
+            log_others, shares = _softmax.second_frame(shifted, below, axis)
+            others = ops.exp(log_others)
+            exp = ops.where(below, ops.exp(shifted), 1.0)
+        else:
+            exp = ops.exp(shifted)
+            below_exp = ops.where(below, exp, 0.0)
+            others = sum_(below_exp)
+            floored = ops.maximum(others, _numerics.TINY)
+            log_others, shares = ops.log(floored), below_exp / floored
+        log_total = ops.log1p(extra_maxima + others)
+        p = exp * ops.exp(-log_total)
+        argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
+        label_sum = 1.0 if hard else sum_(y)
+        label_logit = sum_(y * shifted)
+        cross_entropy = label_sum * log_total - label_logit
+        log_argmax_complement = log_others - log_total  # log(1 - p_a), any margin
+        if hard:  # 1 - y_a: a single arg-max exists and is not the label
+            argmax_weight = ops.where(
+                ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
+            )
+        else:
+            argmax_weight = ops.where(tied, 0.0, sum_(ops.where(below, 0.0, 1.0 - y)))
+        loss = cross_entropy
+        slope = p * label_sum - y
+        if beta:
+            # log1p(-p) is only selected where p <= 1/2 (no autodiff runs through it);
+            # the arg-max's complement is added per pixel.
+            direct = ops.logical_not(argmax)
+            false_classes = sum_(ops.where(direct, (1.0 - y) * ops.log1p(-p), 0.0))
+            loss = loss - beta * (false_classes + argmax_weight * log_argmax_complement)
+            weighted_odds = ops.where(direct, (1.0 - y) * p / (1.0 - p), 0.0)
+            false_slope = weighted_odds - p * sum_(weighted_odds) + argmax_weight * (p - shares)
+        if alpha and gamma == 0:
+            loss = loss + alpha * float(y.shape[axis])
+        elif alpha and hard:
+            loss = loss + (2.0 * alpha) * -ops.expm1(-cross_entropy)
+            slope = slope * (1.0 + (2.0 * alpha) * ops.exp(-cross_entropy))
+        elif alpha:
+            complement = ops.where(argmax, ops.exp(log_argmax_complement), 1.0 - p)
+            # y - p = y (1 - p) - (1 - y) p, exact for hard labels.
+            difference = y * complement - (1.0 - y) * p
+            loss = loss + alpha * sum_(ops.abs(difference))
+            sign_p = ops.sign(-difference) * p  # sign(p - y) p
+            slope = slope + alpha * (sign_p - p * sum_(sign_p))
+        if beta:
+            slope = slope + beta * false_slope
+        return _softmax.with_gradient(loss, x, slope, axis)
 
     def _general_loss(self, logits, y, hard, axis):
         """Any labels and `gamma`: autodiff of the exact per-class formula."""

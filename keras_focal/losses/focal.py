@@ -145,57 +145,53 @@ class BinaryFocalLoss(keras.losses.Loss):
     def _alpha_t(self, y):
         return self.alpha * y + (1.0 - self.alpha) * (1.0 - y)
 
-    def _loss_from_logits(self, y, x):
+    def _loss_from_logits(self, y, logits):
         """Element-wise loss with its closed-form gradient.
 
         With `p = sigmoid(x)`, `q = 1 - p`, `B = -y log p - (1 - y) log q`
         (Keras's `relu(x) - x y + log1p(exp(-|x|))`), `w = y q + (1 - y) p =
         1 - p_t` and `f = (w + epsilon)^gamma`, the loss is `alpha_t f B` and
 
-            dL/dx = alpha_t f [(p - y) + gamma B (1 - 2y) p q / (w + epsilon)],
+            dL/dx = alpha_t [f (p - y) + gamma B (1 - 2y) p q (w + epsilon)^(gamma - 1)],
 
         since `dB/dx = p - y` and `dw/dx = (1 - 2y) p q`. `p - y` is taken as
-        `y (-q) + (1 - y) p` and `p q / w` is `p` or `q` for hard labels, so
-        every factor keeps its relative precision, nothing is `0 * inf` where
-        `w` underflows, and a tie `p == y` gives the exact gradient. One
-        exponential and one `log1p` per element, as binary cross-entropy.
+        `y (-q) + (1 - y) p` (exact for hard labels) and the power is a
+        product for integer `gamma`, so every factor keeps its relative
+        precision, nothing is `0 * inf` where `w` underflows, and a tie
+        `p == y` gives the exact gradient. One exponential, one `log1p` and
+        one division per element, as binary cross-entropy.
         """
         gamma, epsilon = self.gamma, self.epsilon
         integer_gamma = gamma in (1.0, 2.0, 3.0)
 
-        @ops.custom_gradient
-        def focal(x):
-            small = ops.exp(-ops.abs(x))
-            inverse = 1.0 / (1.0 + small)
-            nonnegative = x >= 0
-            p = ops.where(nonnegative, inverse, small * inverse)
-            q = ops.where(nonnegative, small * inverse, inverse)
-            cross_entropy = ops.relu(x) - x * y + ops.log1p(small)
-            base = y * q + (1.0 - y) * p
-            if epsilon:
-                base = base + epsilon
-            if gamma == 0:
-                factor = None
-            elif integer_gamma:
-                factor = base
+        x = ops.stop_gradient(logits)  # the derivative is attached in closed form
+        small = ops.exp(-ops.abs(x))
+        inverse = 1.0 / (1.0 + small)
+        nonnegative = x >= 0
+        p = ops.where(nonnegative, inverse, small * inverse)
+        q = ops.where(nonnegative, small * inverse, inverse)
+        cross_entropy = ops.relu(x) - x * y + ops.log1p(small)
+        base = y * q + (1.0 - y) * p
+        if epsilon:
+            base = base + epsilon
+        slope = y * (-q) + (1.0 - y) * p  # p - y, exact for hard labels
+        if gamma == 0:
+            value = cross_entropy
+        else:
+            # power = (w + eps)^(gamma - 1), so that f / (w + eps) needs no division.
+            if integer_gamma:
+                power = None
                 for _ in range(int(gamma) - 1):
-                    factor = factor * base
+                    power = base if power is None else power * base
             else:
-                factor = ops.exp(gamma * ops.log(ops.maximum(base, _numerics.TINY)))
-            value = cross_entropy if factor is None else factor * cross_entropy
-
-            def gradient(*args, upstream=None):
-                if upstream is None:
-                    (upstream,) = args
-                slope = y * (-q) + (1.0 - y) * p
-                if factor is not None:
-                    ratio = (1.0 - 2.0 * y) * p * q / ops.maximum(base, _numerics.TINY)
-                    slope = factor * (slope + gamma * cross_entropy * ratio)
-                return upstream * slope
-
-            return value, gradient
-
-        loss = focal(x)
+                power = ops.exp((gamma - 1.0) * ops.log(ops.maximum(base, _numerics.TINY)))
+            factor = base if power is None else power * base
+            value = factor * cross_entropy
+            # p q (w + eps)^(gamma - 1), multiplied as p (q power): q power = q^gamma for
+            # y = 1 (and p power ~ p^(gamma - 1) large for y = 0), so nothing underflows early.
+            focus = p * q if power is None else p * (q * power)
+            slope = factor * slope + (gamma * cross_entropy) * ((1.0 - 2.0 * y) * focus)
+        loss = _softmax.with_derivative(value, logits, slope)
         if self.alpha is not None:
             loss = loss * self._alpha_t(y)
         return loss

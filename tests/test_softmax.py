@@ -106,3 +106,19 @@ def test_one_hot_builds_float_labels_along_any_axis():
     encoded = to_numpy(_softmax.one_hot(labels, 3, axis=1))
     assert encoded.dtype == np.float32
     np.testing.assert_array_equal(encoded[:, :, 0], [[0, 0, 1], [1, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    "rows,expected",
+    [
+        ([[0, 1, 0], [1, 0, 0]], True),
+        ([[0, 1, 0], [0.5, 0.5, 0]], False),  # a soft row
+        ([[1, 1, 0]], False),  # multi-hot
+        ([[0, 0, 0], [0, 0, 1]], False),  # an all-zero row takes the general path
+        ([[0.5, 0.5, 0.5, -0.5]], False),  # sum 1 and squares 1 exactly, but negative
+        ([[0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3]], False),  # label smoothing
+    ],
+)
+def test_labels_are_one_hot(rows, expected):
+    y = ops.convert_to_tensor(np.array(rows, np.float32))
+    assert bool(to_numpy(_softmax.labels_are_one_hot(y, axis=1))) is expected

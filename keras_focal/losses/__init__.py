@@ -10,7 +10,14 @@ Label formats of the softmax losses (`CrossEntropy`, `WeightedCrossEntropy`,
 - `y_true` of rank `rank(y_pred) - 1`, or of the same rank with a class axis of
   size 1 while `y_pred` has `C > 1` classes: integer class maps (e.g.
   segmentation masks `(B, H, W)` / `(B, H, W, 1)` against `(B, H, W, C)`);
-- `y_true` of the shape of `y_pred`: one-hot or soft labels.
+- `y_true` of the shape of `y_pred`: one-hot or soft labels (non-negative; they
+  need not sum to 1, as in Keras).
+
+All three forms run through one exact cross-entropy graph
+(`keras_focal.losses._softmax`) and give the same values and gradients for the
+same labels. Dense labels that are one-hot in every pixel are detected at run
+time (one fused reduction) and take the per-pixel path of integer masks; soft
+labels pay for the per-class focal terms their definition needs.
 
 Integer labels outside `[0, C)` that are not `ignore_class` raise a
 `ValueError` when the loss runs eagerly; inside a compiled graph they cannot

@@ -91,14 +91,13 @@ class SoftmaxStatistics:
         `log(sum of the others) = m2 + log(sum exp(s_k - m2))` is exact for
         any margin at the price of one more max, not one more exponential.
         """
-        axis = self.axis
         self.below_max = self.shifted < 0
-        second = ops.max(ops.where(self.below_max, self.shifted, -np.inf), axis=axis, keepdims=True)
-        # Every class tied at the maximum: no second frame is needed.
-        second = ops.stop_gradient(ops.where(ops.isfinite(second), second, 0.0))
-        relative = ops.exp(ops.where(self.below_max, self.shifted - second, 0.0))
-        below = ops.where(self.below_max, relative, 0.0)
-        below_sum = ops.sum(below, axis=axis, keepdims=True)
+        # A constant for autodiff: the value is invariant to the frame.
+        second = ops.stop_gradient(second_largest(self.shifted, self.below_max, self.axis))
+        below = ops.where(
+            self.below_max, ops.exp(ops.where(self.below_max, self.shifted - second, 0.0)), 0.0
+        )
+        below_sum = ops.sum(below, axis=self.axis, keepdims=True)
         scale = ops.exp(second)
         self.others = below_sum * scale  # sum of the exponentials below the maximum
         self.log_others = second + ops.log(ops.maximum(below_sum, TINY))
@@ -161,19 +160,23 @@ class SoftmaxStatistics:
         return self.exp * ops.exp(-self.log_total)
 
 
-def second_frame(shifted, below_max, axis):
-    """`log(sum of the non-maximal exponentials)` and each one's share of that sum.
-
-    Relative to the second-largest logit, so that nothing underflows however
-    far the maximum is ahead (the plain sum of `exp(s_k)` underflows beyond
-    ~87 nats): returns `(log_others, shares)` with `shares_k = e_k / others`
-    for the classes below the maximum and 0 at the maxima.
-    """
+def second_largest(shifted, below_max, axis):
+    """The largest shifted logit below the maximum (0 where every class is tied)."""
     second = ops.max(ops.where(below_max, shifted, -np.inf), axis=axis, keepdims=True)
-    second = ops.where(ops.isfinite(second), second, 0.0)  # every class tied
+    return ops.where(ops.isfinite(second), second, 0.0)
+
+
+def second_frame_log_sum(shifted, below_max, axis):
+    """`(m2, log sum_k exp(s_k - m2))` over the classes below the maximum.
+
+    `m2` is the second-largest shifted logit (`second_largest`), so the sum is
+    >= 1 and nothing underflows however far the maximum is ahead;
+    `log(sum of the non-maximal exponentials) = m2 + log_sum`.
+    """
+    second = second_largest(shifted, below_max, axis)
     relative = ops.where(below_max, ops.exp(ops.where(below_max, shifted - second, 0.0)), 0.0)
     total = ops.maximum(ops.sum(relative, axis=axis, keepdims=True), TINY)
-    return second + ops.log(total), relative / total
+    return second, ops.log(total)
 
 
 def with_derivative(value, argument, derivative):

@@ -11,9 +11,10 @@ from keras_focal.losses import _softmax
 
 
 
-# Logit spreads up to this keep the sum of the non-maximal exponentials a
-# normal float32 (>= e^-80); wider ones switch to the second-largest logit's frame.
-_NORMAL_SPREAD = 80.0
+# Above this the plain sum of the non-maximal exponentials is exact to float32
+# rounding; below it (its terms reach the subnormal range) the second-largest
+# logit's frame is used.
+_PLAIN_SUM_LIMIT = 1e-30
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -143,53 +144,29 @@ class DualFocalLoss(_base.CategoricalLoss):
         term `-(1 - y_a) log(1 - p_a)` is `(1 - y_a)(log S - log sum_{i != a} e_i)`
         with derivative `(1 - y_a)(p_k - [k != a] e_k / sum_{i != a} e_i)`.
 
-        `sum_{i != a} e_i` is exact for any margin: plain where every pixel's
-        logits span at most 80 nats, relative to the second-largest logit
-        otherwise. The cost is cross-entropy's plus one `log1p` and one
-        division per class.
-        """
-        if not self.beta:  # no complement of the arg-max is needed
-            return self._closed_form_in_frame(logits, y, hard, axis, second_frame=False)
-        spread = ops.max(logits, axis=axis) - ops.min(logits, axis=axis)
-        return ops.cond(
-            ops.any(spread > _NORMAL_SPREAD),
-            lambda: self._closed_form_in_frame(logits, y, hard, axis, second_frame=True),
-            lambda: self._closed_form_in_frame(logits, y, hard, axis, second_frame=False),
-        )
-
-    def _closed_form_in_frame(self, x, y, hard, axis, second_frame):
-        """`_closed_form` in the plain frame or relative to the second-largest logit.
-
-        Within a spread of 80 nats the plain sum of the non-maximal
-        exponentials is at least e^-80, a normal float32, and exact; wider
-        spreads use `_softmax.second_frame`. The gradient is attached with
-        `_softmax.with_derivative` (plain ops, so that it works inside `cond`).
+        `sum_{i != a} e_i` is exact for any margin: the plain sum, or (when it
+        falls below 1e-30 for some wrong arg-max) the sum relative to the
+        second-largest logit. The cost is cross-entropy's plus one `log1p` and
+        one division per class. The gradient is attached with
+        `_softmax.with_gradient` (plain ops).
         """
         alpha, beta, gamma = self.alpha, self.beta, self.gamma
         sum_ = lambda v: ops.sum(v, axis=axis, keepdims=True)  # noqa: E731
-        logits = ops.stop_gradient(x)  # the gradient comes in closed form below
-        shifted = logits - ops.max(logits, axis=axis, keepdims=True)
+        x = ops.stop_gradient(logits)  # the gradient is attached in closed form below
+        shifted = x - ops.max(x, axis=axis, keepdims=True)
         below = shifted < 0
         # S - 1 = (number of maxima - 1) + sum of the others, without cancellation.
         extra_maxima = sum_(ops.where(below, 0.0, 1.0)) - 1.0
         tied = extra_maxima > 0.5
-        if second_frame:
-            log_others, shares = _softmax.second_frame(shifted, below, axis)
-            others = ops.exp(log_others)
-            exp = ops.where(below, ops.exp(shifted), 1.0)
-        else:
-            exp = ops.exp(shifted)
-            below_exp = ops.where(below, exp, 0.0)
-            others = sum_(below_exp)
-            floored = ops.maximum(others, _numerics.TINY)
-            log_others, shares = ops.log(floored), below_exp / floored
+        exp = ops.exp(shifted)
+        below_exp = ops.where(below, exp, 0.0)
+        others = sum_(below_exp)  # sum of the exponentials below the maximum
         log_total = ops.log1p(extra_maxima + others)
         p = exp * ops.exp(-log_total)
         argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
         label_sum = 1.0 if hard else sum_(y)
         label_logit = sum_(y * shifted)
         cross_entropy = label_sum * log_total - label_logit
-        log_argmax_complement = log_others - log_total  # log(1 - p_a), any margin
         if hard:  # 1 - y_a: a single arg-max exists and is not the label
             argmax_weight = ops.where(
                 ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
@@ -198,6 +175,20 @@ class DualFocalLoss(_base.CategoricalLoss):
             argmax_weight = ops.where(tied, 0.0, sum_(ops.where(below, 0.0, 1.0 - y)))
         loss = cross_entropy
         slope = p * label_sum - y
+        log_argmax_complement = None
+        if beta or (alpha and gamma == 1 and not hard):
+            # log(1 - p_a) = log(sum of the others) - log S, exact for any margin: the
+            # plain sum is exact down to ~1e-30; below that (a wrong arg-max ~69 nats
+            # ahead) the sum is taken relative to the second-largest logit. The cond
+            # selects values only: no gradient flows through it.
+            # The cond returns per-pixel values only, so that it blocks no fusion:
+            # log(sum of the others) = offset + log_sum, with the offset 0 or m2.
+            offset, log_sum = ops.cond(
+                ops.any(ops.logical_and(argmax_weight > 0, others < _PLAIN_SUM_LIMIT)),
+                lambda: _softmax.second_frame_log_sum(shifted, below, axis),
+                lambda: (ops.zeros_like(others), ops.log(ops.maximum(others, _numerics.TINY))),
+            )
+            log_argmax_complement = (offset - log_total) + log_sum
         if beta:
             # log1p(-p) is only selected where p <= 1/2 (no autodiff runs through it);
             # the arg-max's complement is added per pixel.
@@ -205,6 +196,8 @@ class DualFocalLoss(_base.CategoricalLoss):
             false_classes = sum_(ops.where(direct, (1.0 - y) * ops.log1p(-p), 0.0))
             loss = loss - beta * (false_classes + argmax_weight * log_argmax_complement)
             weighted_odds = ops.where(direct, (1.0 - y) * p / (1.0 - p), 0.0)
+            # e_k / (sum of the others), any margin (s - offset is exact)
+            shares = ops.where(below, ops.exp((shifted - offset) - log_sum), 0.0)
             false_slope = weighted_odds - p * sum_(weighted_odds) + argmax_weight * (p - shares)
         if alpha and gamma == 0:
             loss = loss + alpha * float(y.shape[axis])
@@ -220,7 +213,7 @@ class DualFocalLoss(_base.CategoricalLoss):
             slope = slope + alpha * (sign_p - p * sum_(sign_p))
         if beta:
             slope = slope + beta * false_slope
-        return _softmax.with_gradient(loss, x, slope, axis)
+        return _softmax.with_gradient(loss, logits, slope, axis)
 
     def _general_loss(self, logits, y, hard, axis):
         """Any labels and `gamma`: autodiff of the exact per-class formula."""

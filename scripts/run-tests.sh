@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite: set up .venv with the test and JAX extras, run pytest on the
-# TensorFlow backend, then the backend-agnostic loss/layer tests again on JAX.
+# TensorFlow backend, then the backend-agnostic tests (losses, layers, trainer) again on JAX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh test,jax

@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+import re
+
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +17,9 @@ from keras_focal.cli import main
 from keras_focal.training import RunConfig, RunSetupError, train_run
 from keras_focal.training import callbacks as callbacks_module
 from keras_focal.training.compare import CompareConfig, compare
+
+# The trainer runs on TensorFlow and on JAX: CI runs this file on both backends.
+pytestmark = pytest.mark.backend_agnostic
 
 TINY = {"epochs": 2, "model_options": {"base_filters": 4, "depth": 2}}
 
@@ -114,6 +120,7 @@ print("replicas", tf.distribute.MirroredStrategy([d.name for d in tf.config.list
 """
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs TensorFlow")
 def test_mirrored_strategy_on_two_logical_cpus(prepared_trus, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, prepared_trus, str(tmp_path / "mirrored")],
@@ -122,6 +129,64 @@ def test_mirrored_strategy_on_two_logical_cpus(prepared_trus, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2" in result.stdout
     assert json.load(open(tmp_path / "mirrored" / "metrics.json"))["epochs_run"] == 1
+
+
+DATA_PARALLEL = """
+import json, os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + sys.argv[3]
+os.environ["KERAS_BACKEND"] = "jax"
+import keras
+from keras_focal.training import RunConfig, train_run
+metrics = train_run(RunConfig(data=sys.argv[1], out=sys.argv[2], epochs=2, strategy="data-parallel",
+                              model_options={"base_filters": 4, "depth": 2}), verbose=0)
+print("devices", len(keras.distribution.list_devices()), json.dumps(metrics["mdsc"]))
+"""
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX processes: once per CI run")
+def test_data_parallel_on_two_cpu_devices_equals_one_device(prepared_trus, tmp_path):
+    """JAX's DataParallel over two (forced) CPU devices: each batch is split in two,
+    and the per-epoch losses equal a one-device run's to float rounding."""
+    histories = []
+    for devices in ("1", "2"):
+        out = tmp_path / f"dp{devices}"
+        result = subprocess.run(
+            [sys.executable, "-c", DATA_PARALLEL, prepared_trus, str(out), devices],
+            capture_output=True, text=True, timeout=300, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"devices {devices} " in result.stdout
+        assert json.load(open(out / "config.json"))["backend"] == "jax"
+        histories.append(pd.read_csv(out / "history.csv"))
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(histories[1][column], histories[0][column], rtol=1e-3)
+
+
+def _strategy_refusals():
+    backend = keras.backend.backend()
+    cases = [("multiworker", r"--strategy multiworker cannot run: Keras 3's model.fit does not support "
+                             r"tf.distribute.MultiWorkerMirroredStrategy. Use --strategy data-parallel")]
+    if backend == "tensorflow":
+        cases.append(("data-parallel", r"--strategy data-parallel needs KERAS_BACKEND=jax; this process runs "
+                                       r"KERAS_BACKEND=tensorflow. On tensorflow use --strategy mirrored."))
+    else:
+        cases.append(("mirrored", rf"--strategy mirrored needs KERAS_BACKEND=tensorflow; this process runs "
+                                  rf"KERAS_BACKEND={backend}."))
+    return cases
+
+
+@pytest.mark.parametrize("strategy, message", _strategy_refusals())
+def test_strategy_the_backend_cannot_run_exits_2_before_training(prepared_trus, tmp_path, capsys, strategy, message):
+    argv = ["train", "--data", prepared_trus, "--out", str(tmp_path / "run"), "--model", "unet", "--loss", "ce",
+            "--optimizer", "adam", "--fold", "0", "--epochs", "1", "--strategy", strategy]
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "run")
+    config = tmp_path / "compare.yaml"
+    config.write_text(f"data: {prepared_trus}\nout: {tmp_path / 'cmp'}\nlosses: [ce]\nepochs: 1\nstrategy: {strategy}\n")
+    assert main(["compare", "--config", str(config)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "cmp")
 
 
 @pytest.mark.parametrize(

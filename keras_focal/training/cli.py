@@ -24,7 +24,11 @@ def _add_run_options(parser, with_axes=False):
     parser.add_argument("--deterministic", action="store_true", default=None, help="TensorFlow deterministic ops")
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (GPU)")
     parser.add_argument("--jit-compile", action="store_true", default=None, help="XLA")
-    parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (default: none)")
+    parser.add_argument(
+        "--strategy", choices=STRATEGIES,
+        help="several devices of this host: mirrored (TensorFlow backend) or data-parallel "
+        "(JAX backend, Keras's DataParallel); default: one device",
+    )
 
 
 RUN_OPTION_NAMES = (

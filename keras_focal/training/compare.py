@@ -10,7 +10,7 @@ import numpy as np
 
 from keras_focal.training.callbacks import write_text_atomically
 from keras_focal.training.config import RunConfig
-from keras_focal.training.run import prepare_run, train_run
+from keras_focal.training.run import check_strategy, prepare_run, train_run
 
 LOSS_LABELS = {"ce": "CE", "wce": "WCE", "fl": "FL", "dfl": "DFL", "acw_ce": "ACW+CE", "adfl": "ADFL"}
 MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
@@ -76,6 +76,7 @@ def compare(config, verbose=1, log=print):
     if not runs:
         raise ValueError("the grid is empty: give at least one model, loss, optimiser, fold and seed.")
     for run in runs:
+        check_strategy(run.strategy)
         prepare_run(run)
     os.makedirs(config.out, exist_ok=True)
     write_text_atomically(os.path.join(config.out, "compare.json"), json.dumps(dataclasses.asdict(config), indent=2) + "\n")

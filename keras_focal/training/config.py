@@ -6,7 +6,7 @@ import json
 MODELS = ("deeplabv3_plus", "vgg19_fcn", "unet")
 LOSSES = ("ce", "wce", "fl", "dfl", "acw_ce", "adfl")
 OPTIMIZERS = ("adam", "sgdm")
-STRATEGIES = ("default", "mirrored", "multiworker")
+STRATEGIES = ("default", "mirrored", "data-parallel", "multiworker")
 EVALUATE = ("last", "best")
 MODEL_OPTIONS = {
     "deeplabv3_plus": ("output_stride", "image_pooling"),
@@ -46,7 +46,11 @@ class RunConfig:
         evaluate: test the "last" model (the paper: fixed epochs) or the
             "best" one on validation loss.
         deterministic: enable TensorFlow's deterministic ops.
-        mixed_precision, jit_compile, strategy: GPU options.
+        mixed_precision, jit_compile: GPU options.
+        strategy: "default" (one device), "mirrored" (`tf.distribute`, several
+            devices of one host, TensorFlow backend) or "data-parallel"
+            (Keras's `DataParallel` distribution over the devices of this
+            host, JAX backend). "multiworker" is refused with an explanation.
         init_dir: folder of the shared initial weights (default: `out`).
     """
 

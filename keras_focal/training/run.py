@@ -1,5 +1,6 @@
 """One training run: build, train (resumably), evaluate on the test fold, write the files."""
 
+import contextlib
 import hashlib
 import json
 import math
@@ -68,17 +69,50 @@ def build_optimizer(config, schedule):
     return keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=decay)
 
 
-def _strategy(name):
-    import tensorflow as tf
+STRATEGY_BACKENDS = {"mirrored": "tensorflow", "data-parallel": "jax"}
 
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if tf.config.list_logical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=cpus)
+
+def check_strategy(strategy):
+    """Raises `RunSetupError` when `strategy` cannot run on this Keras backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    if strategy == "multiworker":
+        raise RunSetupError(
+            "--strategy multiworker cannot run: Keras 3's model.fit does not support "
+            "tf.distribute.MultiWorkerMirroredStrategy. Use --strategy data-parallel "
+            "(Keras's distribution API, KERAS_BACKEND=jax) instead."
+        )
+    needed = STRATEGY_BACKENDS.get(strategy)
+    if needed and backend != needed:
+        alternative = {"tensorflow": "mirrored", "jax": "data-parallel"}.get(backend)
+        hint = f" On {backend} use --strategy {alternative}." if alternative else ""
+        raise RunSetupError(
+            f"--strategy {strategy} needs KERAS_BACKEND={needed}; this process runs "
+            f"KERAS_BACKEND={backend}.{hint}"
+        )
+    if strategy == "data-parallel" and int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
+        raise RunSetupError(
+            "--strategy data-parallel runs on the devices of one process (one host); "
+            "several processes (KERAS_DISTRIBUTION_NUM_PROCESSES > 1) are not supported yet."
+        )
+
+
+def distribution_scope(strategy):
+    """A context in which the model is built, trained and evaluated."""
+    if strategy == "mirrored":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy().scope()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus).scope()
+    if strategy == "data-parallel":
+        import keras
+
+        # Replicates the weights on every local device and splits each batch among them.
+        return keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope()
+    return contextlib.nullcontext()
 
 
 def weights_digest(model):
@@ -193,6 +227,7 @@ def train_run(config, resume=False, verbose=1):
     import keras
     import tensorflow as tf
 
+    check_strategy(config.strategy)
     metrics_path = os.path.join(config.out, "metrics.json")
     if os.path.exists(metrics_path):
         with open(metrics_path) as stream:
@@ -217,8 +252,7 @@ def train_run(config, resume=False, verbose=1):
         validation = dataset.load(validation_cases, channels) if validation_cases else None
         steps_per_epoch = math.ceil(len(train[0]) / config.batch_size)
 
-        strategy = _strategy(config.strategy)
-        with strategy.scope():
+        with distribution_scope(config.strategy):
             base = initial_weights(config, input_shape, dataset.num_classes)
             model = build_model(config, input_shape, dataset.num_classes, class_weights if config.uses_acw else None)
             _transfer(base, model)
@@ -233,80 +267,81 @@ def train_run(config, resume=False, verbose=1):
             if state_weights:
                 model.optimizer.build(model.trainable_variables)
                 model.load_weights(state_weights)
-        record = config.to_dict() | {
-            "train_cases": train_cases,
-            "validation_cases": validation_cases,
-            "test_cases": test_cases,
-            "class_weights": class_weights,
-            "initial_weights_sha256": digest,
-            "input_shape": list(input_shape),
-            "class_names": dataset.class_names,
-        }
-        write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")
+            record = config.to_dict() | {
+                "train_cases": train_cases,
+                "validation_cases": validation_cases,
+                "test_cases": test_cases,
+                "class_weights": class_weights,
+                "initial_weights_sha256": digest,
+                "input_shape": list(input_shape),
+                "class_names": dataset.class_names,
+                "backend": keras.backend.backend(),
+            }
+            write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")
 
-        # The same global seed on resume: tf.data's shuffle combines it with the per-epoch seed.
-        keras.utils.set_random_seed(config.seed)
-        history_path = os.path.join(config.out, "history.csv")
-        monitor = "val_loss" if validation else "loss"
-        best = BestCheckpoint(os.path.join(config.out, "best.keras"), monitor)
-        if done and os.path.exists(history_path):
-            import pandas as pd
+            # The same global seed on resume: tf.data's shuffle combines it with the per-epoch seed.
+            keras.utils.set_random_seed(config.seed)
+            history_path = os.path.join(config.out, "history.csv")
+            monitor = "val_loss" if validation else "loss"
+            best = BestCheckpoint(os.path.join(config.out, "best.keras"), monitor)
+            if done and os.path.exists(history_path):
+                import pandas as pd
 
-            previous = pd.read_csv(history_path)
-            previous = previous[previous.epoch <= done]
-            if monitor in previous and previous[monitor].notna().any():
-                best.best = float(previous[monitor].min())
-        pipeline_rate = _pipeline_images_per_second(train, config)
-        start = time.perf_counter()
-        if done < config.epochs:
-            model.fit(
-                training_dataset(*train, config.batch_size, done, config.epochs, config.seed, config.augment),
-                epochs=config.epochs,
-                initial_epoch=done,
-                steps_per_epoch=steps_per_epoch,
-                validation_data=evaluation_dataset(*validation, config.batch_size) if validation else None,
-                callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
-                shuffle=False,  # the dataset shuffles, per epoch and reproducibly
-                verbose=verbose,
-            )
-        train_seconds = time.perf_counter() - start
-        epochs_run = state.load()[0]
-        nan_epoch = recorder.nan_epoch
-        if nan_epoch is None and os.path.exists(state.path):
-            with open(state.path) as stream:
-                nan_epoch = json.load(stream).get("nan_epoch")
-        save_model_atomically(model, os.path.join(config.out, "last.keras"))
+                previous = pd.read_csv(history_path)
+                previous = previous[previous.epoch <= done]
+                if monitor in previous and previous[monitor].notna().any():
+                    best.best = float(previous[monitor].min())
+            pipeline_rate = _pipeline_images_per_second(train, config)
+            start = time.perf_counter()
+            if done < config.epochs:
+                model.fit(
+                    training_dataset(*train, config.batch_size, done, config.epochs, config.seed, config.augment),
+                    epochs=config.epochs,
+                    initial_epoch=done,
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=evaluation_dataset(*validation, config.batch_size) if validation else None,
+                    callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
+                    shuffle=False,  # the dataset shuffles, per epoch and reproducibly
+                    verbose=verbose,
+                )
+            train_seconds = time.perf_counter() - start
+            epochs_run = state.load()[0]
+            nan_epoch = recorder.nan_epoch
+            if nan_epoch is None and os.path.exists(state.path):
+                with open(state.path) as stream:
+                    nan_epoch = json.load(stream).get("nan_epoch")
+            save_model_atomically(model, os.path.join(config.out, "last.keras"))
 
-        evaluated = config.evaluate
-        if nan_epoch is not None or evaluated == "best":
-            evaluated = "best" if os.path.exists(best.path) else ("none" if nan_epoch is not None else "last")
-        scores = {"mdsc": float("nan"), "miou": float("nan"), "dataset_mdsc": float("nan"), "dataset_miou": float("nan"),
-                  "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
-        if evaluated != "none":
-            evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
-            test = dataset.load(test_cases, channels)
-            result = evaluate_model(evaluation_model, *test, dataset.class_names, config.batch_size)
-            write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
-            scores = _scores(result)
-        trained_images = len(train[0]) * max(epochs_run - done, 0)
-        metrics = {
-            "model": config.model,
-            "dataset": dataset.name,
-            "loss": config.loss,
-            "optimizer": config.optimizer,
-            "fold": config.fold,
-            "seed": config.seed,
-            "epochs": config.epochs,
-            "epochs_run": epochs_run,
-            "nan_epoch": nan_epoch,
-            "evaluated": evaluated,
-            **scores,
-            "train_seconds": round(train_seconds, 3),
-            "train_images_per_second": trained_images / train_seconds if trained_images and train_seconds > 0 else None,
-            "pipeline_images_per_second": pipeline_rate,
-        }
-        write_text_atomically(metrics_path, json.dumps(_json_safe(metrics), indent=2) + "\n")
-        return _json_safe(metrics)
+            evaluated = config.evaluate
+            if nan_epoch is not None or evaluated == "best":
+                evaluated = "best" if os.path.exists(best.path) else ("none" if nan_epoch is not None else "last")
+            scores = {"mdsc": float("nan"), "miou": float("nan"), "dataset_mdsc": float("nan"), "dataset_miou": float("nan"),
+                      "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
+            if evaluated != "none":
+                evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
+                test = dataset.load(test_cases, channels)
+                result = evaluate_model(evaluation_model, *test, dataset.class_names, config.batch_size)
+                write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
+                scores = _scores(result)
+            trained_images = len(train[0]) * max(epochs_run - done, 0)
+            metrics = {
+                "model": config.model,
+                "dataset": dataset.name,
+                "loss": config.loss,
+                "optimizer": config.optimizer,
+                "fold": config.fold,
+                "seed": config.seed,
+                "epochs": config.epochs,
+                "epochs_run": epochs_run,
+                "nan_epoch": nan_epoch,
+                "evaluated": evaluated,
+                **scores,
+                "train_seconds": round(train_seconds, 3),
+                "train_images_per_second": trained_images / train_seconds if trained_images and train_seconds > 0 else None,
+                "pipeline_images_per_second": pipeline_rate,
+            }
+            write_text_atomically(metrics_path, json.dumps(_json_safe(metrics), indent=2) + "\n")
+            return _json_safe(metrics)
     finally:
         keras.config.set_dtype_policy(policy)
 

@@ -226,3 +226,17 @@ def test_compare_cli_with_a_yaml_config(prepared_trus, tmp_path, capsys):
     config.write_text("data: x\nout: y\nlearning_rat: 1\n")
     assert main(["compare", "--config", str(config)]) == 2
     assert "unknown setting(s)" in capsys.readouterr().err
+
+
+def test_streaming_input_gives_the_same_run_as_in_memory(prepared_trus, tmp_path):
+    """--input stream decodes the PNGs every epoch instead of holding them: the same
+    batches (same shuffle, same flips), so the same per-epoch losses and scores."""
+    metrics = {}
+    for mode in ("memory", "stream"):
+        metrics[mode] = train_run(_config(prepared_trus, tmp_path / mode, input=mode, augment=True), verbose=0)
+        assert json.load(open(tmp_path / mode / "config.json"))["input_mode"] == mode
+    memory, stream = (pd.read_csv(tmp_path / mode / "history.csv") for mode in ("memory", "stream"))
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(stream[column], memory[column], rtol=1e-6)
+    assert metrics["stream"]["mdsc"] == pytest.approx(metrics["memory"]["mdsc"], rel=1e-6)
+    assert metrics["stream"]["confusion_matrix"] == metrics["memory"]["confusion_matrix"]

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from keras_focal.training.config import LOSSES, MODELS, OPTIMIZERS, STRATEGIES, RunConfig
+from keras_focal.training.config import INPUTS, LOSSES, MODELS, OPTIMIZERS, STRATEGIES, RunConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -25,6 +25,11 @@ def _add_run_options(parser, with_axes=False):
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (GPU)")
     parser.add_argument("--jit-compile", action="store_true", default=None, help="XLA")
     parser.add_argument(
+        "--input", choices=INPUTS,
+        help="memory: decode the PNGs once; stream: decode every epoch (memory does not grow "
+        "with the data set); auto (default): stream above 2 GiB of decoded slices",
+    )
+    parser.add_argument(
         "--strategy", choices=STRATEGIES,
         help="several devices of this host: mirrored (TensorFlow backend) or data-parallel "
         "(JAX backend, Keras's DataParallel); default: one device",
@@ -34,7 +39,7 @@ def _add_run_options(parser, with_axes=False):
 RUN_OPTION_NAMES = (
     "epochs", "batch_size", "learning_rate", "momentum", "drop_factor", "drop_period", "weight_decay",
     "validation_fraction", "gamma", "model_options", "augment", "evaluate", "deterministic", "mixed_precision",
-    "jit_compile", "strategy",
+    "jit_compile", "strategy", "input",
 )
 
 

@@ -8,6 +8,7 @@ LOSSES = ("ce", "wce", "fl", "dfl", "acw_ce", "adfl")
 OPTIMIZERS = ("adam", "sgdm")
 STRATEGIES = ("default", "mirrored", "data-parallel", "multiworker")
 EVALUATE = ("last", "best")
+INPUTS = ("auto", "memory", "stream")
 MODEL_OPTIONS = {
     "deeplabv3_plus": ("output_stride", "image_pooling"),
     "vgg19_fcn": ("fc_filters", "dropout"),
@@ -52,6 +53,10 @@ class RunConfig:
             (Keras's `DataParallel` distribution over the devices of this
             host, JAX backend). "multiworker" is refused with an explanation.
         init_dir: folder of the shared initial weights (default: `out`).
+        input: "memory" decodes the PNGs once and keeps them in RAM; "stream"
+            decodes them every epoch (memory does not grow with the data
+            set); "auto" streams when the decoded training and validation
+            slices would exceed 2 GiB. Both give the same batches.
     """
 
     data: str
@@ -78,6 +83,7 @@ class RunConfig:
     jit_compile: bool = False
     strategy: str = "default"
     init_dir: str = None
+    input: str = "auto"
 
     def __post_init__(self):
         _choice(self.model, MODELS, "model")
@@ -85,6 +91,7 @@ class RunConfig:
         _choice(self.optimizer, OPTIMIZERS, "optimizer")
         _choice(self.strategy, STRATEGIES, "strategy")
         _choice(self.evaluate, EVALUATE, "evaluate")
+        _choice(self.input, INPUTS, "input")
         for name in ("fold", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -115,7 +122,8 @@ class RunConfig:
 
     def comparable(self):
         """The settings that must match for a run folder to be resumed."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir")}
+        # The input mode changes memory use, not results.
+        return {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir", "input")}
 
     @classmethod
     def from_json(cls, path):

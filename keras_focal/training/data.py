@@ -8,6 +8,48 @@ import numpy as np
 from keras_focal.class_weights import inverse_frequency_weights
 
 IGNORE_LABEL = 255
+# --input auto streams the PNGs when the decoded training and validation images
+# and masks would take more memory than this.
+STREAM_ABOVE_BYTES = 2 * 1024**3
+
+
+class Examples:
+    """The slices of some cases: decoded in memory, or streamed from their PNG files.
+
+    Both give the same `tf.data` elements in the same order (uint8 image
+    `(H, W, C)`, uint8 mask `(H, W)`); a streamed set holds only the file
+    paths, and decodes each slice when the pipeline reaches it.
+    """
+
+    def __init__(self, images=None, masks=None, image_paths=None, mask_paths=None, channels=1):
+        self.images, self.masks = images, masks
+        self.image_paths, self.mask_paths = image_paths, mask_paths
+        self.channels = channels
+
+    @property
+    def streamed(self):
+        return self.images is None
+
+    def __len__(self):
+        return len(self.image_paths) if self.streamed else len(self.images)
+
+    def source(self):
+        """The unbatched `tf.data` source: arrays, or file paths to `decode`."""
+        import tensorflow as tf
+
+        if self.streamed:
+            return tf.data.Dataset.from_tensor_slices((self.image_paths, self.mask_paths))
+        return tf.data.Dataset.from_tensor_slices((self.images, self.masks))
+
+    def decode(self, first, second):
+        """`(image, mask)` from a source element (decodes the PNGs of a streamed set)."""
+        if not self.streamed:
+            return first, second
+        import tensorflow as tf
+
+        image = tf.io.decode_png(tf.io.read_file(first), channels=self.channels)
+        mask = tf.io.decode_png(tf.io.read_file(second), channels=1)[..., 0]
+        return image, mask
 
 
 class PreparedDataset:
@@ -79,6 +121,23 @@ class PreparedDataset:
             channels = 3 if image.mode in ("RGB", "RGBA") else 1
             return (image.height, image.width, channels)
 
+    def examples(self, cases, channels, stream=False):
+        """`Examples` of `cases`: decoded now (`stream=False`) or streamed from disk."""
+        if not stream:
+            images, masks = self.load(cases, channels)
+            return Examples(images, masks, channels=channels)
+        rows = self.rows(cases)
+        return Examples(
+            image_paths=[os.path.join(self.path, p) for p in rows.image],
+            mask_paths=[os.path.join(self.path, p) for p in rows["mask"]],
+            channels=channels,
+        )
+
+    def decoded_bytes(self, cases, channels):
+        """Memory the decoded images and masks of `cases` take (uint8)."""
+        height, width, _ = self.image_shape()
+        return len(self.rows(cases)) * height * width * (channels + 1)
+
     def load(self, cases, channels):
         """Decodes the PNGs of `cases` in parallel: `(images uint8 (N,H,W,C), masks uint8 (N,H,W))`."""
         import tensorflow as tf
@@ -105,24 +164,26 @@ def normalize(images):
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
-def training_dataset(images, masks, batch_size, first_epoch, epochs, seed, augment=False):
-    """Shuffled batches for epochs `first_epoch..epochs-1`, one epoch after the other.
+def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=False):
+    """Shuffled batches of `Examples` for epochs `first_epoch..epochs-1`, one after the other.
 
     Each epoch's order (and augmentation) depends only on `(seed, epoch)`,
-    so a resumed run sees the same batches as an uninterrupted one.
-    Batches never straddle two epochs.
+    so a resumed run sees the same batches as an uninterrupted one, and a
+    streamed set the same batches as one held in memory (the shuffle draws
+    the same permutation whatever the elements are; a streamed set shuffles
+    file paths and decodes after). Batches never straddle two epochs.
     """
     import tensorflow as tf
 
-    count = len(images)
-    base = tf.data.Dataset.from_tensor_slices((images, masks))
+    count = len(examples)
+    base = examples.source()
 
     def epoch_batches(epoch):
         # A Python seed per epoch: tf.data's shuffle seed must be static.
         shuffled = base.shuffle(count, seed=seed * 100003 + epoch, reshuffle_each_iteration=False).enumerate()
 
         def prepare(index, pair):
-            image, mask = pair
+            image, mask = examples.decode(*pair)
             image = normalize(image)
             if augment:
                 flip = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed * 100003 + epoch, tf.int64), index])) < 0.5
@@ -138,8 +199,12 @@ def training_dataset(images, masks, batch_size, first_epoch, epochs, seed, augme
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_dataset(images, masks, batch_size):
+def evaluation_dataset(examples, batch_size):
+    """Batches of `Examples` in order, normalised, with int32 masks."""
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, masks))
-    return dataset.map(lambda i, m: (normalize(i), tf.cast(m, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def prepare(first, second):
+        image, mask = examples.decode(first, second)
+        return normalize(image), tf.cast(mask, tf.int32)
+
+    return examples.source().map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)

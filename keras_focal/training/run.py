@@ -18,7 +18,13 @@ from keras_focal.training.callbacks import (
     write_text_atomically,
 )
 from keras_focal.training.config import RunConfig
-from keras_focal.training.data import PreparedDataset, evaluation_dataset, training_dataset
+from keras_focal.training.data import (
+    STREAM_ABOVE_BYTES,
+    Examples,
+    PreparedDataset,
+    evaluation_dataset,
+    training_dataset,
+)
 
 IGNORE_LABEL = 255
 
@@ -151,21 +157,35 @@ def _transfer(base, model):
             layer.set_weights(base.get_layer(layer.name).get_weights())
 
 
-def predict_label_maps(model, images, batch_size):
-    """Arg-max label maps (uint8) of `images`, batch by batch."""
-    maps = []
-    for batch_images, _ in evaluation_dataset(images, np.zeros(images.shape[:3], np.uint8), batch_size):
+def _predicted_pairs(model, examples, batch_size):
+    """`(label map, mask)` pairs, uint8, batch by batch (nothing held beyond a batch)."""
+    for batch_images, batch_masks in evaluation_dataset(examples, batch_size):
         probabilities = np.asarray(model(batch_images, training=False))
-        maps.extend(np.argmax(probabilities, axis=-1).astype(np.uint8))
-    return maps
+        maps = np.argmax(probabilities, axis=-1).astype(np.uint8)
+        yield from zip(maps, np.asarray(batch_masks).astype(np.uint8))
 
 
-def evaluate_model(model, images, masks, class_names, batch_size):
-    """`evaluate_semantic_segmentation` of the model's predictions on `(images, masks)`."""
+def predict_label_maps(model, images, batch_size):
+    """Arg-max label maps (uint8) of the uint8 `images` array, batch by batch."""
+    examples = Examples(images, np.zeros(images.shape[:3], np.uint8), channels=images.shape[-1])
+    return [label_map for label_map, _ in _predicted_pairs(model, examples, batch_size)]
+
+
+def evaluate_model(model, examples, class_names, batch_size):
+    """`evaluate_semantic_segmentation` of the model's predictions on `Examples`.
+
+    Predictions and masks are paired lazily, so a streamed test set is never
+    held in memory.
+    """
+    import itertools
+
     from keras_focal.evaluation import evaluate_semantic_segmentation
 
-    predictions = predict_label_maps(model, images, batch_size)
-    return evaluate_semantic_segmentation(predictions, list(masks), class_names, ignore_label=IGNORE_LABEL)
+    first, second = itertools.tee(_predicted_pairs(model, examples, batch_size))
+    return evaluate_semantic_segmentation(
+        (label_map for label_map, _ in first), (mask for _, mask in second),
+        class_names, ignore_label=IGNORE_LABEL,
+    )
 
 
 def _scores(result):
@@ -248,9 +268,13 @@ def train_run(config, resume=False, verbose=1):
     try:
         class_weights = dataset.class_weights(train_cases)
         channels = input_shape[-1]
-        train = dataset.load(train_cases, channels)
-        validation = dataset.load(validation_cases, channels) if validation_cases else None
-        steps_per_epoch = math.ceil(len(train[0]) / config.batch_size)
+        stream = config.input == "stream" or (
+            config.input == "auto"
+            and dataset.decoded_bytes(train_cases + validation_cases, channels) > STREAM_ABOVE_BYTES
+        )
+        train = dataset.examples(train_cases, channels, stream)
+        validation = dataset.examples(validation_cases, channels, stream) if validation_cases else None
+        steps_per_epoch = math.ceil(len(train) / config.batch_size)
 
         with distribution_scope(config.strategy):
             base = initial_weights(config, input_shape, dataset.num_classes)
@@ -276,6 +300,7 @@ def train_run(config, resume=False, verbose=1):
                 "input_shape": list(input_shape),
                 "class_names": dataset.class_names,
                 "backend": keras.backend.backend(),
+                "input_mode": "stream" if stream else "memory",
             }
             write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")
 
@@ -295,11 +320,11 @@ def train_run(config, resume=False, verbose=1):
             start = time.perf_counter()
             if done < config.epochs:
                 model.fit(
-                    training_dataset(*train, config.batch_size, done, config.epochs, config.seed, config.augment),
+                    training_dataset(train, config.batch_size, done, config.epochs, config.seed, config.augment),
                     epochs=config.epochs,
                     initial_epoch=done,
                     steps_per_epoch=steps_per_epoch,
-                    validation_data=evaluation_dataset(*validation, config.batch_size) if validation else None,
+                    validation_data=evaluation_dataset(validation, config.batch_size) if validation else None,
                     callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
                     shuffle=False,  # the dataset shuffles, per epoch and reproducibly
                     verbose=verbose,
@@ -319,11 +344,11 @@ def train_run(config, resume=False, verbose=1):
                       "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
             if evaluated != "none":
                 evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
-                test = dataset.load(test_cases, channels)
-                result = evaluate_model(evaluation_model, *test, dataset.class_names, config.batch_size)
+                test = dataset.examples(test_cases, channels, stream)
+                result = evaluate_model(evaluation_model, test, dataset.class_names, config.batch_size)
                 write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
                 scores = _scores(result)
-            trained_images = len(train[0]) * max(epochs_run - done, 0)
+            trained_images = len(train) * max(epochs_run - done, 0)
             metrics = {
                 "model": config.model,
                 "dataset": dataset.name,
@@ -350,7 +375,7 @@ def _pipeline_images_per_second(train, config):
     """Images per second the input pipeline alone delivers (one epoch, no model)."""
     start = time.perf_counter()
     count = 0
-    for images, _ in training_dataset(*train, config.batch_size, 0, 1, config.seed, config.augment):
+    for images, _ in training_dataset(train, config.batch_size, 0, 1, config.seed, config.augment):
         count += int(images.shape[0])
     seconds = time.perf_counter() - start
     return count / seconds if seconds > 0 else None

@@ -1,17 +1,22 @@
 """Training-epoch throughput of each network through the real trainer, beside the input pipeline's.
 
 Prepares a small synthetic ultrasound set at 224x224 (4 cases, 2 folds),
-then for each model trains 3 epochs with `keras_focal.training.train_run`
-(ADFL, ADAM, batch 4) and reports the images/s of the epochs after the
-first (which includes tracing) and the images/s of the tf.data pipeline
-alone, in one process. On a GPU add `--mixed-precision` / `--jit`.
+then for each backend (TensorFlow and JAX, each in a process of its own) and
+each model trains 3 epochs with `keras_focal.training.train_run` (ADFL, ADAM,
+batch 4) and reports the images/s of the epochs after the first (which
+includes tracing) and the images/s of the tf.data pipeline alone. On a GPU
+add `--mixed-precision` / `--jit`.
 
-    python bench/train.py [--models deeplabv3_plus vgg19_fcn unet] [--mixed-precision] [--jit]
+    python bench/train.py [--models deeplabv3_plus vgg19_fcn unet] [--backends tensorflow,jax]
+                          [--mixed-precision] [--jit]
 """
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,38 +29,68 @@ from keras_focal.data_prep.synthetic import make_ultrasound_like  # noqa: E402
 from keras_focal.training import RunConfig, train_run  # noqa: E402
 
 
+def measure(data, models, epochs, mixed_precision, jit, root):
+    """Trains each model in this process; returns table rows."""
+    rows = []
+    for model in models:
+        out = os.path.join(root, model)
+        metrics = train_run(
+            RunConfig(data=data, out=out, model=model, loss="adfl", epochs=epochs, validation_fraction=0.0,
+                      mixed_precision=mixed_precision, jit_compile=jit),
+            verbose=0,
+        )
+        history = pd.read_csv(os.path.join(out, "history.csv"))
+        images = len(pd.read_csv(os.path.join(data, "manifest.csv")).pipe(lambda m: m[m.case.isin(metrics_cases(out))]))
+        seconds = float(history.seconds.iloc[1:].median())
+        rows.append((model, images, seconds, images / seconds, metrics["pipeline_images_per_second"]))
+        print(f"  {model}: done", file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["deeplabv3_plus", "vgg19_fcn", "unet"])
+    parser.add_argument("--backends", default="tensorflow,jax")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first one includes tracing)")
 
     root = tempfile.mkdtemp(prefix="keras-focal-bench-train-")
     try:
+        if args.worker:
+            rows = measure(args.worker[1], args.models, args.epochs, args.mixed_precision, args.jit, root)
+            print("BENCH-JSON " + json.dumps(rows), flush=True)
+            return 0
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = sorted(set(backends) - {"tensorflow", "jax"})
+        if unknown:
+            parser.error(f"--backends: unknown {unknown}; allowed: tensorflow, jax")
         source = make_ultrasound_like(os.path.join(root, "trus"), cases=4, seed=0, slices_range=(16, 16), sizes=(256,), progress=False)
         cases, _ = find_dicom_cases(os.path.join(source, "dicom"), os.path.join(source, "masks"))
         data = os.path.join(root, "prepared")
         prepare_dataset(cases, data, PROSTATE_CLASSES, PrepOptions(size=224), folds=2, progress=False)
-        rows = []
-        for model in args.models:
-            out = os.path.join(root, model)
-            metrics = train_run(
-                RunConfig(data=data, out=out, model=model, loss="adfl", epochs=args.epochs, validation_fraction=0.0,
-                          mixed_precision=args.mixed_precision, jit_compile=args.jit),
-                verbose=0,
-            )
-            history = pd.read_csv(os.path.join(out, "history.csv"))
-            images = len(pd.read_csv(os.path.join(data, "manifest.csv")).pipe(lambda m: m[m.case.isin(metrics_cases(out))]))
-            seconds = history.seconds.iloc[1:].median()
-            rows.append((model, images, seconds, images / seconds, metrics["pipeline_images_per_second"]))
-            print(f"  {model}: done", flush=True)
+        table = []
+        for backend in backends:
+            print(f"measuring {backend} ...", file=sys.stderr, flush=True)
+            command = [sys.executable, os.path.abspath(__file__), "--worker", backend, data, "--epochs", str(args.epochs),
+                       "--models", *args.models] + (["--mixed-precision"] if args.mixed_precision else []) + (["--jit"] if args.jit else [])
+            done = subprocess.run(command, env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True, text=True)
+            lines = [l for l in done.stdout.splitlines() if l.startswith("BENCH-JSON ")]
+            if done.returncode != 0 or not lines:
+                sys.stderr.write(done.stderr[-3000:])
+                print(f"error: the {backend} measurement failed (exit {done.returncode})", file=sys.stderr)
+                return 1
+            table += [(backend, *row) for row in json.loads(lines[-1][len("BENCH-JSON "):])]
         print()
-        print("| network | images/epoch | s/epoch | train img/s | pipeline img/s |")
-        print("|---|---:|---:|---:|---:|")
-        for model, images, seconds, rate, pipeline in rows:
-            print(f"| {model} | {images} | {seconds:.1f} | {rate:.2f} | {pipeline:.0f} |")
+        print("| backend | network | images/epoch | s/epoch | train img/s | pipeline img/s |")
+        print("|---|---|---:|---:|---:|---:|")
+        for backend, model, images, seconds, rate, pipeline in table:
+            print(f"| {backend} | {model} | {images} | {seconds:.1f} | {rate:.2f} | {pipeline:.0f} |")
+        return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -68,4 +103,4 @@ def metrics_cases(out):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

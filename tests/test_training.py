@@ -240,3 +240,82 @@ def test_streaming_input_gives_the_same_run_as_in_memory(prepared_trus, tmp_path
         np.testing.assert_allclose(stream[column], memory[column], rtol=1e-6)
     assert metrics["stream"]["mdsc"] == pytest.approx(metrics["memory"]["mdsc"], rel=1e-6)
     assert metrics["stream"]["confusion_matrix"] == metrics["memory"]["confusion_matrix"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+CLI = "import sys; from keras_focal.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX processes: once per CI run")
+def test_two_process_data_parallel_equals_one_process(prepared_trus, tmp_path):
+    """Two processes on 127.0.0.1 (gloo collectives) share every global batch: the
+    per-epoch losses equal a one-process run's, and process 0 alone writes --out."""
+    argv = ["train", "--data", prepared_trus, "--model", "unet", "--loss", "adfl", "--optimizer", "adam",
+            "--fold", "0", "--epochs", "2", "--strategy", "data-parallel",
+            "--model-options", '{"base_filters": 4, "depth": 2}']
+    env = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_FOCAL_COORDINATOR_TIMEOUT": "60"}
+    single = subprocess.run([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = _free_port()
+    group = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "two")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env | group | {"KERAS_DISTRIBUTION_PROCESS_ID": str(index)})
+        for index in (0, 1)
+    ]
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    assert "mDSC" in outputs[0][0] and "mDSC" not in outputs[1][0]  # process 1 reports nothing
+    one, two = (pd.read_csv(tmp_path / name / "history.csv") for name in ("one", "two"))
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(two[column], one[column], rtol=1e-3)
+    assert sorted(os.listdir(tmp_path)) == ["one", "two"]
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+
+
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}, r"needs KERAS_DISTRIBUTION_JOB_ADDRESSES and KERAS_DISTRIBUTION_PROCESS_ID too"),
+        ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "2",
+          "KERAS_DISTRIBUTION_JOB_ADDRESSES": "127.0.0.1:1"}, r"PROCESS_ID=2 is out of range for KERAS_DISTRIBUTION_NUM_PROCESSES=2"),
+        ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "3", "KERAS_DISTRIBUTION_PROCESS_ID": "0",
+          "KERAS_DISTRIBUTION_JOB_ADDRESSES": "127.0.0.1:1,127.0.0.1:2"}, r"lists 2 addresses but KERAS_DISTRIBUTION_NUM_PROCESSES=3"),
+        ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "two"}, r"KERAS_DISTRIBUTION_NUM_PROCESSES must be an integer"),
+    ],
+)
+def test_inconsistent_process_variables_exit_2(prepared_trus, tmp_path, capsys, monkeypatch, variables, message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    argv = ["train", "--data", prepared_trus, "--out", str(tmp_path / "run"), "--model", "unet", "--loss", "ce",
+            "--optimizer", "adam", "--fold", "0", "--epochs", "1", "--strategy", "data-parallel"]
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX process")
+def test_absent_coordinator_is_a_bounded_wait_and_exit_2(prepared_trus, tmp_path):
+    env = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_FOCAL_COORDINATOR_TIMEOUT": "5",
+                        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1",
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}"}
+    argv = ["train", "--data", prepared_trus, "--out", str(tmp_path / "run"), "--model", "unet", "--loss", "ce",
+            "--optimizer", "adam", "--fold", "0", "--epochs", "1", "--strategy", "data-parallel"]
+    result = subprocess.run([sys.executable, "-c", CLI, *argv], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "could not join the group at 127.0.0.1:" in result.stderr and "within 5 s" in result.stderr
+    assert not os.path.exists(tmp_path / "run")

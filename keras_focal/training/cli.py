@@ -78,7 +78,24 @@ def _bad_input(command, error):
     return EXIT_BAD_INPUT
 
 
+def _join_group(strategy):
+    """The process group (joined when it has several processes); raises RunSetupError."""
+    from keras_focal.training import processes
+    from keras_focal.training.run import RunSetupError, check_strategy
+
+    check_strategy(strategy)
+    group = processes.from_environment()
+    try:
+        processes.start(group)
+    except RuntimeError as error:
+        raise RunSetupError(str(error)) from None
+    return group
+
+
 def _train(args):
+    import dataclasses
+
+    from keras_focal.training import processes
     from keras_focal.training.run import RunSetupError, train_run
 
     try:
@@ -86,11 +103,18 @@ def _train(args):
             data=args.data, out=args.out, model=args.model, loss=args.loss, optimizer=args.optimizer,
             fold=args.fold, seed=args.seed, **_run_options(args),
         )
-        metrics = train_run(config, resume=args.resume)
+        group = _join_group(config.strategy)
+        with processes.private_folders(group, config.out, config.init_dir) as (out, init_dir):
+            metrics = train_run(
+                dataclasses.replace(config, out=out, init_dir=init_dir),
+                resume=args.resume, verbose=1 if group.is_chief else 0,
+            )
     except (RunSetupError, ValueError, TypeError) as error:
         if isinstance(error, RunSetupError) or not _training_started(args.out):
             return _bad_input("train", error)
         raise
+    if not group.is_chief:
+        return 0
     print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: mDSC {metrics['mdsc']}, mIOU {metrics['miou']}, NaN epoch {metrics['nan_epoch']}")
     return 0
 
@@ -102,6 +126,9 @@ def _training_started(out):
 
 
 def _compare(args):
+    import dataclasses
+
+    from keras_focal.training import processes
     from keras_focal.training.compare import CompareConfig, compare
     from keras_focal.training.run import RunSetupError
 
@@ -116,9 +143,14 @@ def _compare(args):
             if getattr(args, axis, None):
                 setattr(config, axis, getattr(args, axis))
         config.run_options.update(_run_options(args))
-        table = compare(config)
+        group = _join_group(config.run_options.get("strategy", "default"))
+        with processes.private_folders(group, config.out) as (out,):
+            table = compare(dataclasses.replace(config, out=out), verbose=1 if group.is_chief else 0,
+                            log=print if group.is_chief else (lambda line: None))
     except (RunSetupError, ValueError, TypeError) as error:
         return _bad_input("compare", error)
+    if not group.is_chief:
+        return 0
     print()
     print(open(f"{config.out}/results.md").read())
     print(f"{len(table)} runs: {config.out}/results.csv, results.md, results.png")

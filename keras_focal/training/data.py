@@ -164,7 +164,7 @@ def normalize(images):
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
-def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=False):
+def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=False, drop_remainder=False):
     """Shuffled batches of `Examples` for epochs `first_epoch..epochs-1`, one after the other.
 
     Each epoch's order (and augmentation) depends only on `(seed, epoch)`,
@@ -191,7 +191,7 @@ def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=Fa
                 mask = tf.where(flip, tf.reverse(mask, [1]), mask)
             return image, tf.cast(mask, tf.int32)
 
-        return shuffled.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        return shuffled.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=drop_remainder)
 
     dataset = epoch_batches(first_epoch)
     for epoch in range(first_epoch + 1, epochs):
@@ -199,7 +199,7 @@ def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=Fa
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_dataset(examples, batch_size):
+def evaluation_dataset(examples, batch_size, drop_remainder=False):
     """Batches of `Examples` in order, normalised, with int32 masks."""
     import tensorflow as tf
 
@@ -207,4 +207,5 @@ def evaluation_dataset(examples, batch_size):
         image, mask = examples.decode(first, second)
         return normalize(image), tf.cast(mask, tf.int32)
 
-    return examples.source().map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = examples.source().map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=drop_remainder)
+    return batches.prefetch(tf.data.AUTOTUNE)

@@ -17,6 +17,7 @@ from keras_focal.training.callbacks import (
     save_model_atomically,
     write_text_atomically,
 )
+from keras_focal.training import processes
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import (
     STREAM_ABOVE_BYTES,
@@ -82,6 +83,15 @@ def check_strategy(strategy):
     """Raises `RunSetupError` when `strategy` cannot run on this Keras backend."""
     import keras
 
+    try:
+        group = processes.from_environment()
+    except ValueError as error:
+        raise RunSetupError(str(error)) from None
+    if group.num_processes > 1 and strategy != "data-parallel":
+        raise RunSetupError(
+            f"{processes.NUM_PROCESSES}={group.num_processes} asks for several processes: "
+            "that needs --strategy data-parallel (KERAS_BACKEND=jax)."
+        )
     backend = keras.backend.backend()
     if strategy == "multiworker":
         raise RunSetupError(
@@ -96,11 +106,6 @@ def check_strategy(strategy):
         raise RunSetupError(
             f"--strategy {strategy} needs KERAS_BACKEND={needed}; this process runs "
             f"KERAS_BACKEND={backend}.{hint}"
-        )
-    if strategy == "data-parallel" and int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
-        raise RunSetupError(
-            "--strategy data-parallel runs on the devices of one process (one host); "
-            "several processes (KERAS_DISTRIBUTION_NUM_PROCESSES > 1) are not supported yet."
         )
 
 
@@ -274,7 +279,19 @@ def train_run(config, resume=False, verbose=1):
         )
         train = dataset.examples(train_cases, channels, stream)
         validation = dataset.examples(validation_cases, channels, stream) if validation_cases else None
-        steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        group = processes.from_environment()
+        # data-parallel shares every global batch equally among processes and
+        # devices: the last, incomplete batch of each epoch is left out (with
+        # one process too, so that runs on any number of processes agree).
+        whole_batches = config.strategy == "data-parallel"
+        if whole_batches and config.batch_size % group.num_processes:
+            raise RunSetupError(
+                f"--batch-size {config.batch_size} cannot be shared by {group.num_processes} processes: "
+                "give a multiple of the number of processes."
+            )
+        if whole_batches and len(train) < config.batch_size:
+            raise RunSetupError(f"{len(train)} training slices are fewer than one batch of {config.batch_size}.")
+        steps_per_epoch = (len(train) // config.batch_size) if whole_batches else math.ceil(len(train) / config.batch_size)
 
         with distribution_scope(config.strategy):
             base = initial_weights(config, input_shape, dataset.num_classes)
@@ -320,11 +337,15 @@ def train_run(config, resume=False, verbose=1):
             start = time.perf_counter()
             if done < config.epochs:
                 model.fit(
-                    training_dataset(train, config.batch_size, done, config.epochs, config.seed, config.augment),
+                    training_dataset(train, config.batch_size, done, config.epochs, config.seed, config.augment,
+                                     drop_remainder=whole_batches),
                     epochs=config.epochs,
                     initial_epoch=done,
                     steps_per_epoch=steps_per_epoch,
-                    validation_data=evaluation_dataset(validation, config.batch_size) if validation else None,
+                    validation_data=(
+                        evaluation_dataset(validation, config.batch_size, drop_remainder=whole_batches)
+                        if validation and len(validation) >= config.batch_size * whole_batches else None
+                    ),
                     callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
                     shuffle=False,  # the dataset shuffles, per epoch and reproducibly
                     verbose=verbose,

@@ -319,3 +319,51 @@ def test_absent_coordinator_is_a_bounded_wait_and_exit_2(prepared_trus, tmp_path
     assert result.returncode == 2, result.stderr[-2000:]
     assert "could not join the group at 127.0.0.1:" in result.stderr and "within 5 s" in result.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+KILLED_AFTER_EPOCH_ONE = """
+import os, sys
+from keras_focal.training import callbacks
+saved = callbacks.RunState.on_epoch_end
+def save_then_die(self, epoch, logs=None):
+    saved(self, epoch, logs)  # every process takes part in the (collective) save
+    os._exit(9)
+callbacks.RunState.on_epoch_end = save_then_die
+from keras_focal.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX processes: once per CI run")
+def test_killed_distributed_run_resumes_to_the_uninterrupted_result(prepared_trus, tmp_path):
+    argv = ["train", "--data", prepared_trus, "--model", "unet", "--loss", "adfl", "--optimizer", "adam",
+            "--fold", "0", "--epochs", "2", "--strategy", "data-parallel",
+            "--model-options", '{"base_filters": 4, "depth": 2}']
+    env = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_FOCAL_COORDINATOR_TIMEOUT": "60"}
+    single = subprocess.run([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    def two_processes(script, extra):
+        group = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+        workers = [
+            subprocess.Popen([sys.executable, "-c", script, *argv, "--out", str(tmp_path / "two"), *extra],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env | group | {"KERAS_DISTRIBUTION_PROCESS_ID": str(index)})
+            for index in (0, 1)
+        ]
+        try:
+            return [(worker.communicate(timeout=300), worker.returncode) for worker in workers]
+        finally:
+            for worker in workers:
+                worker.kill()
+
+    killed = two_processes(KILLED_AFTER_EPOCH_ONE, [])
+    assert [code for _, code in killed] == [9, 9], killed[0][0][1][-2000:]
+    assert json.load(open(tmp_path / "two" / "state.json"))["epoch"] == 1
+    resumed = two_processes(CLI, ["--resume"])
+    assert [code for _, code in resumed] == [0, 0], resumed[0][0][1][-3000:]
+    one, two = (pd.read_csv(tmp_path / name / "history.csv") for name in ("one", "two"))
+    assert list(two.epoch) == [1, 2]
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(two[column], one[column], rtol=1e-3)

@@ -253,17 +253,23 @@ def _free_port():
 CLI = "import sys; from keras_focal.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
+def _data_parallel_reference_run(data, out):
+    """Runs the one-process data-parallel reference into `out`; returns `(argv, env)` for more runs."""
+    argv = ["train", "--data", data, "--model", "unet", "--loss", "adfl", "--optimizer", "adam",
+            "--fold", "0", "--epochs", "2", "--strategy", "data-parallel",
+            "--model-options", '{"base_filters": 4, "depth": 2}']
+    env = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_FOCAL_COORDINATOR_TIMEOUT": "60"}
+    single = subprocess.run([sys.executable, "-c", CLI, *argv, "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    return argv, env
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX processes: once per CI run")
 def test_two_process_data_parallel_equals_one_process(prepared_trus, tmp_path):
     """Two processes on 127.0.0.1 (gloo collectives) share every global batch: the
     per-epoch losses equal a one-process run's, and process 0 alone writes --out."""
-    argv = ["train", "--data", prepared_trus, "--model", "unet", "--loss", "adfl", "--optimizer", "adam",
-            "--fold", "0", "--epochs", "2", "--strategy", "data-parallel",
-            "--model-options", '{"base_filters": 4, "depth": 2}']
-    env = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_FOCAL_COORDINATOR_TIMEOUT": "60"}
-    single = subprocess.run([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300, env=env)
-    assert single.returncode == 0, single.stderr[-3000:]
+    argv, env = _data_parallel_reference_run(prepared_trus, tmp_path / "one")
     port = _free_port()
     group = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
     workers = [
@@ -336,13 +342,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX processes: once per CI run")
 def test_killed_distributed_run_resumes_to_the_uninterrupted_result(prepared_trus, tmp_path):
-    argv = ["train", "--data", prepared_trus, "--model", "unet", "--loss", "adfl", "--optimizer", "adam",
-            "--fold", "0", "--epochs", "2", "--strategy", "data-parallel",
-            "--model-options", '{"base_filters": 4, "depth": 2}']
-    env = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_FOCAL_COORDINATOR_TIMEOUT": "60"}
-    single = subprocess.run([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300, env=env)
-    assert single.returncode == 0, single.stderr[-3000:]
+    argv, env = _data_parallel_reference_run(prepared_trus, tmp_path / "one")
 
     def two_processes(script, extra):
         group = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}

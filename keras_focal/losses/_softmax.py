@@ -68,7 +68,8 @@ class SoftmaxStatistics:
     """
 
     def __init__(self, logits, y, axis, hard, complements=False):
-        self.axis, self.y, self.hard = axis, y, hard
+        self.axis, self.y = axis, y
+        self._label_logit = None
         shift = ops.stop_gradient(ops.max(logits, axis=axis, keepdims=True))
         self.shifted = logits - shift
         if complements:
@@ -122,20 +123,21 @@ class SoftmaxStatistics:
     def _sum(self, x):
         return ops.sum(x, axis=self.axis, keepdims=True)
 
-    def cross_entropy(self, weighted_labels=None, label_weight=None):
+    def cross_entropy(self, class_weights=None):
         """`-sum_k w_k y_k log p_k` per pixel (keepdims).
 
         Args:
-            weighted_labels: `w * y`, or None for `y` (unweighted).
-            label_weight: `sum_k w_k y_k` (defaults to `sum_k y_k`).
+            class_weights: per-class weights broadcastable along the class
+                axis, or None for 1.
         """
-        if weighted_labels is None:
+        if class_weights is None:
             return self.label_sum * self.log_total - self.label_shifted_logit()
-        return label_weight * self.log_total - self._sum(weighted_labels * self.shifted)
+        weighted = self.y * class_weights
+        return self._sum(weighted) * self.log_total - self._sum(weighted * self.shifted)
 
     def label_shifted_logit(self):
         """`s_t = sum_k y_k s_k`, the shifted logit of a hard label (cached)."""
-        if getattr(self, "_label_logit", None) is None:
+        if self._label_logit is None:
             self._label_logit = self._sum(self.y * self.shifted)
         return self._label_logit
 
@@ -201,6 +203,18 @@ def with_gradient(value, logits, gradient, axis):
     return stop(value) + ops.sum(stop(gradient) * (logits - stop(logits)), axis=axis, keepdims=True)
 
 
+# Focusing exponents the focal losses multiply out (no transcendental); other
+# values go through log space.
+MULTIPLIED_GAMMAS = (1.0, 2.0, 3.0)
+
+
+def power_below(base, gamma):
+    """`base^(gamma - 1)` for `gamma` in `MULTIPLIED_GAMMAS`; None for 1 (no factor)."""
+    if gamma == 1.0:
+        return None
+    return base if gamma == 2.0 else base * base
+
+
 def focal_modulation(cross_entropy, gamma, epsilon):
     """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form derivative.
 
@@ -216,8 +230,8 @@ def focal_modulation(cross_entropy, gamma, epsilon):
     q = -ops.expm1(-l)
     base = q + epsilon if epsilon else q
     p = 1.0 - q  # multiplies a term that the factor dominates near p = 0
-    if gamma in (1.0, 2.0, 3.0):
-        power = {1.0: None, 2.0: base, 3.0: base * base}[gamma]  # base^(gamma - 1)
+    if gamma in MULTIPLIED_GAMMAS:
+        power = power_below(base, gamma)
         factor = base if power is None else base * power
         focus = l * p if power is None else l * p * power
     else:

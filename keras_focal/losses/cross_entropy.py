@@ -90,9 +90,7 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
             return stats.cross_entropy()
         if labels is not None:  # hard labels: w_t * (-log p_t)
             return self._label_weights(labels) * stats.cross_entropy()
-        weights = _base.broadcast_class_vector(self.class_weights, len(y.shape), axis)
-        weighted = y * weights
-        return stats.cross_entropy(weighted, ops.sum(weighted, axis=axis, keepdims=True))
+        return stats.cross_entropy(_base.broadcast_class_vector(self.class_weights, len(y.shape), axis))
 
     def _label_weights(self, labels):
         return ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)

@@ -179,10 +179,9 @@ class DualFocalLoss(_base.CategoricalLoss):
         if beta or (alpha and gamma == 1 and not hard):
             # log(1 - p_a) = log(sum of the others) - log S, exact for any margin: the
             # plain sum is exact down to ~1e-30; below that (a wrong arg-max ~69 nats
-            # ahead) the sum is taken relative to the second-largest logit. The cond
-            # selects values only: no gradient flows through it.
-            # The cond returns per-pixel values only, so that it blocks no fusion:
-            # log(sum of the others) = offset + log_sum, with the offset 0 or m2.
+            # ahead) the sum is taken relative to the second-largest logit m2, as
+            # offset + log_sum with the offset 0 or m2. The cond selects per-pixel
+            # values only: no gradient flows through it and it blocks no fusion.
             offset, log_sum = ops.cond(
                 ops.any(ops.logical_and(argmax_weight > 0, others < _PLAIN_SUM_LIMIT)),
                 lambda: _softmax.second_frame_log_sum(shifted, below, axis),
@@ -216,7 +215,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         return _softmax.with_gradient(loss, logits, slope, axis)
 
     def _general_loss(self, logits, y, hard, axis):
-        """Any labels and `gamma`: autodiff of the exact per-class formula."""
+        """`gamma` not in {0, 1}, any labels: autodiff of the exact per-class formula."""
         # log(1 - p_k) for every class: the false-class term, and |y - p|^gamma of soft labels.
         complements = bool(self.beta) or (not hard and bool(self.alpha) and self.gamma != 0)
         stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard, complements=complements)
@@ -226,19 +225,14 @@ class DualFocalLoss(_base.CategoricalLoss):
             false_class = ops.sum((1.0 - y) * stats.log_complements(), axis=axis, keepdims=True)
             loss = loss - self.beta * false_class
         if self.alpha:
-            loss = loss + self.alpha * self._logits_focal_term(stats, cross_entropy, hard)
+            loss = loss + self.alpha * self._logits_focal_term(stats, hard)
         return loss
 
-    def _logits_focal_term(self, stats, cross_entropy, hard):
-        """`sum_i |y_i - p_i|^gamma` from the logits' statistics."""
+    def _logits_focal_term(self, stats, hard):
+        """`sum_i |y_i - p_i|^gamma` for `gamma` not in {0, 1} (those take `_closed_form`)."""
         axis, y = stats.axis, stats.y
-        if self.gamma == 0:
-            return float(y.shape[axis])
         if hard:
-            # |y_i - p_i| is 1 - p_t for the label and p_i elsewhere; sum_i p_i = 1.
-            complement = -ops.expm1(-cross_entropy)
-            if self.gamma == 1:
-                return 2.0 * complement
+            # |y_i - p_i| is 1 - p_t for the label and p_i elsewhere.
             log_p = stats.shifted - stats.log_total
             others = ops.sum((1.0 - y) * ops.exp(self.gamma * log_p), axis=axis, keepdims=True)
             return others + ops.exp(self.gamma * stats.log_label_complement())
@@ -247,8 +241,6 @@ class DualFocalLoss(_base.CategoricalLoss):
         p, q = ops.exp(log_p), ops.exp(log_1mp)
         # y - p = y (1 - p) - (1 - y) p: exact for hard labels.
         difference = ops.abs(y * q - (1.0 - y) * p)
-        if self.gamma == 1:
-            return ops.sum(difference, axis=axis, keepdims=True)
         hard_entry = ops.logical_or(y == 0, y == 1)
         log_difference = ops.where(
             hard_entry,

@@ -162,7 +162,6 @@ class BinaryFocalLoss(keras.losses.Loss):
         one division per element, as binary cross-entropy.
         """
         gamma, epsilon = self.gamma, self.epsilon
-        integer_gamma = gamma in (1.0, 2.0, 3.0)
 
         x = ops.stop_gradient(logits)  # the derivative is attached in closed form
         small = ops.exp(-ops.abs(x))
@@ -179,10 +178,8 @@ class BinaryFocalLoss(keras.losses.Loss):
             value = cross_entropy
         else:
             # power = (w + eps)^(gamma - 1), so that f / (w + eps) needs no division.
-            if integer_gamma:
-                power = None
-                for _ in range(int(gamma) - 1):
-                    power = base if power is None else power * base
+            if gamma in _softmax.MULTIPLIED_GAMMAS:
+                power = _softmax.power_below(base, gamma)
             else:
                 power = ops.exp((gamma - 1.0) * ops.log(ops.maximum(base, _numerics.TINY)))
             factor = base if power is None else power * base
@@ -339,11 +336,7 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         if self._per_class_alpha:
             weights = _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
         if self.gamma == 0:
-            if weights is None:
-                loss = stats.cross_entropy()
-            else:
-                weighted = y * weights
-                loss = stats.cross_entropy(weighted, ops.sum(weighted, axis=axis, keepdims=True))
+            loss = stats.cross_entropy(weights)
         else:
             terms = y * _softmax.focal_modulation(
                 stats.class_cross_entropies(), self.gamma, self.epsilon

@@ -83,8 +83,7 @@ def _join_group(strategy):
     from keras_focal.training import processes
     from keras_focal.training.run import RunSetupError, check_strategy
 
-    check_strategy(strategy)
-    group = processes.from_environment()
+    group = check_strategy(strategy)
     try:
         processes.start(group)
     except RuntimeError as error:

@@ -80,7 +80,12 @@ STRATEGY_BACKENDS = {"mirrored": "tensorflow", "data-parallel": "jax"}
 
 
 def check_strategy(strategy):
-    """Raises `RunSetupError` when `strategy` cannot run on this Keras backend."""
+    """The process group, after checking that `strategy` can run on it and on this backend.
+
+    Raises:
+        RunSetupError: it cannot (or the `KERAS_DISTRIBUTION_*` variables
+            are inconsistent).
+    """
     import keras
 
     try:
@@ -107,6 +112,7 @@ def check_strategy(strategy):
             f"--strategy {strategy} needs KERAS_BACKEND={needed}; this process runs "
             f"KERAS_BACKEND={backend}.{hint}"
         )
+    return group
 
 
 def distribution_scope(strategy):
@@ -252,7 +258,7 @@ def train_run(config, resume=False, verbose=1):
     import keras
     import tensorflow as tf
 
-    check_strategy(config.strategy)
+    group = check_strategy(config.strategy)
     metrics_path = os.path.join(config.out, "metrics.json")
     if os.path.exists(metrics_path):
         with open(metrics_path) as stream:
@@ -279,7 +285,6 @@ def train_run(config, resume=False, verbose=1):
         )
         train = dataset.examples(train_cases, channels, stream)
         validation = dataset.examples(validation_cases, channels, stream) if validation_cases else None
-        group = processes.from_environment()
         # data-parallel shares every global batch equally among processes and
         # devices: the last, incomplete batch of each epoch is left out (with
         # one process too, so that runs on any number of processes agree).
@@ -344,7 +349,7 @@ def train_run(config, resume=False, verbose=1):
                     steps_per_epoch=steps_per_epoch,
                     validation_data=(
                         evaluation_dataset(validation, config.batch_size, drop_remainder=whole_batches)
-                        if validation and len(validation) >= config.batch_size * whole_batches else None
+                        if validation and not (whole_batches and len(validation) < config.batch_size) else None
                     ),
                     callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
                     shuffle=False,  # the dataset shuffles, per epoch and reproducibly

@@ -142,17 +142,10 @@ class PreparedDataset:
         """Decodes the PNGs of `cases` in parallel: `(images uint8 (N,H,W,C), masks uint8 (N,H,W))`."""
         import tensorflow as tf
 
-        rows = self.rows(cases)
-        if rows.empty:
+        streamed = self.examples(cases, channels, stream=True)
+        if not len(streamed):
             return np.zeros((0,) + self.image_shape()[:2] + (channels,), np.uint8), np.zeros((0,) + self.image_shape()[:2], np.uint8)
-        paths = [os.path.join(self.path, p) for p in rows.image] , [os.path.join(self.path, p) for p in rows["mask"]]
-
-        def decode(image_path, mask_path):
-            image = tf.io.decode_png(tf.io.read_file(image_path), channels=channels)
-            mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)[..., 0]
-            return image, mask
-
-        dataset = tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+        dataset = streamed.source().map(streamed.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
         images, masks = zip(*((i.numpy(), m.numpy()) for i, m in dataset))
         return np.concatenate(images), np.concatenate(masks)
 

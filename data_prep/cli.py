@@ -132,7 +132,10 @@ def _synth(args):
 
 def run_prep(args):
     """Runs a parsed `prep` command; bad input exits with status 2 and a message."""
+    from keras_focal.data_prep.dataset import check_output_folder
+
     try:
+        check_output_folder(args.out)
         return args.handler(args)
     except ValueError as error:
         print(f"keras-focal prep {args.source}: error: {error}", file=sys.stderr)

@@ -23,14 +23,17 @@ temporary file and renamed.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import errno
 import json
 import multiprocessing
 import os
 import re
 import shutil
 import sys
-import tempfile
+import threading
+import time
 
 import numpy as np
 
@@ -43,6 +46,7 @@ from keras_focal.data_prep.slicing import (
     select_slices,
 )
 from keras_focal.data_prep.volume import CaseError
+from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, write_json_atomically, write_text_atomically
 
 IGNORE_LABEL = 255
 MANIFEST_COLUMNS = [
@@ -122,24 +126,6 @@ def _write_png(path, array):
     Image.fromarray(array).save(path, format="PNG")
 
 
-def write_text_atomically(path, text):
-    """Writes `text` to a temporary file beside `path`, then renames it into place."""
-    directory = os.path.dirname(path) or "."
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def write_json_atomically(path, data):
-    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
-
-
 def prepare_case(case, out, options, num_classes):
     """Loads, slices, resizes and writes one case; returns its record."""
     data = case.loader(case, options)
@@ -159,6 +145,15 @@ def prepare_case(case, out, options, num_classes):
     partial = os.path.join(out, ".partial", case.name)
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
+    try:
+        return _write_case(case, out, options, num_classes, data, images, masks, keep, fractions, partial)
+    finally:
+        # On success the files were renamed away; on failure (a full disk...)
+        # what the case wrote must not stay behind using the space.
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _write_case(case, out, options, num_classes, data, images, masks, keep, fractions, partial):
     size = (options.size, options.size)
     rows, resized_masks = [], []
     for index in keep:
@@ -207,8 +202,11 @@ def prepare_case(case, out, options, num_classes):
     record_path = os.path.join(partial, "record.json")
     write_json_atomically(record_path, record)
     os.replace(record_path, os.path.join(out, "cases", f"{case.name}.json"))
-    shutil.rmtree(partial, ignore_errors=True)
     return record
+
+
+# What `_prepare_safely` reports for a case stopped by a full disk.
+DISK_FULL = "no space left on device"
 
 
 def _prepare_safely(case, out, options, num_classes):
@@ -216,8 +214,37 @@ def _prepare_safely(case, out, options, num_classes):
         return case.name, prepare_case(case, out, options, num_classes), None
     except CaseError as error:
         return case.name, None, str(error)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            return case.name, None, DISK_FULL
+        return case.name, None, f"{type(error).__name__}: {error}"
     except Exception as error:  # one broken input must not stop the other cases
         return case.name, None, f"{type(error).__name__}: {error}"
+
+
+def _watch_parent(parent):
+    """Ends this worker within a second of its parent's death (kill -9 included).
+
+    A pool worker whose parent is gone would go on writing into OUT, racing
+    a re-run, then wait forever for work.
+    """
+    if sys.platform.startswith("linux"):
+        try:  # the kernel's parent-death signal: at once
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def assign_folds(slice_counts, folds=3, seed=0):
@@ -293,10 +320,11 @@ class PrepReport:
     total_slices: int
     folds_error: str = None
     notes: dict = dataclasses.field(default_factory=dict)
+    stopped: str = None  # why the run stopped before every case was tried
 
     @property
     def exit_status(self):
-        return 1 if self.failed or self.folds_error else 0
+        return 1 if self.failed or self.folds_error or self.stopped else 0
 
     def summary(self):
         lines = [
@@ -312,6 +340,8 @@ class PrepReport:
             lines.append(f"FAILED {name}: {message}")
         if self.folds_error:
             lines.append(f"no folds.csv: {self.folds_error}")
+        if self.stopped:
+            lines.append(f"STOPPED: {self.stopped}")
         return "\n".join(lines)
 
 
@@ -368,12 +398,15 @@ def prepare_dataset(
     Returns:
         A `PrepReport`.
 
-    Raises:
-        ValueError: bad options, duplicate case names, or a folder prepared
-            with other settings (without `force`).
-    """
-    from tqdm.auto import tqdm
+    A full disk stops the run after the case that met it (its files are
+    removed); the report says so (`stopped`, exit status 1), and a re-run
+    resumes. The folder is locked while the run works in it.
 
+    Raises:
+        ValueError: bad options, duplicate case names, an output that is a
+            file or cannot be written, a folder prepared with other settings
+            (without `force`), or a folder another process is preparing.
+    """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
     names = [case.name for case in cases]
@@ -387,11 +420,50 @@ def prepare_dataset(
         "folds": folds,
         "seed": seed,
     }
-    os.makedirs(out, exist_ok=True)
+    check_output_folder(out)
+    try:
+        with FolderLock(out):
+            return _prepare_locked(cases, out, class_names, options, description, workers, force, unlabelled, failures, progress)
+    except FolderBusyError as error:
+        raise ValueError(str(error)) from None
+
+
+def check_output_folder(out):
+    """Raises ValueError unless `out` is a folder this process can write into, or can be made one.
+
+    Creates nothing: a command refused for another reason leaves no folder.
+    """
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"the output '{out}' is an existing file, not a folder: choose a folder.")
+    existing = out
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot create the output folder '{out}': '{existing}' is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        reason = "it is on a read-only file system" if _read_only(existing) else "permission denied"
+        raise ValueError(f"cannot write into '{existing}' (for the output folder '{out}'): {reason}.")
+
+
+def _read_only(path):
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):
+        return False
+
+
+def _prepare_locked(cases, out, class_names, options, description, workers, force, unlabelled, failures, progress):
+    from tqdm.auto import tqdm
+
+    folds, seed = description["folds"], description["seed"]
     _check_options(out, description, force)
     for sub in ("images", "masks", "cases"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
+    # Under the lock nothing else writes here: what a killed run left goes.
     shutil.rmtree(os.path.join(out, ".partial"), ignore_errors=True)
+    for folder in (out, os.path.join(out, "cases")):
+        remove_temporaries(folder)
     if force:
         for name in os.listdir(os.path.join(out, "cases")):
             os.remove(os.path.join(out, "cases", name))
@@ -405,6 +477,7 @@ def prepare_dataset(
     num_classes = len(class_names)
 
     notes = {}
+    disk_full = []
 
     def collect(result):
         name, record, error = result
@@ -412,6 +485,9 @@ def prepare_dataset(
             prepared.append(name)
             if record["notes"]:
                 notes[name] = record["notes"]
+        elif error == DISK_FULL:
+            disk_full.append(name)
+            failed[name] = f"{DISK_FULL} in '{out}' (what the case wrote was removed)"
         else:
             failed[name] = error
         bar.update(1)
@@ -421,18 +497,47 @@ def prepare_dataset(
         if workers == 1 or len(pending) < 2:
             for case in pending:
                 collect(_prepare_safely(case, out, options, num_classes))
+                if disk_full:
+                    break
         else:
-            with concurrent.futures.ProcessPoolExecutor(min(workers, len(pending)), mp_context=_mp_context()) as pool:
-                futures = [pool.submit(_prepare_safely, case, out, options, num_classes) for case in pending]
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        collect(future.result())
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            pool = concurrent.futures.ProcessPoolExecutor(
+                min(workers, len(pending)), mp_context=_mp_context(), initializer=_watch_parent, initargs=(os.getpid(),)
+            )
+            futures = [pool.submit(_prepare_safely, case, out, options, num_classes) for case in pending]
+            collected = set()
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    collected.add(future)
+                    collect(future.result())
+                    if disk_full:
+                        break  # every other case would fail the same way
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures:  # cases that finished while the pool stopped
+                if future not in collected and future.done() and not future.cancelled():
+                    collect(future.result())
     finally:
         bar.close()
-    return _finalize(out, class_names, folds, seed, prepared, skipped, failed, list(unlabelled), notes)
+    stopped = None
+    if disk_full:
+        untried = len(pending) - len(prepared) - len(set(failed) & {c.name for c in pending})
+        stopped = (
+            f"the disk holding '{out}' is full; {untried} case(s) not tried. Free space and run the same "
+            "command again: finished cases are kept."
+        )
+    try:
+        report = _finalize(out, class_names, folds, seed, prepared, skipped, failed, list(unlabelled), notes)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        return PrepReport(
+            prepared=sorted(prepared), skipped=sorted(skipped), failed=dict(sorted(failed.items())),
+            unlabelled=sorted(unlabelled), total_cases=len(prepared) + len(skipped), total_slices=0, notes=notes,
+            stopped=(stopped or f"the disk holding '{out}' is full")
+            + "; manifest.csv, classes.json and folds.csv could not be written (the next run rebuilds them).",
+        )
+    report.stopped = stopped
+    return report
 
 
 def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabelled, notes):
@@ -466,6 +571,8 @@ def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabell
                 {"case": list(assignment), "fold": list(assignment.values()), "slices": [slices[c] for c in assignment]}
             ).sort_values(["fold", "case"])
             write_text_atomically(os.path.join(out, "folds.csv"), table.to_csv(index=False))
+    with contextlib.suppress(OSError):  # empty once every case is committed or cleaned
+        os.rmdir(os.path.join(out, ".partial"))
     failed_path = os.path.join(out, "failed.csv")
     if failed:
         table = pd.DataFrame({"case": list(failed), "error": list(failed.values())})

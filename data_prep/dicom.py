@@ -149,7 +149,8 @@ def read_dicom_volume(path, series=None):
 
     Raises:
         CaseError: no DICOM image, ambiguous series, unreadable pixels,
-            inconsistent slice sizes, or duplicate slice positions.
+            inconsistent slice sizes, duplicate slice positions, or some
+            slices (not all) without ImagePositionPatient.
     """
     path = str(path)
     if os.path.isfile(path):
@@ -193,7 +194,15 @@ def read_dicom_volume(path, series=None):
             raise CaseError(f"the files of '{path}' differ in size or hold several frames: {sorted(shapes)}")
         frames = np.concatenate(slices)
         positions = [h.get("ImagePositionPatient") for _, h in files]
-        positions = None if any(p is None for p in positions) else [np.array(p, float) for p in positions]
+        lacking = [p for (p, _), position in zip(files, positions) if position is None]
+        if lacking and len(lacking) < len(files):
+            # Placing it by InstanceNumber among slices placed by position would shift the volume.
+            raise CaseError(
+                f"'{lacking[0]}' has no ImagePositionPatient (0020,0032), which {len(files) - len(lacking)} other "
+                f"slice(s) of its series have: its place in the volume is unknown"
+                + (f" ({len(lacking) - 1} more file(s) lack it)." if len(lacking) > 1 else ".")
+            )
+        positions = None if lacking else [np.array(p, float) for p in positions]
 
     if orientation is not None and positions is not None:
         order, step = _slice_step(positions, orientation[2], notes)

@@ -32,19 +32,74 @@ class Volume:
     notes: list = dataclasses.field(default_factory=list)
 
 
+# Bytes per element of the MetaImage element types whose size is fixed.
+_MET_SIZES = {
+    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+    "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+}
+
+
+def _mhd_fields(header):
+    return {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^\s*(\w+)\s*=\s*(.*?)\s*$", header, flags=re.MULTILINE)
+    }
+
+
 def _check_mhd_data_file(path):
-    """Name the missing data file of a `.mhd` header instead of ITK's generic error."""
+    """Checks the data file a `.mhd` header names: it exists and holds what the header says.
+
+    ITK reads the first DimSize x element-size bytes of a longer file without
+    complaint (a silently wrong volume) and reports a shorter one as "No such
+    file or directory" on stdout only; both become a `CaseError` naming the
+    sizes. A compressed file must have the header's `CompressedDataSize`.
+    """
     with open(path, "rb") as handle:
-        header = handle.read(4096).decode("latin-1", errors="replace")
-    match = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", header, flags=re.MULTILINE)
-    if match is None:
+        header = handle.read(8192).decode("latin-1", errors="replace")
+    fields = _mhd_fields(header)
+    data_file = fields.get("ElementDataFile")
+    if data_file is None:
         raise CaseError(f"'{path}' is not a MetaImage header: it has no ElementDataFile line.")
-    data_file = match.group(1)
     if data_file.upper() in ("LOCAL", "LIST") or "%" in data_file:
         return
     data_path = os.path.join(os.path.dirname(path), data_file)
     if not os.path.isfile(data_path):
         raise CaseError(f"'{path}' names the data file '{data_file}', which is missing.")
+    actual = os.path.getsize(data_path)
+    if fields.get("CompressedData", "False").lower() == "true":
+        compressed = fields.get("CompressedDataSize")
+        if compressed is not None and compressed.isdigit() and int(compressed) != actual:
+            raise CaseError(
+                f"'{data_path}' holds {actual} bytes, but its header '{path}' gives CompressedDataSize = {compressed}."
+            )
+        return
+    element_type = fields.get("ElementType", "")
+    try:
+        dimensions = [int(v) for v in fields.get("DimSize", "").split()]
+        channels = int(fields.get("ElementNumberOfChannels", "1"))
+        header_size = int(fields.get("HeaderSize", "0"))
+    except ValueError:
+        return  # ITK reports malformed fields itself
+    if element_type not in _MET_SIZES or not dimensions:
+        return
+    expected = int(np.prod(dimensions)) * channels * _MET_SIZES[element_type]
+    described = (
+        f"DimSize {' x '.join(map(str, dimensions))}"
+        + (f" x {channels} channels" if channels != 1 else "")
+        + f" of {element_type} ({_MET_SIZES[element_type]} byte(s) each) = {expected} bytes"
+    )
+    if header_size == -1:  # the data are the file's last bytes
+        if actual < expected:
+            raise CaseError(f"'{data_path}' holds {actual} bytes, fewer than its header '{path}' needs: {described}.")
+        return
+    expected += max(header_size, 0)
+    if actual != expected:
+        what = "is truncated" if actual < expected else "holds more bytes than its header describes"
+        raise CaseError(
+            f"'{data_path}' {what}: {actual} bytes, but its header '{path}' gives {described}"
+            + (f" plus a {header_size}-byte header" if header_size > 0 else "")
+            + "."
+        )
 
 
 def read_volume(path):

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from keras_focal.training.callbacks import write_text_atomically
+from keras_focal.files import save_figure_atomically, save_png_atomically, write_text_atomically
 
 EXIT_BAD_INPUT = 2
 
@@ -31,16 +31,7 @@ def confusion_matrix_figure(result, path):
             axis.text(column, row, f"{value:.2f}", ha="center", va="center", color="white" if value > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
-    _save(figure, path)
-
-
-def _save(figure, path):
-    import matplotlib.pyplot as plt
-
-    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure_atomically(figure, path)
 
 
 def overlay(image, truth, predicted, foreground, scale=None):
@@ -67,7 +58,6 @@ def overlay(image, truth, predicted, foreground, scale=None):
 
 def write_evaluation(result, rows, images, masks, predictions, out):
     """evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png and best/median/worst overlays."""
-    from PIL import Image
 
     os.makedirs(out, exist_ok=True)
     write_text_atomically(os.path.join(out, "evaluation.json"), result.to_json() + "\n")
@@ -86,10 +76,29 @@ def write_evaluation(result, rows, images, masks, predictions, out):
         for label, index in picks.items():
             picture = overlay(images[index], masks[index], predictions[index], result.foreground)
             path = os.path.join(out, f"overlay_{label}.png")
-            Image.fromarray(picture).save(path)
+            save_png_atomically(picture, path)
             written[label] = {"image": int(index), "ForegroundDice": float(frame.ForegroundDice[index]), "file": os.path.basename(path)}
     write_text_atomically(os.path.join(out, "overlays.json"), json.dumps(written, indent=2) + "\n")
     return written
+
+
+def check_model_fits(model, dataset, name="the model"):
+    """Raises ValueError unless `model` maps the data set's images to scores of its classes."""
+    height, width, channels = dataset.image_shape()
+    expected_input = (height, width, channels)
+    model_input, model_output = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    problems = []
+    if len(model_input) != 3 or model_input[2] != channels or any(
+        size is not None and size != wanted for size, wanted in zip(model_input[:2], expected_input[:2])
+    ):
+        problems.append(f"it takes inputs of shape {model_input}, the data set's images are {expected_input}")
+    if not model_output or model_output[-1] != dataset.num_classes:
+        problems.append(
+            f"it scores {model_output[-1] if model_output else 0} classes, the data set has {dataset.num_classes} "
+            f"({', '.join(dataset.class_names)})"
+        )
+    if problems:
+        raise ValueError(f"'{name}' does not fit the data set '{dataset.path}': " + "; ".join(problems) + ".")
 
 
 def evaluate_trained(model_path, data, cases, out, batch_size=4):
@@ -102,6 +111,8 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4):
 
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
     model = keras.models.load_model(model_path)
+    check_model_fits(model, dataset, model_path)
+    dataset.check()
     channels = int(model.input_shape[-1])
     images, masks = dataset.load(cases, channels)
     if not len(images):

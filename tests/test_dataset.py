@@ -115,7 +115,7 @@ def test_interrupted_run_resumes_without_half_cases(promise12_source, tmp_path, 
     assert reference.total_slices == report.total_slices
     assert (out / "manifest.csv").read_text() == (tmp_path / "reference" / "manifest.csv").read_text()
     assert sorted(os.listdir(out / "images")) == sorted(os.listdir(tmp_path / "reference" / "images"))
-    assert not (out / ".partial").exists() or not os.listdir(out / ".partial")
+    assert not (out / ".partial").exists()
 
     with pytest.raises(ValueError, match=r"was prepared with different settings \(options\): re-run with --force"):
         _prepare(promise12_source, out, options=PrepOptions(size=48))
@@ -180,3 +180,135 @@ def test_cli_exit_statuses(promise12_source, tmp_path, capsys):
     assert "0 prepared now, 4 already finished" in capsys.readouterr().out
     assert main(["prep", "dicom", promise12_source, str(tmp_path / "d"), "--masks", str(tmp_path / "nowhere")]) == 2
     assert "mask folder" in capsys.readouterr().err
+
+
+def test_a_full_disk_stops_the_run_with_a_summary_and_removes_the_partial_case(promise12_source, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    real_write = dataset_module._write_png
+    calls = {"n": 0}
+
+    def fills_the_disk(path, array):
+        calls["n"] += 1
+        if calls["n"] > 20:  # Case00 fits, Case01 meets the full disk
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_write(path, array)
+
+    monkeypatch.setattr(dataset_module, "_write_png", fills_the_disk)
+    report = _prepare(promise12_source, out)
+    assert report.exit_status == 1
+    assert report.prepared == ["Case00"] and list(report.failed) == ["Case01"]
+    summary = report.summary()
+    assert f"FAILED Case01: no space left on device in '{out}' (what the case wrote was removed)" in summary
+    assert f"STOPPED: the disk holding '{out}' is full; 2 case(s) not tried. Free space and run the same command again" in summary
+    assert not (out / ".partial").exists()
+    assert not [n for n in os.listdir(out / "images") if n.startswith("Case01")]
+
+    monkeypatch.setattr(dataset_module, "_write_png", real_write)
+    report = _prepare(promise12_source, out)
+    assert report.exit_status == 0 and report.skipped == ["Case00"] and report.prepared == ["Case01", "Case02", "Case03"]
+
+
+def test_a_disk_full_while_writing_the_manifest_is_reported(promise12_source, tmp_path, monkeypatch):
+    import errno
+
+    def no_space(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(dataset_module, "write_text_atomically", no_space)
+    report = _prepare(promise12_source, tmp_path / "out")
+    assert report.exit_status == 1 and len(report.prepared) == 4
+    assert "manifest.csv, classes.json and folds.csv could not be written (the next run rebuilds them)" in report.summary()
+
+
+@pytest.mark.parametrize("problem", ["file", "read-only"])
+def test_an_output_that_cannot_be_written_is_refused(promise12_source, tmp_path, capsys, monkeypatch, problem):
+    out = tmp_path / "out"
+    if problem == "file":
+        out.write_text("not a folder")
+        message = f"the output '{out}' is an existing file, not a folder: choose a folder."
+    else:
+        # A read-only mount, as os.access reports it (the suite may run as root, for whom chmod does not bind).
+        monkeypatch.setattr(os, "access", lambda path, mode: False)
+        monkeypatch.setattr(dataset_module, "_read_only", lambda path: True)
+        out = out / "prepared"
+        message = f"cannot write into '{tmp_path}' (for the output folder '{out}'): it is on a read-only file system."
+    assert main(["prep", "promise12", promise12_source, str(out), "--size", "32", "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_being_prepared_is_refused_naming_the_holder(promise12_source, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom keras_focal.files import FolderLock\n"
+         "with FolderLock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(120)\n", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["prep", "promise12", promise12_source, str(tmp_path / "out"), "--size", "32", "--quiet"]) == 2
+        assert f"is in use by process {holder.pid} on " in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+SLOW_PREP = """
+import sys, time
+import numpy as np
+from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions, prepare_dataset
+
+def slow(case, options):
+    time.sleep(300)
+    return CaseData(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), [("a", "b")])
+
+cases = [Case(f"c{i}", slow) for i in range(4)]
+prepare_dataset(cases, sys.argv[1], ["background", "foreground"], PrepOptions(size=8), workers=2, progress=False)
+"""
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as stream:
+        return [int(p) for p in stream.read().split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc")
+def test_workers_stop_when_prep_is_killed(tmp_path):
+    """kill -9 of `prep --workers N` used to leave its workers writing into OUT as orphans."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", SLOW_PREP, str(tmp_path / "out")])
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while time.monotonic() < deadline:
+            workers = [p for p in _children(parent.pid) if _alive(p)]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the pool's workers never started"
+        time.sleep(1.0)  # the workers are inside a case
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not [p for p in workers if _alive(p)], "workers outlived their parent"
+    finally:
+        parent.kill()
+        for pid in _children(parent.pid) if _alive(parent.pid) else []:
+            os.kill(pid, signal.SIGKILL)

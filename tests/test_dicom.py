@@ -101,3 +101,18 @@ def test_synthetic_series_matches_its_mask_grid(ultrasound_source):
     ]
     assert positions != sorted(positions)
     assert volume.notes == []
+
+
+def test_a_slice_without_image_position_is_named(tmp_path):
+    """It used to be placed by InstanceNumber, and the case then failed as an image/mask origin mismatch."""
+    import shutil
+
+    folder = tmp_path / "CT5N"
+    shutil.copytree(_path("dicomdirtests", "98892001", "CT5N"), folder)
+    name = sorted(os.listdir(folder))[2]
+    header = pydicom.dcmread(folder / name)
+    del header.ImagePositionPatient
+    header.save_as(folder / name)
+    with pytest.raises(CaseError, match=rf"'{folder / name}' has no ImagePositionPatient \(0020,0032\), which 4 other "
+                                        r"slice\(s\) of its series have: its place in the volume is unknown\."):
+        read_dicom_volume(str(folder))

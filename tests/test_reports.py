@@ -63,6 +63,32 @@ def test_bad_input(arguments, message, prepared_trus, capsys):
     assert re.search(message, capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    "shape, classes, message",
+    [
+        ((32, 32, 1), 3, r"it scores 3 classes, the data set has 2 \(background, prostate\)"),
+        ((32, 32, 3), 2, r"it takes inputs of shape \(32, 32, 3\), the data set's images are \(32, 32, 1\)"),
+        ((64, 64, 1), 2, r"it takes inputs of shape \(64, 64, 1\), the data set's images are \(32, 32, 1\)"),
+    ],
+)
+def test_a_model_that_does_not_fit_the_data_is_refused(prepared_trus, tmp_path, capsys, shape, classes, message):
+    """A 3-class model on a 2-class set used to give a full 2x2 report whenever
+    the extra class was never predicted."""
+    import keras
+
+    inputs = keras.Input(shape)
+    model = keras.Model(inputs, keras.layers.Conv2D(classes, 1, activation="softmax")(inputs))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    assert main(["evaluate", "--model", path, "--data", prepared_trus, "--fold", "0", "--out", str(tmp_path / "e")]) == 2
+    import re
+
+    error = capsys.readouterr().err
+    assert f"'{path}' does not fit the data set '{prepared_trus}': " in error
+    assert re.search(message, error), error
+    assert not os.path.exists(tmp_path / "e")
+
+
 def test_overlay_colours():
     image = np.zeros((8, 8), np.uint8)
     truth = np.zeros((8, 8), np.uint8)

@@ -122,3 +122,29 @@ def test_one_hot_builds_float_labels_along_any_axis():
 def test_labels_are_one_hot(rows, expected):
     y = ops.convert_to_tensor(np.array(rows, np.float32))
     assert bool(to_numpy(_softmax.labels_are_one_hot(y, axis=1))) is expected
+
+
+EMPTY_BATCH_LOSSES = {
+    "ce": lambda logits: losses.CrossEntropy(from_logits=logits),
+    "wce": lambda logits: losses.WeightedCrossEntropy([0.2, 0.3, 0.5], from_logits=logits),
+    "fl": lambda logits: losses.CategoricalFocalLoss(from_logits=logits),
+    "fl-0.5-eps": lambda logits: losses.CategoricalFocalLoss(gamma=0.5, epsilon=1e-3, from_logits=logits),
+    "dfl": lambda logits: losses.DualFocalLoss(from_logits=logits),
+    "dfl-2": lambda logits: losses.DualFocalLoss(gamma=2.0, from_logits=logits),
+    "bfl": lambda logits: losses.BinaryFocalLoss(from_logits=logits),
+}
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("labels", ["integer", "one-hot"])
+@pytest.mark.parametrize("name", sorted(EMPTY_BATCH_LOSSES))
+def test_an_empty_batch_gives_zero_with_a_zero_gradient(name, labels, from_logits):
+    """Like Keras's own losses (the categorical ones used to raise "Cannot compute the max of an empty tensor")."""
+    if name == "bfl" and labels == "integer":
+        pytest.skip("the sigmoid loss takes dense labels only")
+    y_true = np.zeros((0, 4, 4), np.int32) if labels == "integer" else np.zeros((0, 4, 4, 3), np.float32)
+    loss = EMPTY_BATCH_LOSSES[name](from_logits)
+    predictions = np.zeros((0, 4, 4, 3), np.float32) + (0.0 if from_logits else 1 / 3)
+    value, gradient = value_and_gradient(lambda x: loss(y_true, x), predictions)
+    assert float(value) == 0.0
+    assert gradient.shape == (0, 4, 4, 3)

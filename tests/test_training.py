@@ -84,6 +84,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared_trus, tmp_pat
     assert json.load(open(tmp_path / "b" / "state.json"))["epoch"] == 2
     with pytest.raises(RunSetupError, match=r"holds an unfinished run \(2 epochs\): pass --resume"):
         train_run(_config(prepared_trus, tmp_path / "b", epochs=3, deterministic=True), verbose=0)
+    # What a kill -9 during a save leaves: removed by the next run.
+    for stale in ("best.tmp-4242.keras", ".tmp-k2j4h5", "last.tmp-4242.keras"):
+        (tmp_path / "b" / stale).write_text("half written")
     resumed = train_run(_config(prepared_trus, tmp_path / "b", epochs=3, deterministic=True), resume=True, verbose=0)
     assert resumed["epochs_run"] == reference["epochs_run"] == 3
     first, second = (pd.read_csv(tmp_path / d / "history.csv") for d in ("a", "b"))
@@ -91,6 +94,66 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared_trus, tmp_pat
     np.testing.assert_allclose(second[["loss", "val_loss", "learning_rate"]], first[["loss", "val_loss", "learning_rate"]], rtol=1e-5)
     assert resumed["mdsc"] == pytest.approx(reference["mdsc"], rel=1e-5)
     assert [n for n in os.listdir(tmp_path / "b") if n.startswith("state-epoch")] == ["state-epoch0003.weights.h5"]
+    assert not [n for n in os.listdir(tmp_path / "b") if "tmp-" in n]
+
+
+def _train_argv(data, out, *extra):
+    return ["train", "--data", str(data), "--out", str(out), "--model", "unet", "--loss", "ce", "--optimizer", "adam",
+            "--fold", "0", "--epochs", "1", "--model-options", '{"base_filters": 4, "depth": 2}', *extra]
+
+
+def test_train_refuses_a_finished_run_with_other_settings(prepared_trus, tmp_path, capsys):
+    assert main(_train_argv(prepared_trus, tmp_path / "run")) == 0
+    finished = capsys.readouterr().out.splitlines()[-1]
+    assert main(_train_argv(prepared_trus, tmp_path / "run")) == 0  # the same settings: its result, at once
+    assert capsys.readouterr().out.splitlines() == [finished]
+    other = _train_argv(prepared_trus, tmp_path / "run")
+    other[other.index("ce")] = "wce"
+    assert main(other) == 2
+    assert f"'{tmp_path / 'run'}' holds a finished run with other settings (loss); use another --out." in capsys.readouterr().err
+
+
+HOLD_LOCK = """
+import sys, time
+from keras_focal.files import FolderLock
+with FolderLock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_a_folder_in_use_is_refused_naming_the_holder(prepared_trus, tmp_path, capsys, command):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        if command == "train":
+            argv = _train_argv(prepared_trus, tmp_path / "out")
+        else:
+            argv = ["compare", "--data", prepared_trus, "--out", str(tmp_path / "out"), "--models", "unet",
+                    "--losses", "ce", "--folds", "0", "--epochs", "1", "--model-options", '{"base_filters": 4, "depth": 2}']
+        assert main(argv) == 2
+        assert f"'{tmp_path / 'out'}' is in use by process {holder.pid} on " in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(os.listdir(tmp_path / "out")) == [".lock", ".lock-owner.json"]  # nothing of a run
+
+
+def test_bad_slices_stop_training_before_it_starts(prepared_trus, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(prepared_trus, tmp_path / "data")
+    mask = pd.read_csv(tmp_path / "data" / "manifest.csv")["mask"].iloc[0]
+    pixels = np.asarray(Image.open(tmp_path / "data" / mask)).copy()
+    pixels[0, 0] = 7
+    Image.fromarray(pixels).save(tmp_path / "data" / mask)
+    assert main(_train_argv(tmp_path / "data", tmp_path / "run")) == 2
+    error = capsys.readouterr().err
+    assert f"'{tmp_path / 'data' / mask}': label(s) [7] out of range for 2 classes" in error
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_a_nan_loss_is_recorded_not_raised(prepared_trus, tmp_path):
@@ -198,6 +261,7 @@ def test_strategy_the_backend_cannot_run_exits_2_before_training(prepared_trus, 
         (["--fold", "5"], r"fold 5 is out of range: .* has folds 0\.\.1"),
         (["--model-options", '{"depth": 6}'], r"too small: height and width must be at least 64"),
         (["--data", "MISSING"], r"is not a prepared data set: manifest\.csv, classes\.json, folds\.csv missing"),
+        (["--input", "memory", "--cache", "cache"], r"`cache` keeps decoded slices for streamed input: it cannot be used with input='memory'"),
     ],
 )
 def test_bad_input_exits_2_before_training(prepared_trus, tmp_path, capsys, arguments, message):
@@ -268,12 +332,13 @@ def _data_parallel_reference_run(data, out):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own JAX processes: once per CI run")
 def test_two_process_data_parallel_equals_one_process(prepared_trus, tmp_path):
     """Two processes on 127.0.0.1 (gloo collectives) share every global batch: the
-    per-epoch losses equal a one-process run's, and process 0 alone writes --out."""
+    per-epoch losses equal a one-process run's (held in memory) when each process
+    streams and caches only its share, and process 0 alone writes --out."""
     argv, env = _data_parallel_reference_run(prepared_trus, tmp_path / "one")
     port = _free_port()
     group = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
     workers = [
-        subprocess.Popen([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "two")],
+        subprocess.Popen([sys.executable, "-c", CLI, *argv, "--out", str(tmp_path / "two"), "--cache", str(tmp_path / "cache")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env | group | {"KERAS_DISTRIBUTION_PROCESS_ID": str(index)})
         for index in (0, 1)
@@ -289,8 +354,10 @@ def test_two_process_data_parallel_equals_one_process(prepared_trus, tmp_path):
     one, two = (pd.read_csv(tmp_path / name / "history.csv") for name in ("one", "two"))
     for column in ("loss", "val_loss"):
         np.testing.assert_allclose(two[column], one[column], rtol=1e-3)
-    assert sorted(os.listdir(tmp_path)) == ["one", "two"]
+    assert sorted(os.listdir(tmp_path)) == ["cache", "one", "two"]
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+    assert json.load(open(tmp_path / "two" / "config.json"))["input_mode"] == "stream"
+    assert os.listdir(tmp_path / "cache")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Reading volumes with SimpleITK and checking image/mask grids."""
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -39,6 +41,12 @@ def test_four_d_keeps_the_first_component_with_a_note(tmp_path):
         ("missing_file", r"does not exist"),
         ("garbage", r"SimpleITK cannot read"),
         ("no_data_line", r"has no ElementDataFile line"),
+        # ITK used to read the first 8 bytes silently, and to call a short file "No such file or directory".
+        ("longer_raw", r"Case01\.raw' holds more bytes than its header describes: 12 bytes, but its header "
+                       r"'.*Case01\.mhd' gives DimSize 2 x 2 x 2 of MET_UCHAR \(1 byte\(s\) each\) = 8 bytes\."),
+        ("truncated_raw", r"Case01\.raw' is truncated: 5 bytes, but its header '.*Case01\.mhd' gives DimSize 2 x 2 x 2 "
+                          r"of MET_UCHAR \(1 byte\(s\) each\) = 8 bytes\."),
+        ("compressed_size", r"Case01\.zraw' holds \d+ bytes, but its header '.*Case01\.mhd' gives CompressedDataSize = 3\."),
     ],
 )
 def test_unreadable_inputs(tmp_path, setup, message):
@@ -51,6 +59,13 @@ def test_unreadable_inputs(tmp_path, setup, message):
         path.write_bytes(b"\x00\x01 not an image")
     elif setup == "no_data_line":
         path.write_text("ObjectType = Image\nNDims = 3\n")
+    elif setup in ("longer_raw", "truncated_raw"):
+        _write(path, np.zeros((2, 2, 2), np.uint8))
+        raw = tmp_path / "Case01.raw"
+        raw.write_bytes(raw.read_bytes() + b"more" if setup == "longer_raw" else raw.read_bytes()[:5])
+    elif setup == "compressed_size":
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 2, 2), np.uint8)), str(path), True)
+        path.write_text(re.sub(r"CompressedDataSize = \d+", "CompressedDataSize = 3", path.read_text()))
     with pytest.raises(CaseError, match=message):
         read_volume(path)
 

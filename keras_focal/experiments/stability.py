@@ -266,7 +266,7 @@ def train_segmenter(images, masks, loss, settings, seed):
 
 
 def _write_csv(table, path):
-    from keras_focal.data_prep.dataset import write_text_atomically
+    from keras_focal.files import write_text_atomically
 
     write_text_atomically(path, table.to_csv(index=False))
 
@@ -329,12 +329,10 @@ def _plt():
 
 
 def _save(figure, path):
-    plt = _plt()
+    from keras_focal.files import save_figure_atomically
+
     figure.tight_layout()
-    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure_atomically(figure, path, dpi=110)
 
 
 def plot_gradient_sweep(table, path, gamma=0.5):
@@ -424,7 +422,7 @@ def run_study(out, settings, parts=("sweep", "table", "classification", "segment
     """
     import pandas as pd
 
-    from keras_focal.data_prep.dataset import write_json_atomically
+    from keras_focal.files import write_json_atomically
 
     os.makedirs(out, exist_ok=True)
     settings_path = os.path.join(out, "settings.json")

@@ -50,7 +50,7 @@ def labels_are_one_hot(y, axis):
     squares = ops.sum(y * y, axis=axis)
     return ops.logical_and(
         ops.all(ops.logical_and(ops.equal(total, 1.0), ops.equal(squares, 1.0))),
-        ops.min(y) >= 0,
+        ops.all(y >= 0),  # not ops.min: it refuses an empty batch
     )
 
 
@@ -70,7 +70,7 @@ class SoftmaxStatistics:
     def __init__(self, logits, y, axis, hard, complements=False):
         self.axis, self.y = axis, y
         self._label_logit = None
-        shift = ops.stop_gradient(ops.max(logits, axis=axis, keepdims=True))
+        shift = ops.stop_gradient(class_max(logits, axis))
         self.shifted = logits - shift
         if complements:
             self.exp = self._second_frame_exp()
@@ -162,9 +162,18 @@ class SoftmaxStatistics:
         return self.exp * ops.exp(-self.log_total)
 
 
+def class_max(x, axis):
+    """`max` over the class axis (kept) that also takes an empty batch.
+
+    Keras's eager TensorFlow `max` refuses empty tensors; the `initial`
+    value keeps an empty batch's loss 0, like Keras's own losses.
+    """
+    return ops.max(x, axis=axis, keepdims=True, initial=-np.inf)
+
+
 def second_largest(shifted, below_max, axis):
     """The largest shifted logit below the maximum (0 where every class is tied)."""
-    second = ops.max(ops.where(below_max, shifted, -np.inf), axis=axis, keepdims=True)
+    second = class_max(ops.where(below_max, shifted, -np.inf), axis)
     return ops.where(ops.isfinite(second), second, 0.0)
 
 

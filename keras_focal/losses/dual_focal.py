@@ -1,6 +1,5 @@
 """Dual Focal Loss (Hossain, Paplinski and Betts), the loss half of ADFL."""
 
-import numpy as np
 import keras
 from keras import ops
 
@@ -153,7 +152,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         alpha, beta, gamma = self.alpha, self.beta, self.gamma
         sum_ = lambda v: ops.sum(v, axis=axis, keepdims=True)  # noqa: E731
         x = ops.stop_gradient(logits)  # the gradient is attached in closed form below
-        shifted = x - ops.max(x, axis=axis, keepdims=True)
+        shifted = x - _softmax.class_max(x, axis)
         below = shifted < 0
         # S - 1 = (number of maxima - 1) + sum of the others, without cancellation.
         extra_maxima = sum_(ops.where(below, 0.0, 1.0)) - 1.0

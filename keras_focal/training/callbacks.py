@@ -7,13 +7,7 @@ import time
 
 import keras
 
-from keras_focal.data_prep.dataset import write_text_atomically  # noqa: F401  (re-exported for the trainer)
-
-
-def save_model_atomically(model, path):
-    temporary = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
-    model.save(temporary)
-    os.replace(temporary, path)
+from keras_focal.files import save_model_atomically, write_text_atomically
 
 
 class NaNRecorder(keras.callbacks.Callback):

@@ -30,6 +30,11 @@ def _add_run_options(parser, with_axes=False):
         "with the data set); auto (default): stream above 2 GiB of decoded slices",
     )
     parser.add_argument(
+        "--cache", metavar="DIR",
+        help="keep the decoded slices of streamed input in DIR (each process writes what it reads; "
+        "implies stream under auto)",
+    )
+    parser.add_argument(
         "--strategy", choices=STRATEGIES,
         help="several devices of this host: mirrored (TensorFlow backend) or data-parallel "
         "(JAX backend, Keras's DataParallel); default: one device",
@@ -39,7 +44,7 @@ def _add_run_options(parser, with_axes=False):
 RUN_OPTION_NAMES = (
     "epochs", "batch_size", "learning_rate", "momentum", "drop_factor", "drop_period", "weight_decay",
     "validation_fraction", "gamma", "model_options", "augment", "evaluate", "deterministic", "mixed_precision",
-    "jit_compile", "strategy", "input",
+    "jit_compile", "strategy", "input", "cache",
 )
 
 

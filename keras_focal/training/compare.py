@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from keras_focal.training.callbacks import write_text_atomically
+from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, save_figure_atomically, write_text_atomically
 from keras_focal.training.config import RunConfig
-from keras_focal.training.run import check_strategy, prepare_run, train_run
+from keras_focal.training.run import RunSetupError, check_strategy, prepare_run, train_run
 
 LOSS_LABELS = {"ce": "CE", "wce": "WCE", "fl": "FL", "dfl": "DFL", "acw_ce": "ACW+CE", "adfl": "ADFL"}
 MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
@@ -67,7 +67,8 @@ def compare(config, verbose=1, log=print):
     """Runs the grid (skipping finished runs, resuming unfinished ones) and writes the tables.
 
     Every configuration is checked before the first run trains, so a bad
-    setting stops the comparison at once (`RunSetupError`).
+    setting stops the comparison at once (`RunSetupError`). The comparison
+    folder is locked while it works: a second `compare` on it is refused.
 
     Returns:
         The results as a pandas DataFrame (one row per run).
@@ -78,7 +79,16 @@ def compare(config, verbose=1, log=print):
     for run in runs:
         check_strategy(run.strategy)
         prepare_run(run)
-    os.makedirs(config.out, exist_ok=True)
+    try:
+        with FolderLock(config.out):
+            for folder in (config.out, os.path.join(config.out, "initial_weights")):
+                remove_temporaries(folder)
+            return _compare_locked(config, runs, verbose, log)
+    except FolderBusyError as error:
+        raise RunSetupError(str(error)) from None
+
+
+def _compare_locked(config, runs, verbose, log):
     write_text_atomically(os.path.join(config.out, "compare.json"), json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     rows = []
     for index, run in enumerate(runs, start=1):
@@ -182,7 +192,4 @@ def bar_plot(table, path):
         axis.set_ylim(0, 100)
         axis.legend(fontsize="small")
     figure.tight_layout()
-    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure_atomically(figure, path)

@@ -57,6 +57,9 @@ class RunConfig:
             decodes them every epoch (memory does not grow with the data
             set); "auto" streams when the decoded training and validation
             slices would exceed 2 GiB. Both give the same batches.
+        cache: a folder for the decoded slices of a streamed set (implies
+            streaming under "auto"): each process writes the slices it reads,
+            once, and reads them back in later epochs and runs.
     """
 
     data: str
@@ -84,6 +87,7 @@ class RunConfig:
     strategy: str = "default"
     init_dir: str = None
     input: str = "auto"
+    cache: str = None
 
     def __post_init__(self):
         _choice(self.model, MODELS, "model")
@@ -92,6 +96,8 @@ class RunConfig:
         _choice(self.strategy, STRATEGIES, "strategy")
         _choice(self.evaluate, EVALUATE, "evaluate")
         _choice(self.input, INPUTS, "input")
+        if self.cache and self.input == "memory":
+            raise ValueError("`cache` keeps decoded slices for streamed input: it cannot be used with input='memory'.")
         for name in ("fold", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -123,7 +129,7 @@ class RunConfig:
     def comparable(self):
         """The settings that must match for a run folder to be resumed."""
         # The input mode changes memory use, not results.
-        return {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir", "input")}
+        return {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir", "input", "cache")}
 
     @classmethod
     def from_json(cls, path):

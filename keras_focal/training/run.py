@@ -9,14 +9,8 @@ import time
 
 import numpy as np
 
-from keras_focal.training.callbacks import (
-    BestCheckpoint,
-    HistoryWriter,
-    NaNRecorder,
-    RunState,
-    save_model_atomically,
-    write_text_atomically,
-)
+from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, replacing, save_model_atomically, write_text_atomically
+from keras_focal.training.callbacks import BestCheckpoint, HistoryWriter, NaNRecorder, RunState
 from keras_focal.training import processes
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import (
@@ -116,7 +110,11 @@ def check_strategy(strategy):
 
 
 def distribution_scope(strategy):
-    """A context in which the model is built, trained and evaluated."""
+    """A context in which the model is built, trained and evaluated.
+
+    Under data-parallel every process feeds its own share of each global
+    batch (`training_dataset(shard=...)`), so Keras does not shard again.
+    """
     if strategy == "mirrored":
         import tensorflow as tf
 
@@ -128,7 +126,7 @@ def distribution_scope(strategy):
         import keras
 
         # Replicates the weights on every local device and splits each batch among them.
-        return keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope()
+        return keras.distribution.DataParallel(devices=keras.distribution.list_devices(), auto_shard_dataset=False).scope()
     return contextlib.nullcontext()
 
 
@@ -154,9 +152,8 @@ def initial_weights(config, input_shape, num_classes):
     if os.path.exists(path):
         base.load_weights(path)
     else:
-        temporary = path[: -len(".weights.h5")] + f".tmp-{os.getpid()}.weights.h5"
-        base.save_weights(temporary)
-        os.replace(temporary, path)
+        with replacing(path) as temporary:
+            base.save_weights(temporary)
     return base
 
 
@@ -240,31 +237,52 @@ def prepare_run(config):
         previous = RunConfig(**{k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__})
         if previous.comparable() != config.comparable():
             changed = sorted(k for k, v in config.comparable().items() if previous.comparable().get(k) != v)
-            raise RunSetupError(f"'{config.out}' holds a run with other settings ({', '.join(changed)}); use another --out.")
+            state = "finished " if os.path.exists(os.path.join(config.out, "metrics.json")) else ""
+            raise RunSetupError(f"'{config.out}' holds a {state}run with other settings ({', '.join(changed)}); use another --out.")
+    try:
+        dataset.check()
+    except ValueError as error:
+        raise RunSetupError(str(error)) from None
     return dataset, split, input_shape
 
 
 def train_run(config, resume=False, verbose=1):
     """Trains and evaluates one run; returns its metrics (see `metrics.json`).
 
-    A finished run (its `metrics.json` exists) is not trained again. An
-    unfinished one continues from its last completed epoch when `resume`
-    is true, and is refused otherwise.
+    A finished run with the same settings (its `metrics.json` exists) is
+    not trained again. An unfinished one continues from its last completed
+    epoch when `resume` is true, and is refused otherwise. The run folder
+    is locked while the run works in it; temporary files that a killed run
+    left there are removed.
 
     Raises:
-        RunSetupError: bad data folder, fold, model for the image size, or a
-            folder holding another run; raised before any training.
+        RunSetupError: bad data folder or data, fold, model for the image
+            size, a folder holding a run with other settings (finished or
+            not), or a folder another process is working in; raised before
+            any training.
     """
+    group = check_strategy(config.strategy)
+    dataset, split, input_shape = prepare_run(config)
+    try:
+        with FolderLock(config.out):
+            remove_temporaries(config.out)
+            if config.init_dir:
+                remove_temporaries(config.init_dir)
+            metrics_path = os.path.join(config.out, "metrics.json")
+            if os.path.exists(metrics_path):
+                with open(metrics_path) as stream:
+                    return json.load(stream)
+            return _train_locked(config, resume, verbose, group, dataset, split, input_shape)
+    except FolderBusyError as error:
+        raise RunSetupError(str(error)) from None
+
+
+def _train_locked(config, resume, verbose, group, dataset, split, input_shape):
     import keras
     import tensorflow as tf
 
-    group = check_strategy(config.strategy)
+    train_cases, validation_cases, test_cases = split
     metrics_path = os.path.join(config.out, "metrics.json")
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as stream:
-            return json.load(stream)
-    dataset, (train_cases, validation_cases, test_cases), input_shape = prepare_run(config)
-    os.makedirs(config.out, exist_ok=True)
     recorder = NaNRecorder()
     state = RunState(config.out, recorder)
     done, state_weights = state.load()
@@ -281,10 +299,11 @@ def train_run(config, resume=False, verbose=1):
         channels = input_shape[-1]
         stream = config.input == "stream" or (
             config.input == "auto"
-            and dataset.decoded_bytes(train_cases + validation_cases, channels) > STREAM_ABOVE_BYTES
+            and (config.cache or dataset.decoded_bytes(train_cases + validation_cases, channels) > STREAM_ABOVE_BYTES)
         )
-        train = dataset.examples(train_cases, channels, stream)
-        validation = dataset.examples(validation_cases, channels, stream) if validation_cases else None
+        train = dataset.examples(train_cases, channels, stream, config.cache)
+        validation = dataset.examples(validation_cases, channels, stream, config.cache) if validation_cases else None
+        shard = (group.process_id, group.num_processes)
         # data-parallel shares every global batch equally among processes and
         # devices: the last, incomplete batch of each epoch is left out (with
         # one process too, so that runs on any number of processes agree).
@@ -338,17 +357,17 @@ def train_run(config, resume=False, verbose=1):
                 previous = previous[previous.epoch <= done]
                 if monitor in previous and previous[monitor].notna().any():
                     best.best = float(previous[monitor].min())
-            pipeline_rate = _pipeline_images_per_second(train, config)
+            pipeline_rate = _pipeline_images_per_second(train, config, shard)
             start = time.perf_counter()
             if done < config.epochs:
                 model.fit(
                     training_dataset(train, config.batch_size, done, config.epochs, config.seed, config.augment,
-                                     drop_remainder=whole_batches),
+                                     drop_remainder=whole_batches, shard=shard),
                     epochs=config.epochs,
                     initial_epoch=done,
                     steps_per_epoch=steps_per_epoch,
                     validation_data=(
-                        evaluation_dataset(validation, config.batch_size, drop_remainder=whole_batches)
+                        evaluation_dataset(validation, config.batch_size, drop_remainder=whole_batches, shard=shard)
                         if validation and not (whole_batches and len(validation) < config.batch_size) else None
                     ),
                     callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
@@ -370,7 +389,7 @@ def train_run(config, resume=False, verbose=1):
                       "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
             if evaluated != "none":
                 evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
-                test = dataset.examples(test_cases, channels, stream)
+                test = dataset.examples(test_cases, channels, stream, config.cache)
                 result = evaluate_model(evaluation_model, test, dataset.class_names, config.batch_size)
                 write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
                 scores = _scores(result)
@@ -397,11 +416,11 @@ def train_run(config, resume=False, verbose=1):
         keras.config.set_dtype_policy(policy)
 
 
-def _pipeline_images_per_second(train, config):
-    """Images per second the input pipeline alone delivers (one epoch, no model)."""
+def _pipeline_images_per_second(train, config, shard):
+    """Images per second this process's input pipeline alone delivers (one epoch, no model)."""
     start = time.perf_counter()
     count = 0
-    for images, _ in training_dataset(train, config.batch_size, 0, 1, config.seed, config.augment):
+    for images, _ in training_dataset(train, config.batch_size, 0, 1, config.seed, config.augment, shard=shard):
         count += int(images.shape[0])
     seconds = time.perf_counter() - start
     return count / seconds if seconds > 0 else None

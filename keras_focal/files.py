@@ -1,0 +1,167 @@
+"""Safe files: atomic writes, a lock on an output folder, and the clean-up of what a kill leaves.
+
+Every file the package writes (prepared slices aside, which `data_prep`
+commits case by case) goes through this module, so that a reader never sees
+a half-written file and a killed run leaves nothing that a later run could
+mistake for a result:
+
+- `write_text_atomically`, `write_json_atomically`, `save_figure_atomically`,
+  `save_png_atomically`, `save_model_atomically` and `replacing` write beside the target under
+  a name marked `.tmp-<pid>` and rename it into place.
+- `remove_temporaries` deletes such files left by a killed process.
+- `FolderLock` keeps two processes from working in one output folder.
+
+Nothing here imports TensorFlow, Keras or JAX.
+"""
+
+import contextlib
+import json
+import os
+import re
+import socket
+import tempfile
+
+LOCK_NAME = ".lock"
+OWNER_NAME = ".lock-owner.json"
+# What `temporary_path` and `write_text_atomically` name their temporary files.
+_TEMPORARY = re.compile(r"(^\.tmp-)|(\.tmp-\d+(\.[A-Za-z0-9]+)+$)")
+
+
+class FolderBusyError(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+def temporary_path(path):
+    """A name beside `path` for its content before the rename: `name.tmp-<pid>.ext`."""
+    directory, name = os.path.split(path)
+    stem, dot, extension = name.partition(".")
+    return os.path.join(directory, f"{stem}.tmp-{os.getpid()}{dot}{extension}")
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yields a temporary path to write; renames it to `path` on success, removes it on failure."""
+    temporary = temporary_path(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def write_text_atomically(path, text):
+    """Writes `text` to a temporary file beside `path`, then renames it into place."""
+    directory = os.path.dirname(path) or "."
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def write_json_atomically(path, data):
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_figure_atomically(figure, path, dpi=120):
+    """Saves a Matplotlib figure as PNG through a temporary file, then closes it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with replacing(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, format="png")
+    finally:
+        plt.close(figure)
+
+
+def save_png_atomically(array, path):
+    """Writes a uint8 array (H, W) or (H, W, 3) as PNG through a temporary file."""
+    from PIL import Image
+
+    with replacing(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` through a temporary `.keras` file."""
+    with replacing(path) as temporary:
+        model.save(temporary)
+
+
+def remove_temporaries(folder):
+    """Deletes the temporary files (`.tmp-*`, `*.tmp-<pid>.*`) a killed process left in `folder`.
+
+    Call it only while holding the folder's lock: then no live process is
+    writing them. Returns the names removed.
+    """
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if _TEMPORARY.search(name) and os.path.isfile(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(name)
+    return removed
+
+
+class FolderLock:
+    """An exclusive lock on an output folder (a `filelock` on `FOLDER/.lock`).
+
+    The holder's PID and host are kept beside the lock, so that a second
+    process can say who holds it. The operating system releases the lock
+    when its holder dies, however it dies: a kill never leaves a folder
+    locked.
+
+    Args:
+        folder: the folder (created if needed).
+        timeout: seconds to wait for the lock; 0 refuses at once.
+
+    Raises:
+        FolderBusyError: on entry, when another process still holds it
+            after `timeout` seconds.
+    """
+
+    def __init__(self, folder, timeout=0):
+        import filelock
+
+        self.folder = str(folder)
+        self.timeout = timeout
+        self._lock = filelock.FileLock(os.path.join(self.folder, LOCK_NAME), timeout=timeout)
+
+    def holder(self):
+        """`{"pid", "host"}` of the process that last took the lock, or None."""
+        try:
+            with open(os.path.join(self.folder, OWNER_NAME)) as stream:
+                return json.load(stream)
+        except (OSError, ValueError):
+            return None
+
+    def __enter__(self):
+        import filelock
+
+        os.makedirs(self.folder, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            holder = self.holder() or {}
+            who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            waited = f" after waiting {self.timeout} s" if self.timeout else ""
+            raise FolderBusyError(
+                f"'{self.folder}' is in use by {who}{waited}: wait for it to finish, or use another folder."
+            ) from None
+        write_json_atomically(os.path.join(self.folder, OWNER_NAME), {"pid": os.getpid(), "host": socket.gethostname()})
+        return self
+
+    def __exit__(self, *exc_info):
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(self.folder, OWNER_NAME))
+        self._lock.release()
+        return False

@@ -145,7 +145,7 @@ def test_bad_slices_stop_training_before_it_starts(prepared_trus, tmp_path, caps
 
     from PIL import Image
 
-    shutil.copytree(prepared_trus, tmp_path / "data")
+    shutil.copytree(prepared_trus, tmp_path / "data", ignore=shutil.ignore_patterns(".checked.json"))
     mask = pd.read_csv(tmp_path / "data" / "manifest.csv")["mask"].iloc[0]
     pixels = np.asarray(Image.open(tmp_path / "data" / mask)).copy()
     pixels[0, 0] = 7

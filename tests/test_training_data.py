@@ -119,7 +119,8 @@ def _corrupt_channels(folder, image, mask):
 
 @pytest.fixture
 def copied(prepared_trus, tmp_path):
-    shutil.copytree(prepared_trus, tmp_path / "data")
+    """A copy of the prepared set, without the record of an earlier check (other tests train on it)."""
+    shutil.copytree(prepared_trus, tmp_path / "data", ignore=shutil.ignore_patterns(".checked.json"))
     return tmp_path / "data"
 
 

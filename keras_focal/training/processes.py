@@ -17,6 +17,7 @@ leaves nothing in `--out`.
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -134,13 +135,40 @@ def _wait_for_coordinator(group, timeout):
             time.sleep(0.5)
 
 
+PRIVATE_PREFIX = "keras-focal-process"
+
+
+def _remove_abandoned_copies():
+    """Removes the private copies of processes that died without cleaning up (kill -9)."""
+    pattern = re.compile(rf"^{PRIVATE_PREFIX}\d+-pid(\d+)-")
+    for name in os.listdir(tempfile.gettempdir()):
+        match = pattern.match(name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 @contextlib.contextmanager
 def private_folders(group, *folders):
-    """Yields `folders` for process 0, and private temporary copies for the others."""
+    """Yields `folders` for process 0, and private temporary copies for the others.
+
+    A copy is named after its process's PID, so that a later process removes
+    the copies of processes killed before they could.
+    """
     if group.is_chief:
         yield folders
         return
-    root = tempfile.mkdtemp(prefix=f"keras-focal-process{group.process_id}-")
+    _remove_abandoned_copies()
+    root = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{group.process_id}-pid{os.getpid()}-")
     try:
         copies = []
         for index, folder in enumerate(folders):

@@ -13,16 +13,58 @@ Submodules:
 - `keras_focal.metrics`: `DiceScore` and `IoUScore` Keras metrics.
 - `keras_focal.evaluation`: MATLAB-style `evaluate_semantic_segmentation`.
 - `keras_focal.models`, `keras_focal.data_prep`, `keras_focal.training`:
-  network builders, data preparation and the trainer (imported on demand).
+  network builders, data preparation and the trainer.
+- `keras_focal.load_model`: `keras.models.load_model` with the package's
+  classes registered.
+
+Every submodule is imported on first use.
 """
 
 __version__ = "0.1.0"
 
-from keras_focal import class_weights  # noqa: E402,F401
-from keras_focal import initializers  # noqa: E402,F401
-from keras_focal import layers  # noqa: E402,F401
-from keras_focal import losses  # noqa: E402,F401
-from keras_focal import metrics  # noqa: E402,F401
-from keras_focal import evaluation  # noqa: E402,F401
+import importlib
 
-__all__ = ["class_weights", "evaluation", "initializers", "layers", "losses", "metrics", "__version__"]
+# Imported on first use (PEP 562), as scikit-image does: `import keras_focal`
+# and the command line start without TensorFlow, Keras or JAX, and
+# `keras_focal.losses` etc. work as if imported here.
+_SUBMODULES = (
+    "class_weights", "data_prep", "evaluation", "experiments", "files", "initializers", "layers", "losses",
+    "metrics", "models", "reports", "training",
+)
+# The modules that register Keras-serialisable classes (see `load_model`).
+_KERAS_OBJECT_MODULES = ("initializers", "layers", "losses", "metrics")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_focal.{name}")
+    raise AttributeError(f"module 'keras_focal' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
+
+
+def register_keras_objects():
+    """Imports every module whose classes a saved model may name (losses, layers, metrics, initialisers).
+
+    Keras finds a registered class only once its module has run;
+    `keras_focal.load_model` calls this, as does any use of
+    `keras_focal.losses` / `layers` / `metrics` / `initializers`.
+    """
+    for name in _KERAS_OBJECT_MODULES:
+        importlib.import_module(f"keras_focal.{name}")
+
+
+def load_model(path, **kwargs):
+    """`keras.models.load_model` for models that use keras-focal's losses, layers or metrics.
+
+    Needs no `custom_objects`: the classes are registered first.
+    """
+    register_keras_objects()
+    import keras
+
+    return keras.models.load_model(path, **kwargs)
+
+
+__all__ = [*_SUBMODULES, "__version__", "load_model", "register_keras_objects"]

@@ -22,6 +22,10 @@ def build_parser():
     from keras_focal import __version__
 
     parser.add_argument("--version", action="version", version=f"keras-focal {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show TensorFlow's and JAX's own start-up messages (CUDA probing...); may be given anywhere on the line",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -54,10 +58,41 @@ def build_parser():
     return parser
 
 
+# Commands that need no TensorFlow, Keras or JAX.
+_LIGHT_COMMANDS = (None, "prep")
+
+
+def _import_backend_quietly():
+    """Imports TensorFlow and Keras with the process's stderr closed.
+
+    TensorFlow's C++ start-up messages ("Could not find cuda drivers",
+    "failed call to cuInit", oneDNN notes) are written before its log level
+    applies, so no environment variable hides them; a Python exception is
+    still raised, and shown once stderr is back.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow as tf  # noqa: F401  (the tf.data input of every backend)
+
+            tf.config.list_physical_devices("GPU")  # probes CUDA now, quietly
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not verbose and args.command not in _LIGHT_COMMANDS and "tensorflow" not in sys.modules:
+        _import_backend_quietly()
     if getattr(args, "run_command", None) is not None:
         return args.run_command(args)
     if getattr(args, "run", None) is not None and callable(args.run):

@@ -42,7 +42,7 @@ def run(out="demo_output", epochs=40, seed=0, quiet=False):
         seeds=[seed],
         run_options={"epochs": epochs, "model_options": DEMO_MODEL_OPTIONS},
     )
-    compare(config, verbose=0)
+    compare(config, verbose=0, progress=not quiet)
     print()
     with open(os.path.join(out, "results.md")) as stream:
         print(stream.read())

@@ -103,14 +103,14 @@ def check_model_fits(model, dataset, name="the model"):
 
 def evaluate_trained(model_path, data, cases, out, batch_size=4):
     """Evaluates a saved model on `cases` of a prepared data set and writes the report files."""
-    import keras
+    import keras_focal
 
     from keras_focal.evaluation import evaluate_semantic_segmentation
     from keras_focal.training.data import PreparedDataset
     from keras_focal.training.run import IGNORE_LABEL, predict_label_maps
 
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
-    model = keras.models.load_model(model_path)
+    model = keras_focal.load_model(model_path)
     check_model_fits(model, dataset, model_path)
     dataset.check()
     channels = int(model.input_shape[-1])

@@ -13,13 +13,23 @@ NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 
 @pytest.fixture(scope="module")
 def tiny_results(prepared_trus, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("notebook_results"))
-    config = CompareConfig(
-        data=prepared_trus, out=out, models=["unet"], losses=["ce", "adfl"], optimizers=["adam"], folds=[0], seeds=[0],
-        run_options={"epochs": 1, "model_options": {"base_filters": 4, "depth": 2}},
-    )
-    compare(config, verbose=0, log=lambda line: None)
-    return out
+    """A comparison made as a user makes one: from another working directory, with relative paths.
+
+    The notebooks then read it from theirs (notebooks/), as they would read
+    a comparison made anywhere else.
+    """
+    workdir = tmp_path_factory.mktemp("elsewhere")
+    previous = os.getcwd()
+    os.chdir(workdir)
+    try:
+        config = CompareConfig(
+            data=os.path.relpath(prepared_trus), out="cmp", models=["unet"], losses=["ce", "adfl"], optimizers=["adam"],
+            folds=[0], seeds=[0], run_options={"epochs": 1, "model_options": {"base_filters": 4, "depth": 2}},
+        )
+        compare(config, verbose=0, log=lambda line: None)
+    finally:
+        os.chdir(previous)
+    return str(workdir / "cmp")
 
 
 @pytest.mark.slow

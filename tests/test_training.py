@@ -16,7 +16,7 @@ from keras_focal.class_weights import inverse_frequency_weights
 from keras_focal.cli import main
 from keras_focal.training import RunConfig, RunSetupError, train_run
 from keras_focal.training import callbacks as callbacks_module
-from keras_focal.training.compare import CompareConfig, compare
+from keras_focal.training.compare import CompareConfig, compare, read_results
 
 # The trainer runs on TensorFlow and on JAX: CI runs this file on both backends.
 pytestmark = pytest.mark.backend_agnostic
@@ -46,8 +46,9 @@ def test_tiny_compare_writes_runs_and_tables(prepared_trus, tmp_path):
     assert "## prepared, ADAM" in markdown and "| ADFL+U-net |" in markdown and "Test run #1 mDSC" in markdown
     assert (tmp_path / "cmp" / "results.png").stat().st_size > 1000
 
+    assert results.run_dir[0] == os.path.join("runs", "unet", "ce-adam", "fold0-seed0")  # relative to the results
     digests, weights = set(), []
-    for run_dir in results.run_dir:
+    for run_dir in read_results(tmp_path / "cmp").run_dir:
         for name in ("history.csv", "config.json", "metrics.json", "last.keras", "best.keras", "state.json"):
             assert os.path.exists(os.path.join(run_dir, name)), name
         saved = json.load(open(os.path.join(run_dir, "config.json")))

@@ -6,8 +6,19 @@
   `results.csv`, `results.md` and `results.png`.
 """
 
-from keras_focal.training.config import LOSSES, MODELS, OPTIMIZERS, RunConfig
-from keras_focal.training.data import PreparedDataset
-from keras_focal.training.run import RunSetupError, train_run
+import importlib
 
-__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "PreparedDataset", "RunConfig", "RunSetupError", "train_run"]
+# Imported on first use, so that the command line's parser needs no Keras.
+_EXPORTS = {
+    "LOSSES": "config", "MODELS": "config", "OPTIMIZERS": "config", "RunConfig": "config",
+    "PreparedDataset": "data", "RunSetupError": "run", "train_run": "run",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"keras_focal.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'keras_focal.training' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

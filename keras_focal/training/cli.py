@@ -149,7 +149,7 @@ def _compare(args):
         config.run_options.update(_run_options(args))
         group = _join_group(config.run_options.get("strategy", "default"))
         with processes.private_folders(group, config.out) as (out,):
-            table = compare(dataclasses.replace(config, out=out), verbose=1 if group.is_chief else 0,
+            table = compare(dataclasses.replace(config, out=out), verbose=0, progress=group.is_chief,
                             log=print if group.is_chief else (lambda line: None))
     except (RunSetupError, ValueError, TypeError) as error:
         return _bad_input("compare", error)

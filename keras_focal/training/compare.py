@@ -63,12 +63,19 @@ class CompareConfig:
             )
 
 
-def compare(config, verbose=1, log=print):
+def compare(config, verbose=0, log=print, progress=False):
     """Runs the grid (skipping finished runs, resuming unfinished ones) and writes the tables.
 
     Every configuration is checked before the first run trains, so a bad
     setting stops the comparison at once (`RunSetupError`). The comparison
     folder is locked while it works: a second `compare` on it is refused.
+
+    Args:
+        verbose: Keras's `fit` verbosity for each run.
+        log: called with one line per finished run.
+        progress: show one progress bar over every epoch left in the grid:
+            the run in progress, its epoch, and the time left (estimated
+            from the epochs trained so far).
 
     Returns:
         The results as a pandas DataFrame (one row per run).
@@ -83,33 +90,84 @@ def compare(config, verbose=1, log=print):
         with FolderLock(config.out):
             for folder in (config.out, os.path.join(config.out, "initial_weights")):
                 remove_temporaries(folder)
-            return _compare_locked(config, runs, verbose, log)
+            return _compare_locked(config, runs, verbose, log, progress)
     except FolderBusyError as error:
         raise RunSetupError(str(error)) from None
 
 
-def _compare_locked(config, runs, verbose, log):
+def _epochs_done(run):
+    """Epochs a run folder already holds (all of them once it is finished)."""
+    if os.path.exists(os.path.join(run.out, "metrics.json")):
+        return run.epochs
+    try:
+        with open(os.path.join(run.out, "state.json")) as stream:
+            return int(json.load(stream)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _progress_bar(runs, enabled):
+    from tqdm.auto import tqdm
+
+    left = sum(run.epochs - _epochs_done(run) for run in runs)
+    return tqdm(total=left, unit="epoch", desc="compare", disable=not enabled or not left, dynamic_ncols=True)
+
+
+def _epoch_callback(bar, label):
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("loss")
+            bar.set_postfix_str(f"{label} epoch {epoch + 1}" + (f", loss {loss:.4f}" if loss is not None else ""))
+            bar.update(1)
+
+    return EpochProgress()
+
+
+def _compare_locked(config, runs, verbose, log, progress=False):
     write_text_atomically(os.path.join(config.out, "compare.json"), json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     rows = []
-    for index, run in enumerate(runs, start=1):
-        finished = os.path.exists(os.path.join(run.out, "metrics.json"))
-        start = time.perf_counter()
-        metrics = train_run(run, resume=True, verbose=verbose)
-        rows.append(_row(metrics, run))
-        status = "finished earlier" if finished else f"{time.perf_counter() - start:.0f} s"
-        nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
-        log(
-            f"[{index}/{len(runs)}] {run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed}: "
-            f"mDSC {_percent(metrics['mdsc'])} mIOU {_percent(metrics['miou'])}{nan} ({status})"
-        )
+    bar = _progress_bar(runs, progress)
+    if not bar.disable and log is print:
+        from tqdm.auto import tqdm
+
+        log = tqdm.write  # lines above the bar, not through it
+    try:
+        for index, run in enumerate(runs, start=1):
+            metrics, status = _one_run(run, index, len(runs), verbose, bar)
+            rows.append(_row(metrics, run, config.out))
+            nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
+            log(
+                f"[{index}/{len(runs)}] {run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed}: "
+                f"mDSC {_percent(metrics['mdsc'])} mIOU {_percent(metrics['miou'])}{nan} ({status})"
+            )
+    finally:
+        bar.close()
     return write_results(rows, config.out)
+
+
+def _one_run(run, index, count, verbose, bar):
+    """Trains (or reads) one run of the grid; returns its metrics and a status for the log line."""
+    finished = os.path.exists(os.path.join(run.out, "metrics.json"))
+    start = time.perf_counter()
+    label = f"run {index}/{count} ({run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed})"
+    callbacks = []
+    if not bar.disable and not finished:
+        bar.set_postfix_str(f"{label} starting")
+        callbacks.append(_epoch_callback(bar, label))
+    metrics = train_run(run, resume=True, verbose=verbose, callbacks=callbacks)
+    if callbacks and (metrics.get("epochs_run") or run.epochs) < run.epochs:
+        bar.update(run.epochs - metrics["epochs_run"])  # a NaN loss stopped it early
+    status = "finished earlier" if finished else f"{time.perf_counter() - start:.0f} s"
+    return metrics, status
 
 
 def _percent(value):
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.2f}%"
 
 
-def _row(metrics, run):
+def _row(metrics, run, out):
     keys = ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch",
             "mdsc", "miou", "dataset_mdsc", "dataset_miou", "mean_bf_score")
     row = {k: metrics.get(k) for k in keys}
@@ -117,8 +175,28 @@ def _row(metrics, run):
         for name, value in (metrics.get(kind) or {}).items():
             row[f"{kind}_{name}"] = value
     row.update({k: metrics.get(k) for k in ("train_seconds", "train_images_per_second", "pipeline_images_per_second")})
-    row["run_dir"] = run.out
+    # Relative to the results folder: the table stays valid wherever it is read from, or moved to.
+    row["run_dir"] = os.path.relpath(run.out, out)
     return row
+
+
+def read_results(folder):
+    """`results.csv` of a comparison folder, with `run_dir` resolved to a usable path.
+
+    Run folders are stored relative to the results folder; tables written
+    before that stored them relative to where `compare` ran, and are read
+    from the current directory as a fallback.
+    """
+    import pandas as pd
+
+    table = pd.read_csv(os.path.join(folder, "results.csv"))
+
+    def resolve(run_dir):
+        beside = os.path.join(folder, run_dir)
+        return beside if os.path.isabs(run_dir) or os.path.isdir(beside) or not os.path.isdir(run_dir) else run_dir
+
+    table["run_dir"] = [resolve(d) for d in table.run_dir]
+    return table
 
 
 def write_results(rows, out):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 MODELS = ("deeplabv3_plus", "vgg19_fcn", "unet")
 LOSSES = ("ce", "wce", "fl", "dfl", "acw_ce", "adfl")
@@ -129,7 +130,9 @@ class RunConfig:
     def comparable(self):
         """The settings that must match for a run folder to be resumed."""
         # The input mode changes memory use, not results.
-        return {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir", "input", "cache")}
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir", "input", "cache")}
+        settings["data"] = os.path.abspath(settings["data"])  # config.json records it absolute
+        return settings
 
     @classmethod
     def from_json(cls, path):

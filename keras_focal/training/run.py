@@ -246,12 +246,13 @@ def prepare_run(config):
     return dataset, split, input_shape
 
 
-def train_run(config, resume=False, verbose=1):
+def train_run(config, resume=False, verbose=1, callbacks=()):
     """Trains and evaluates one run; returns its metrics (see `metrics.json`).
 
     A finished run with the same settings (its `metrics.json` exists) is
     not trained again. An unfinished one continues from its last completed
-    epoch when `resume` is true, and is refused otherwise. The run folder
+    epoch when `resume` is true, and is refused otherwise. `callbacks` are
+    more Keras callbacks for `fit` (a progress display). The run folder
     is locked while the run works in it; temporary files that a killed run
     left there are removed.
 
@@ -272,12 +273,12 @@ def train_run(config, resume=False, verbose=1):
             if os.path.exists(metrics_path):
                 with open(metrics_path) as stream:
                     return json.load(stream)
-            return _train_locked(config, resume, verbose, group, dataset, split, input_shape)
+            return _train_locked(config, resume, verbose, group, dataset, split, input_shape, callbacks)
     except FolderBusyError as error:
         raise RunSetupError(str(error)) from None
 
 
-def _train_locked(config, resume, verbose, group, dataset, split, input_shape):
+def _train_locked(config, resume, verbose, group, dataset, split, input_shape, callbacks=()):
     import keras
     import tensorflow as tf
 
@@ -333,6 +334,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape):
                 model.optimizer.build(model.trainable_variables)
                 model.load_weights(state_weights)
             record = config.to_dict() | {
+                "data": os.path.abspath(config.data),  # readable from any working directory
                 "train_cases": train_cases,
                 "validation_cases": validation_cases,
                 "test_cases": test_cases,
@@ -370,7 +372,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape):
                         evaluation_dataset(validation, config.batch_size, drop_remainder=whole_batches, shard=shard)
                         if validation and not (whole_batches and len(validation) < config.batch_size) else None
                     ),
-                    callbacks=[recorder, HistoryWriter(history_path, schedule), best, state],
+                    callbacks=[recorder, HistoryWriter(history_path, schedule), best, state, *callbacks],
                     shuffle=False,  # the dataset shuffles, per epoch and reproducibly
                     verbose=verbose,
                 )

@@ -55,7 +55,12 @@ def test_tiny_compare_writes_runs_and_tables(prepared_trus, tmp_path):
         digests.add(saved["initial_weights_sha256"])
         weights.append(saved["class_weights"])
         history = pd.read_csv(os.path.join(run_dir, "history.csv"))
-        assert list(history.epoch) == [1, 2] and {"loss", "val_loss", "learning_rate"} <= set(history)
+        assert list(history.epoch) == [1, 2]
+        assert {"loss", "val_loss", "learning_rate", "foreground_dice", "val_foreground_dice", "foreground_iou",
+                "val_foreground_iou"} <= set(history)
+        assert history.val_foreground_dice.between(0, 1).all() and history.val_foreground_iou.between(0, 1).all()
+        # IoU = Dice / (2 - Dice) for the one foreground class, pooled over the epoch.
+        np.testing.assert_allclose(history.val_foreground_iou, history.val_foreground_dice / (2 - history.val_foreground_dice), rtol=1e-5)
     assert len(digests) == 1  # every loss and optimiser starts from the same weights
     classes = json.load(open(os.path.join(prepared_trus, "classes.json")))
     train_cases = saved["train_cases"]

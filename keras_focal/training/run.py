@@ -48,6 +48,15 @@ def build_loss(config, class_weights):
     return losses.DualFocalLoss(**common)  # dfl, adfl
 
 
+def foreground_metrics(class_names):
+    """Dice and IoU of the foreground classes, pooled over an epoch: comparable across losses, unlike the loss."""
+    from keras_focal.metrics import DiceScore, IoUScore
+
+    foreground = [i for i, name in enumerate(class_names) if name.lower() != "background"] or list(range(len(class_names)))
+    common = {"num_classes": len(class_names), "class_ids": foreground, "ignore_class": IGNORE_LABEL}
+    return [DiceScore(name="foreground_dice", **common), IoUScore(name="foreground_iou", **common)]
+
+
 def learning_rate_schedule(config, steps_per_epoch):
     """MATLAB's piecewise schedule: times `drop_factor` every `drop_period` epochs."""
     import keras
@@ -328,6 +337,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
             model.compile(
                 optimizer=build_optimizer(config, schedule),
                 loss=build_loss(config, class_weights),
+                metrics=foreground_metrics(dataset.class_names),
                 jit_compile=config.jit_compile,
             )
             if state_weights:

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 
 def test_models_and_data_prep_live_under_keras_focal():
     import keras_focal.data_prep
@@ -33,3 +35,33 @@ def test_console_entry_point_help():
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert "usage: keras-focal" in result.stdout and "demo" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import keras_focal",
+        "import keras_focal.data_prep",
+        "import keras_focal.cli; keras_focal.cli.build_parser()",
+        "from keras_focal.training import RunConfig",
+    ],
+)
+def test_the_command_line_and_data_prep_start_without_a_deep_learning_framework(code):
+    """`keras-focal --help` and `prep` used to import TensorFlow first (7.5 s, 678 MiB)."""
+    import subprocess
+    import sys
+
+    check = f"{code}\nimport sys\nprint(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_submodules_load_on_first_use():
+    import subprocess
+    import sys
+
+    check = "import keras_focal\nprint(type(keras_focal.losses.DualFocalLoss()).__name__, 'models' in dir(keras_focal))"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["DualFocalLoss", "True"]

@@ -101,24 +101,33 @@ def test_adfl_model_saves_and_loads_without_custom_objects(tmp_path):
     restored.fit(x, y, batch_size=8, epochs=1, verbose=0)
 
 
-LOAD = "import sys, keras\n{imports}model = keras.models.load_model(sys.argv[1])\nprint(type(model.loss).__name__)"
+LOAD = "import sys, keras\n{imports}model = {load}(sys.argv[1])\nprint(type(model.loss).__name__)"
 
 
-def test_loading_needs_the_package_imported_and_nothing_else(tmp_path):
-    """Keras finds registered classes only once their module ran: `import keras_focal` is the one requirement."""
+@pytest.mark.parametrize(
+    "imports, load, loads",
+    [
+        ("", "keras.models.load_model", False),
+        ("import keras_focal\n", "keras.models.load_model", False),  # the package is lazy: nothing registered yet
+        ("from keras_focal import layers, losses\n", "keras.models.load_model", True),
+        ("import keras_focal\n", "keras_focal.load_model", True),
+    ],
+)
+def test_loading_needs_the_classes_registered_and_nothing_else(tmp_path, imports, load, loads):
+    """Keras finds registered classes only once their module ran; `keras_focal.load_model` sees to it."""
     import subprocess
     import sys
 
     model = _tiny_segmenter(acw=[0.2, 0.3, 0.5])
     model.compile(optimizer="adam", loss=losses.DualFocalLoss())
     model.save(tmp_path / "adfl.keras")
-    without = subprocess.run([sys.executable, "-c", LOAD.format(imports=""), str(tmp_path / "adfl.keras")],
-                             capture_output=True, text=True, timeout=120)
-    assert without.returncode != 0 and "Could not locate class 'AdaptiveClassWeight'" in without.stderr
-    with_import = subprocess.run([sys.executable, "-c", LOAD.format(imports="import keras_focal\n"), str(tmp_path / "adfl.keras")],
-                                 capture_output=True, text=True, timeout=120)
-    assert with_import.returncode == 0, with_import.stderr[-2000:]
-    assert with_import.stdout.strip() == "DualFocalLoss"
+    done = subprocess.run([sys.executable, "-c", LOAD.format(imports=imports, load=load), str(tmp_path / "adfl.keras")],
+                          capture_output=True, text=True, timeout=120)
+    if loads:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "DualFocalLoss"
+    else:
+        assert done.returncode != 0 and "Could not locate class 'AdaptiveClassWeight'" in done.stderr
 
 
 def test_sigmoid_model_with_prior_probability_and_binary_focal(tmp_path):

@@ -19,11 +19,10 @@ import json
 import os
 import re
 import socket
-import tempfile
 
 LOCK_NAME = ".lock"
 OWNER_NAME = ".lock-owner.json"
-# What `temporary_path` and `write_text_atomically` name their temporary files.
+# What `temporary_path` names temporary files (`.tmp-*`: older versions' names).
 _TEMPORARY = re.compile(r"(^\.tmp-)|(\.tmp-\d+(\.[A-Za-z0-9]+)+$)")
 
 
@@ -53,16 +52,9 @@ def replacing(path):
 
 def write_text_atomically(path, text):
     """Writes `text` to a temporary file beside `path`, then renames it into place."""
-    directory = os.path.dirname(path) or "."
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
+    with replacing(path) as temporary:
+        with open(temporary, "w", newline="") as stream:
             stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
 
 
 def write_json_atomically(path, data):

@@ -176,6 +176,11 @@ def _as_maps(labels, what):
         yield item[..., 0] if item.ndim == 3 and item.shape[-1] == 1 else item
 
 
+def foreground_classes(class_names):
+    """Indices of the classes not named "background" (all of them when every class is)."""
+    return [i for i, n in enumerate(class_names) if str(n).lower() != "background"] or list(range(len(class_names)))
+
+
 def evaluate_semantic_segmentation(
     predictions, ground_truth, class_names=None, num_classes=None, ignore_label=255, foreground=None, bf_tolerance=BF_TOLERANCE
 ):
@@ -221,7 +226,7 @@ def evaluate_semantic_segmentation(
     if count < 1:
         raise ValueError("`class_names` is empty.")
     if foreground is None:
-        foreground = [i for i, n in enumerate(class_names) if str(n).lower() != "background"] or list(range(count))
+        foreground = foreground_classes(class_names)
     foreground = list(foreground)
     if any(not 0 <= i < count for i in foreground):
         raise ValueError(f"`foreground` holds indices outside 0..{count - 1}: {foreground}")

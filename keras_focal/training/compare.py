@@ -97,13 +97,14 @@ def compare(config, verbose=0, log=print, progress=False):
 
 def _epochs_done(run):
     """Epochs a run folder already holds (all of them once it is finished)."""
+    from keras_focal.training.callbacks import RunState
+
     if os.path.exists(os.path.join(run.out, "metrics.json")):
         return run.epochs
     try:
-        with open(os.path.join(run.out, "state.json")) as stream:
-            return int(json.load(stream)["epoch"])
+        return int(RunState(run.out, recorder=None).load()[0])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return 0  # train_run reports a damaged state file itself
 
 
 def _progress_bar(runs, enabled):

@@ -50,10 +50,10 @@ def build_loss(config, class_weights):
 
 def foreground_metrics(class_names):
     """Dice and IoU of the foreground classes, pooled over an epoch: comparable across losses, unlike the loss."""
+    from keras_focal.evaluation import foreground_classes
     from keras_focal.metrics import DiceScore, IoUScore
 
-    foreground = [i for i, name in enumerate(class_names) if name.lower() != "background"] or list(range(len(class_names)))
-    common = {"num_classes": len(class_names), "class_ids": foreground, "ignore_class": IGNORE_LABEL}
+    common = {"num_classes": len(class_names), "class_ids": foreground_classes(class_names), "ignore_class": IGNORE_LABEL}
     return [DiceScore(name="foreground_dice", **common), IoUScore(name="foreground_iou", **common)]
 
 

@@ -61,13 +61,16 @@ def write_json_atomically(path, data):
     write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
-def save_figure_atomically(figure, path, dpi=120):
-    """Saves a Matplotlib figure as PNG through a temporary file, then closes it."""
+def save_figure_atomically(figure, path, dpi=120, **savefig_options):
+    """Saves a Matplotlib figure as PNG through a temporary file, then closes it.
+
+    `savefig_options` go to `Figure.savefig` (e.g. `bbox_inches="tight"`).
+    """
     import matplotlib.pyplot as plt
 
     try:
         with replacing(path) as temporary:
-            figure.savefig(temporary, dpi=dpi, format="png")
+            figure.savefig(temporary, dpi=dpi, format="png", **savefig_options)
     finally:
         plt.close(figure)
 

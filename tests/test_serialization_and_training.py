@@ -34,8 +34,30 @@ def test_get_builds_the_named_loss(name, cls):
 
 
 def test_get_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"Unknown loss name 'dice'. Allowed: \['bfl', "):
-        losses.get("dice")
+    with pytest.raises(ValueError, match=r"Unknown loss name 'hinge'. Allowed: \['acw_ce', 'adfl', 'bfl', "):
+        losses.get("hinge")
+
+
+@pytest.mark.parametrize("name,loss", [("adfl", "'dfl'"), ("ACW_CE", "'ce'")])
+def test_get_explains_names_that_are_a_layer_plus_a_loss(name, loss):
+    with pytest.raises(ValueError, match=rf"is the AdaptiveClassWeight layer plus .*losses.get\({loss}\)"):
+        losses.get(name)
+
+
+def test_trainer_and_get_share_one_table_of_names():
+    from keras_focal.loss_names import LOSS_NAMES
+    from keras_focal.training.config import LOSSES, RunConfig
+    from keras_focal.training.run import build_loss
+
+    assert set(LOSSES) == {"ce", "wce", "fl", "dfl", "acw_ce", "adfl"}
+    for name in LOSSES:
+        config = RunConfig(data="d", out="o", model="unet", loss=name)
+        built = build_loss(config, [0.3, 0.7])
+        entry = LOSS_NAMES[name]
+        assert type(built).__name__ == entry.loss_class
+        assert config.uses_acw == (name in ("acw_ce", "adfl"))
+        if not entry.with_acw_layer:
+            assert type(losses.get(name)) is type(built)
 
 
 @pytest.mark.parametrize("name", sorted(LOSS_CASES))
@@ -142,3 +164,19 @@ def test_sigmoid_model_with_prior_probability_and_binary_focal(tmp_path):
     model.save(tmp_path / "binary.keras")
     restored = keras.models.load_model(tmp_path / "binary.keras")
     assert isinstance(restored.loss, losses.BinaryFocalLoss)
+
+
+def test_readme_quick_example_runs_as_written(tmp_path, monkeypatch):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Quick example"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # it saves adfl.keras in the working directory
+    namespace = {}
+    exec(compile(code, "README.md quick example", "exec"), namespace)
+    probabilities = np.asarray(namespace["probabilities"])
+    assert probabilities.shape == (8, 64, 64, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
+    assert (tmp_path / "adfl.keras").is_file()

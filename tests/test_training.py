@@ -24,6 +24,17 @@ pytestmark = pytest.mark.backend_agnostic
 TINY = {"epochs": 2, "model_options": {"base_filters": 4, "depth": 2}}
 
 
+def _tensorboard_scalars(folder):
+    """`{tag: {step: value}}` of the TensorBoard event files in `folder`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    events.Reload()
+    return {tag: {e.step: float(make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+            for tag in events.Tags()["tensors"]}
+
+
 def _config(data, out, **kwargs):
     return RunConfig(data=data, out=str(out), **(TINY | kwargs))
 
@@ -61,6 +72,16 @@ def test_tiny_compare_writes_runs_and_tables(prepared_trus, tmp_path):
         assert history.val_foreground_dice.between(0, 1).all() and history.val_foreground_iou.between(0, 1).all()
         # IoU = Dice / (2 - Dice) for the one foreground class, pooled over the epoch.
         np.testing.assert_allclose(history.val_foreground_iou, history.val_foreground_dice / (2 - history.val_foreground_dice), rtol=1e-5)
+        scalars = _tensorboard_scalars(os.path.join(run_dir, "logs", "train"))
+        assert list(scalars["epoch_loss"]) == [0, 1]
+        np.testing.assert_allclose(list(scalars["epoch_loss"].values()), history.loss, rtol=1e-5)
+        validation = _tensorboard_scalars(os.path.join(run_dir, "logs", "validation"))
+        np.testing.assert_allclose(list(validation["epoch_foreground_dice"].values()), history.val_foreground_dice, rtol=1e-5)
+        if saved["loss"] == "adfl":  # the ACW weights per class, per epoch; they move from their start
+            assert list(scalars["acw_weight/background"]) == [0, 1] and list(scalars["acw_weight/prostate"]) == [0, 1]
+            assert scalars["acw_weight/prostate"][1] != pytest.approx(saved["class_weights"][1], rel=1e-6)
+        else:
+            assert not [tag for tag in scalars if tag.startswith("acw")]
     assert len(digests) == 1  # every loss and optimiser starts from the same weights
     classes = json.load(open(os.path.join(prepared_trus, "classes.json")))
     train_cases = saved["train_cases"]
@@ -440,3 +461,26 @@ def test_killed_distributed_run_resumes_to_the_uninterrupted_result(prepared_tru
     assert list(two.epoch) == [1, 2]
     for column in ("loss", "val_loss"):
         np.testing.assert_allclose(two[column], one[column], rtol=1e-3)
+
+
+def _hand_made_table(mdsc_by_loss, optimizer="adam"):
+    return pd.DataFrame([
+        {"model": "unet", "dataset": "hand", "loss": loss, "optimizer": optimizer, "fold": fold, "seed": 0,
+         "epochs": 5, "mdsc": value, "miou": value / (2 - value), "nan_epoch": np.nan}
+        for loss, values in mdsc_by_loss.items() for fold, value in enumerate(values)
+    ])
+
+
+def test_results_tables_report_the_sample_std_and_n():
+    from keras_focal.training.compare import markdown_tables
+
+    # 80, 84, 88 %: mean 84, sample std 4 (the population std would be 3.27).
+    table = _hand_made_table({"ce": [0.80, 0.84, 0.88], "adfl": [0.90, np.nan, 0.92]})
+    table.loc[4, "nan_epoch"] = 3
+    markdown = markdown_tables(table)
+    assert "| CE+U-net | 80.00 | 66.67 | 84.00 | 72.41 | 88.00 | 78.57 | 84.00 ± 4.00 (n = 3) |" in markdown
+    assert "| ADFL+U-net | 90.00 | 81.82 | n/a | n/a | 92.00 | 85.19 | 91.00 ± 1.41 (n = 2) |" in markdown
+    assert markdown.rstrip().endswith("| 1 |")  # ADFL's NaN run
+    assert "*sample* standard deviation (ddof = 1)" in markdown
+    single = markdown_tables(_hand_made_table({"ce": [0.8]}))
+    assert "80.00 (n = 1, no spread)" in single and "±" not in single.split("|---")[1]

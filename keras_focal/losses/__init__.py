@@ -31,28 +31,20 @@ from keras_focal.losses.dual_focal import DualFocalLoss
 from keras_focal.losses.focal import BinaryFocalLoss
 from keras_focal.losses.focal import CategoricalFocalLoss
 
-_ALIASES = {
-    "ce": CrossEntropy,
-    "cross_entropy": CrossEntropy,
-    "wce": WeightedCrossEntropy,
-    "weighted_cross_entropy": WeightedCrossEntropy,
-    "fl": CategoricalFocalLoss,
-    "focal": CategoricalFocalLoss,
-    "categorical_focal": CategoricalFocalLoss,
-    "bfl": BinaryFocalLoss,
-    "binary_focal": BinaryFocalLoss,
-    "dfl": DualFocalLoss,
-    "dual_focal": DualFocalLoss,
-}
-
 
 def get(name, **kwargs):
     """Builds a loss from its short name.
 
+    The names are those of the trainer's `--loss` (one table,
+    `keras_focal.loss_names.LOSS_NAMES`): `"ce"`, `"wce"`, `"fl"`, `"dfl"`,
+    `"bfl"` and the long forms `"cross_entropy"`, `"weighted_cross_entropy"`,
+    `"focal"`, `"dual_focal"`, `"binary_focal"`, case-insensitive. `"acw_ce"`
+    and `"adfl"` name the Adaptive Class Weight layer *plus* a loss; a loss
+    alone cannot add the layer, so they raise a `ValueError` that says how to
+    build them.
+
     Args:
-        name: one of `"ce"`, `"wce"`, `"fl"`, `"dfl"`, `"bfl"` (or the long
-            forms `"cross_entropy"`, `"weighted_cross_entropy"`, `"focal"`,
-            `"dual_focal"`, `"binary_focal"`), case-insensitive.
+        name: a short or long loss name.
         **kwargs: passed to the loss's constructor (e.g. `class_weights` for
             `"wce"`, `gamma` for `"fl"`, `from_logits`).
 
@@ -64,11 +56,19 @@ def get(name, **kwargs):
     >>> get("fl", gamma=0.5, from_logits=True).gamma
     0.5
     """
-    if not isinstance(name, str) or name.lower() not in _ALIASES:
+    from keras_focal import loss_names
+
+    entry = loss_names.lookup(name)
+    if entry is None:
+        raise ValueError(f"Unknown loss name {name!r}. Allowed: {loss_names.all_names()}")
+    if entry.with_acw_layer:
         raise ValueError(
-            f"Unknown loss name {name!r}. Allowed: {sorted(_ALIASES)}"
+            f"{name!r} is the AdaptiveClassWeight layer plus {entry.loss_class}, not a loss "
+            "alone: put keras_focal.layers.AdaptiveClassWeight(weights) after the logits "
+            f"and train with keras_focal.losses.get({'dfl' if entry.name == 'adfl' else 'ce'!r}) "
+            "(the trainer's --loss " + entry.name + " does both)."
         )
-    return _ALIASES[name.lower()](**kwargs)
+    return globals()[entry.loss_class](**kwargs)
 
 
 __all__ = [

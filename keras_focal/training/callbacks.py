@@ -106,3 +106,58 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is not None and math.isfinite(float(value)) and float(value) < self.best:
             self.best = float(value)
             save_model_atomically(self.model, self.path)
+
+
+def tensorboard_callbacks(log_dir, class_names):
+    """Keras's `TensorBoard` (train and validation scalars per epoch) plus the ACW weights.
+
+    Event files go to `log_dir/train` and `log_dir/validation`, as Keras
+    writes them; `tensorboard --logdir runs/` shows every run of a
+    comparison side by side.
+    """
+    return [
+        keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch", profile_batch=0),
+        ClassWeightLogger(os.path.join(log_dir, "train"), class_names),
+    ]
+
+
+class ClassWeightLogger(keras.callbacks.Callback):
+    """Writes the Adaptive Class Weight layer's weights to TensorBoard after every epoch.
+
+    One scalar per class, `acw_weight/<class name>`: how the weights move
+    during training is the ADFL paper's point. Models without the layer
+    write nothing (no event file is created).
+    """
+
+    def __init__(self, log_dir, class_names):
+        super().__init__()
+        self.log_dir = log_dir
+        self.class_names = list(class_names)
+        self._writer = None
+
+    def _layers(self):
+        from keras_focal.layers import AdaptiveClassWeight
+
+        return [layer for layer in self.model._flatten_layers() if isinstance(layer, AdaptiveClassWeight)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        layers = self._layers()
+        if not layers:
+            return
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for layer in layers:
+                prefix = "acw_weight" if len(layers) == 1 else f"acw_weight/{layer.name}"
+                weights = keras.ops.convert_to_numpy(layer.class_weights)
+                for index, value in enumerate(weights):
+                    name = self.class_names[index] if index < len(self.class_names) else str(index)
+                    tf.summary.scalar(f"{prefix}/{name}", float(value), step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

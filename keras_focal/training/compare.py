@@ -9,10 +9,10 @@ import time
 import numpy as np
 
 from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, save_figure_atomically, write_text_atomically
+from keras_focal.loss_names import LOSS_LABELS  # noqa: F401 (notebooks import it from here)
 from keras_focal.training.config import RunConfig
 from keras_focal.training.run import RunSetupError, check_strategy, prepare_run, train_run
 
-LOSS_LABELS = {"ce": "CE", "wce": "WCE", "fl": "FL", "dfl": "DFL", "acw_ce": "ACW+CE", "adfl": "ADFL"}
 MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
 OPTIMIZER_LABELS = {"adam": "ADAM", "sgdm": "SGDM"}
 GRID_AXES = ("models", "losses", "optimizers", "folds", "seeds")
@@ -211,23 +211,38 @@ def write_results(rows, out):
     return table
 
 
+def _mean_and_spread(values):
+    """`"mean ± sample std (n)"` of the finite values in percent; no spread is claimed from one run."""
+    values = 100 * np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return "n/a"
+    if values.size == 1:
+        return f"{values[0]:.2f} (n = 1, no spread)"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} (n = {values.size})"
+
+
 def markdown_tables(table):
     """One table per (data set, optimiser): rows "LOSS+MODEL", a column pair per test run (fold), mean ± std.
 
-    Several seeds of one fold are averaged into that fold's cell.
+    Several seeds of one fold are averaged into that fold's cell; the mean and
+    the sample standard deviation (ddof = 1) are over all runs (folds x seeds)
+    whose scores are finite, with their number n.
     """
     lines = [
         "# Results",
         "",
         "mDSC and mIOU (%): the foreground classes' Dice and IoU averaged over the test images of each fold",
-        "(`results.csv` also has the data-set-level `dataset_mdsc`/`dataset_miou`).",
+        "(`results.csv` also has the data-set-level `dataset_mdsc`/`dataset_miou`). Mean ± std: the mean and the",
+        "*sample* standard deviation (ddof = 1) over the n runs (folds × seeds) that finished with finite scores;",
+        "a single run has no spread.",
         "",
     ]
     for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
         folds = sorted(group.fold.unique())
         lines.append(f"## {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}")
         lines.append("")
-        header = ["Loss + model"] + [f"Test run #{f + 1} {m}" for f in folds for m in ("mDSC", "mIOU")] + ["mDSC mean ± std", "mIOU mean ± std", "NaN runs"]
+        header = ["Loss + model"] + [f"Test run #{f + 1} {m}" for f in folds for m in ("mDSC", "mIOU")] + ["mDSC mean ± std (n)", "mIOU mean ± std (n)", "NaN runs"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" + "---:|" * (len(header) - 1))
         for (model, loss), runs in group.groupby(["model", "loss"], sort=False):
@@ -238,9 +253,7 @@ def markdown_tables(table):
                     value = per_fold[metric].get(fold, np.nan)
                     cells.append("n/a" if not np.isfinite(value) else f"{100 * value:.2f}")
             for metric in ("mdsc", "miou"):
-                values = 100 * per_fold[metric].to_numpy(dtype=float)
-                values = values[np.isfinite(values)]
-                cells.append(f"{values.mean():.2f} ± {values.std():.2f}" if values.size else "n/a")
+                cells.append(_mean_and_spread(runs[metric]))
             cells.append(str(int(runs.nan_epoch.notna().sum())))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -248,27 +261,53 @@ def markdown_tables(table):
 
 
 def bar_plot(table, path):
-    """Mean foreground mDSC per loss (bars) for each model (groups), one panel per optimiser."""
+    """Mean foreground mDSC per loss (bars, with the value) for each model (groups), one panel per optimiser.
+
+    Error bars are the sample standard deviation (ddof = 1) over the runs
+    (folds x seeds); the title names the data set, the epochs and n. The
+    axis spans the data, not 0-100, so that differences stay visible.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     optimizers = list(dict.fromkeys(table.optimizer))
-    figure, axes = plt.subplots(1, len(optimizers), figsize=(5 * len(optimizers), 3.6), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(1, len(optimizers), figsize=(5.5 * len(optimizers), 4.2), squeeze=False, sharey=True)
+    low, high = np.inf, -np.inf
     for axis, optimizer in zip(axes[0], optimizers):
         group = table[table.optimizer == optimizer]
         models = list(dict.fromkeys(group.model))
         losses = list(dict.fromkeys(group.loss))
         width = 0.8 / max(len(losses), 1)
         for index, loss in enumerate(losses):
-            stats = group[group.loss == loss].groupby("model").mdsc.agg(["mean", "std"]).reindex(models)
+            stats = 100 * group[group.loss == loss].groupby("model").mdsc.agg(["mean", "std"]).reindex(models)
             positions = np.arange(len(models)) + (index - (len(losses) - 1) / 2) * width
-            axis.bar(positions, 100 * stats["mean"].fillna(0), width, yerr=100 * stats["std"].fillna(0), label=LOSS_LABELS.get(loss, loss), capsize=3)
+            spread = stats["std"].fillna(0)  # pandas' std is the sample one; one run has none
+            bars = axis.bar(positions, stats["mean"].fillna(0), width, yerr=spread if stats["std"].notna().any() else None,
+                            label=LOSS_LABELS.get(loss, loss),
+                            capsize=3, color=f"C{index}")
+            # inside the bar, clear of the error bar
+            axis.bar_label(bars, labels=[f"{v:.1f}" if np.isfinite(v) else "n/a" for v in stats["mean"]],
+                           label_type="center", color="white", fontweight="bold", fontsize="small")
+            finite = stats["mean"].notna()
+            if finite.any():
+                low = min(low, float((stats["mean"] - spread)[finite].min()))
+                high = max(high, float((stats["mean"] + spread)[finite].max()))
         axis.set_xticks(np.arange(len(models)), [MODEL_LABELS.get(m, m) for m in models])
         axis.set_title(OPTIMIZER_LABELS.get(optimizer, optimizer))
-        axis.set_ylabel("foreground mDSC (%)")
-        axis.set_ylim(0, 100)
-        axis.legend(fontsize="small")
+    axes[0][0].set_ylabel("foreground mDSC (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="loss")
+    if np.isfinite(low):
+        margin = max(2.0, 0.15 * (high - low))
+        axes[0][0].set_ylim(max(0.0, low - margin), min(100.0, high + margin))
+    runs = table.groupby(["model", "loss", "optimizer"]).size()
+    count = f"n = {runs.min()}" if runs.min() == runs.max() else f"n = {runs.min()}–{runs.max()}"
+    count += " run per bar" if runs.max() == 1 else " runs per bar"
+    spread = "error bars: sample std over the runs (folds × seeds)" if runs.max() > 1 else "single runs, no error bars"
+    datasets = ", ".join(dict.fromkeys(table.dataset.astype(str)))
+    epochs = ", ".join(str(e) for e in dict.fromkeys(table.epochs))
+    figure.suptitle(f"{datasets}: {epochs} epochs, {count}; {spread}", fontsize="medium")
     figure.tight_layout()
-    save_figure_atomically(figure, path)
+    save_figure_atomically(figure, path, bbox_inches="tight")  # keeps the legend beside the panels

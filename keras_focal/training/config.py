@@ -4,8 +4,10 @@ import dataclasses
 import json
 import os
 
+from keras_focal.loss_names import LOSS_NAMES, TRAINER_LOSSES
+
 MODELS = ("deeplabv3_plus", "vgg19_fcn", "unet")
-LOSSES = ("ce", "wce", "fl", "dfl", "acw_ce", "adfl")
+LOSSES = TRAINER_LOSSES  # one table with keras_focal.losses.get (keras_focal.loss_names)
 OPTIMIZERS = ("adam", "sgdm")
 STRATEGIES = ("default", "mirrored", "data-parallel", "multiworker")
 EVALUATE = ("last", "best")
@@ -122,7 +124,7 @@ class RunConfig:
 
     @property
     def uses_acw(self):
-        return self.loss in ("acw_ce", "adfl")
+        return LOSS_NAMES[self.loss].with_acw_layer
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, replacing, save_model_atomically, write_text_atomically
-from keras_focal.training.callbacks import BestCheckpoint, HistoryWriter, NaNRecorder, RunState
+from keras_focal.training.callbacks import BestCheckpoint, HistoryWriter, NaNRecorder, RunState, tensorboard_callbacks
 from keras_focal.training import processes
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import (
@@ -36,16 +36,16 @@ def build_model(config, input_shape, num_classes, acw_weights=None):
 
 
 def build_loss(config, class_weights):
-    from keras_focal import losses
+    """The loss of `config.loss` (names: `keras_focal.loss_names`; the ACW layer is the model's)."""
+    from keras_focal import loss_names, losses
 
-    common = {"ignore_class": IGNORE_LABEL}
-    if config.loss in ("ce", "acw_ce"):
-        return losses.CrossEntropy(**common)
-    if config.loss == "wce":
-        return losses.WeightedCrossEntropy(class_weights, **common)
-    if config.loss == "fl":
-        return losses.CategoricalFocalLoss(gamma=config.gamma, **common)
-    return losses.DualFocalLoss(**common)  # dfl, adfl
+    loss_class = getattr(losses, loss_names.LOSS_NAMES[config.loss].loss_class)
+    options = {"ignore_class": IGNORE_LABEL}
+    if loss_class is losses.WeightedCrossEntropy:
+        options["class_weights"] = class_weights
+    elif loss_class is losses.CategoricalFocalLoss:
+        options["gamma"] = config.gamma
+    return loss_class(**options)
 
 
 def foreground_metrics(class_names):
@@ -382,7 +382,10 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
                         evaluation_dataset(validation, config.batch_size, drop_remainder=whole_batches, shard=shard)
                         if validation and not (whole_batches and len(validation) < config.batch_size) else None
                     ),
-                    callbacks=[recorder, HistoryWriter(history_path, schedule), best, state, *callbacks],
+                    # TensorBoard after RunState: an epoch is logged once its state is saved, so
+                    # a resumed run does not log an epoch twice.
+                    callbacks=[recorder, HistoryWriter(history_path, schedule), best, state,
+                               *tensorboard_callbacks(os.path.join(config.out, "logs"), dataset.class_names), *callbacks],
                     shuffle=False,  # the dataset shuffles, per epoch and reproducibly
                     verbose=verbose,
                 )

@@ -1,0 +1,72 @@
+"""The short loss names shared by `keras_focal.losses.get`, the trainer's `--loss` and the reports.
+
+One table, so that a name means the same thing wherever a user types it. It
+imports nothing heavy: the command line reads it to list the choices.
+
+Two names are a layer plus a loss, not a loss alone: `acw_ce` and `adfl` put
+the Adaptive Class Weight layer (`keras_focal.layers.AdaptiveClassWeight`,
+initialised with the training set's inverse-frequency weights) before the
+softmax and train it with cross-entropy or the Dual Focal Loss. The trainer
+builds both parts; `losses.get` refuses these names and says how to build
+them, since a loss alone cannot add a layer to a model.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class LossName:
+    """One short loss name.
+
+    Attributes:
+        name: the short name (`--loss`, `losses.get`).
+        loss_class: the class in `keras_focal.losses` that computes it.
+        label: how tables and plots name it (the ADFL paper's abbreviations).
+        with_acw_layer: the name means the ACW layer plus `loss_class`.
+        segmentation: the trainer accepts it (softmax losses; the sigmoid
+            `bfl` is for one-logit outputs).
+        aliases: long forms accepted by `losses.get`.
+    """
+
+    name: str
+    loss_class: str
+    label: str
+    with_acw_layer: bool = False
+    segmentation: bool = True
+    aliases: tuple = ()
+
+
+LOSS_NAMES = {
+    entry.name: entry
+    for entry in (
+        LossName("ce", "CrossEntropy", "CE", aliases=("cross_entropy",)),
+        LossName("wce", "WeightedCrossEntropy", "WCE", aliases=("weighted_cross_entropy",)),
+        LossName("fl", "CategoricalFocalLoss", "FL", aliases=("focal", "categorical_focal")),
+        LossName("dfl", "DualFocalLoss", "DFL", aliases=("dual_focal",)),
+        LossName("acw_ce", "CrossEntropy", "ACW+CE", with_acw_layer=True),
+        LossName("adfl", "DualFocalLoss", "ADFL", with_acw_layer=True),
+        LossName("bfl", "BinaryFocalLoss", "BFL", segmentation=False, aliases=("binary_focal",)),
+    )
+}
+
+# What the trainer's --loss accepts, in the order tables list them.
+TRAINER_LOSSES = tuple(name for name, entry in LOSS_NAMES.items() if entry.segmentation)
+
+# Labels of tables and plots, e.g. "adfl" -> "ADFL".
+LOSS_LABELS = {name: entry.label for name, entry in LOSS_NAMES.items()}
+
+
+def lookup(name):
+    """The `LossName` of a short name or alias (case-insensitive), or None."""
+    if not isinstance(name, str):
+        return None
+    key = name.lower()
+    for entry in LOSS_NAMES.values():
+        if key == entry.name or key in entry.aliases:
+            return entry
+    return None
+
+
+def all_names():
+    """Every accepted spelling, sorted."""
+    return sorted({n for entry in LOSS_NAMES.values() for n in (entry.name, *entry.aliases)})

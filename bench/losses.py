@@ -40,6 +40,7 @@ TARGETS = {
     "CategoricalFocalLoss(gamma=0.5, epsilon=1e-3)": 1.15,
     "DualFocalLoss()": 1.5,
     "BinaryFocalLoss(gamma=2, alpha=0.25)": 1.2,
+    "DiceLoss()": 1.2,  # issue 16
 }
 
 
@@ -53,6 +54,7 @@ def _candidates(keras, losses, num_classes):
             gamma=0.5, epsilon=1e-3, from_logits=True
         ),
         "DualFocalLoss()": losses.DualFocalLoss(from_logits=True),
+        "DiceLoss()": losses.DiceLoss(from_logits=True),
         "keras CategoricalFocalCrossentropy": keras.losses.CategoricalFocalCrossentropy(
             from_logits=True
         ),

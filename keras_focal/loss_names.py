@@ -3,6 +3,14 @@
 One table, so that a name means the same thing wherever a user types it. It
 imports nothing heavy: the command line reads it to list the choices.
 
+Four names are a weighted sum of losses or a preset: `dice_ce` (Dice + CE,
+1:1, nnU-Net's default) and `dice_fl` (Dice + focal) are `CombinedLoss`es,
+and the trainer's region losses (`dice`, `tversky` and the Dice parts) leave
+the background out and pool the batch (nnU-Net's 2-D settings; `TRAINER_OPTIONS`),
+because most prostate slices have no foreground and a per-image Dice of an
+absent class is ~1 whatever the network does. `tversky` trains with
+alpha = 0.3, beta = 0.7 (Salehi et al.'s choice, favouring recall).
+
 Two names are a layer plus a loss, not a loss alone: `acw_ce` and `adfl` put
 the Adaptive Class Weight layer (`keras_focal.layers.AdaptiveClassWeight`,
 initialised with the training set's inverse-frequency weights) before the
@@ -26,6 +34,7 @@ class LossName:
         segmentation: the trainer accepts it (softmax losses; the sigmoid
             `bfl` is for one-logit outputs).
         aliases: long forms accepted by `losses.get`.
+        parts: for a `CombinedLoss`, the class names of its parts (weights 1).
     """
 
     name: str
@@ -34,6 +43,7 @@ class LossName:
     with_acw_layer: bool = False
     segmentation: bool = True
     aliases: tuple = ()
+    parts: tuple = ()
 
 
 LOSS_NAMES = {
@@ -45,8 +55,18 @@ LOSS_NAMES = {
         LossName("dfl", "DualFocalLoss", "DFL", aliases=("dual_focal",)),
         LossName("acw_ce", "CrossEntropy", "ACW+CE", with_acw_layer=True),
         LossName("adfl", "DualFocalLoss", "ADFL", with_acw_layer=True),
+        LossName("dice", "DiceLoss", "Dice"),
+        LossName("tversky", "TverskyLoss", "Tversky"),
+        LossName("dice_ce", "CombinedLoss", "Dice+CE", parts=("DiceLoss", "CrossEntropy")),
+        LossName("dice_fl", "CombinedLoss", "Dice+FL", parts=("DiceLoss", "CategoricalFocalLoss")),
         LossName("bfl", "BinaryFocalLoss", "BFL", segmentation=False, aliases=("binary_focal",)),
     )
+}
+
+# How the trainer builds the region losses (see the module docstring).
+TRAINER_OPTIONS = {
+    "DiceLoss": {"include_background": False, "batch": True},
+    "TverskyLoss": {"include_background": False, "batch": True, "alpha": 0.3, "beta": 0.7},
 }
 
 # What the trainer's --loss accepts, in the order tables list them.

@@ -11,25 +11,37 @@ from keras_focal.files import save_figure_atomically, save_png_atomically, write
 EXIT_BAD_INPUT = 2
 
 
+def draw_confusion_matrix(axis, matrix, class_names, title="Confusion matrix (rows sum to 1)"):
+    """Draws a row-normalised confusion matrix on `axis`: cells with their values, axis names, title.
+
+    Returns the image, for a colour bar (`figure.colorbar(image, ...)`).
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    image = axis.imshow(np.nan_to_num(matrix), vmin=0, vmax=1, cmap="Blues")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    fontsize = 8 if len(class_names) > 6 else 10
+    for (row, column), value in np.ndenumerate(matrix):
+        text = f"{value:.2f}" if np.isfinite(value) else "–"  # a class absent from the truth has no row
+        axis.text(column, row, text, ha="center", va="center", fontsize=fontsize,
+                  color="white" if np.isfinite(value) and value > 0.5 else "black")
+    axis.set_title(title, fontsize="medium")
+    return image
+
+
 def confusion_matrix_figure(result, path):
-    """Row-normalised confusion matrix as a PNG (rows: true class)."""
+    """Row-normalised confusion matrix as a PNG (rows: true class), with values, axis names and colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    matrix = result.normalized_confusion_matrix
-    size = max(3.5, 0.6 * len(result.class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
-    image = axis.imshow(np.nan_to_num(matrix), vmin=0, vmax=1, cmap="Blues")
-    axis.set_xticks(range(len(result.class_names)), result.class_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(result.class_names)), result.class_names)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    for (row, column), value in np.ndenumerate(matrix):
-        if np.isfinite(value):
-            axis.text(column, row, f"{value:.2f}", ha="center", va="center", color="white" if value > 0.5 else "black", fontsize=8)
-    figure.colorbar(image, ax=axis, fraction=0.046)
+    size = max(3.8, 0.6 * len(result.class_names) + 2.4)
+    figure, axis = plt.subplots(figsize=(size + 0.8, size))
+    image = draw_confusion_matrix(axis, result.normalized_confusion_matrix, result.class_names)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="fraction of the true class's pixels")
     figure.tight_layout()
     save_figure_atomically(figure, path)
 
@@ -43,7 +55,7 @@ def overlay(image, truth, predicted, foreground, scale=None):
         image = image[..., None]
     rgb = np.repeat(image[..., :1], 3, axis=-1) if image.shape[-1] == 1 else image[..., :3].copy()
     rgb = rgb.astype(np.uint8)
-    scale = scale or max(1, 256 // max(image.shape[:2]))
+    scale = scale or max(1, 448 // max(image.shape[:2]))  # 224 -> 448: contours a reader can see
     if scale > 1:
         rgb = np.kron(rgb, np.ones((scale, scale, 1), np.uint8))
         truth = np.kron(truth, np.ones((scale, scale), truth.dtype))
@@ -54,6 +66,31 @@ def overlay(image, truth, predicted, foreground, scale=None):
     rgb[predicted_edge] = (230, 30, 30)
     rgb[true_edge & predicted_edge] = (255, 220, 0)
     return rgb
+
+
+OVERLAY_KEY = (((0, 220, 0), "truth"), ((230, 30, 30), "prediction"), ((255, 220, 0), "both"))
+
+
+def with_key(picture, caption):
+    """`picture` (RGB uint8) above a white strip: the overlay's colour key, then `caption` (e.g. the Dice)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = picture.shape[:2]
+    line = 17
+    font = ImageFont.load_default(size=13)  # Pillow's bundled font: no font files needed
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    needed = 8 + max(sum(24 + measure.textlength(name, font=font) for _, name in OVERLAY_KEY),
+                     measure.textlength(caption, font=font))
+    canvas = Image.new("RGB", (max(width, int(needed)), height + 2 * line + 4), (255, 255, 255))  # a narrow picture gets a margin
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x, y = 4, height + 3
+    for colour, name in OVERLAY_KEY:
+        draw.rectangle([x, y + 2, x + 10, y + 12], fill=colour, outline=(0, 0, 0))
+        draw.text((x + 14, y), name, fill=(0, 0, 0), font=font)
+        x += 24 + int(draw.textlength(name, font=font))
+    draw.text((4, y + line), caption, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
 
 
 def write_evaluation(result, rows, images, masks, predictions, out):
@@ -74,7 +111,9 @@ def write_evaluation(result, rows, images, masks, predictions, out):
     if len(ranked):
         picks = {"worst": ranked.index[0], "median": ranked.index[len(ranked) // 2], "best": ranked.index[-1]}
         for label, index in picks.items():
-            picture = overlay(images[index], masks[index], predictions[index], result.foreground)
+            dice = float(frame.ForegroundDice[index])
+            picture = with_key(overlay(images[index], masks[index], predictions[index], result.foreground),
+                               f"{label} test image: foreground Dice {dice:.3f}")
             path = os.path.join(out, f"overlay_{label}.png")
             save_png_atomically(picture, path)
             written[label] = {"image": int(index), "ForegroundDice": float(frame.ForegroundDice[index]), "file": os.path.basename(path)}

@@ -99,3 +99,18 @@ def test_overlay_colours():
     shifted = np.roll(truth, 1, axis=1)
     picture = overlay(image, truth, shifted, [1], scale=1)
     assert tuple(picture[3, 2]) == (0, 220, 0) and tuple(picture[3, 6]) == (230, 30, 30)
+
+
+def test_overlay_key_and_caption_below_the_picture():
+    from keras_focal.reports import OVERLAY_KEY, with_key
+
+    picture = np.full((64, 448, 3), 40, np.uint8)
+    keyed = with_key(picture, "median test image: foreground Dice 0.873")
+    assert keyed.shape[1:] == (448, 3) and keyed.shape[0] > 64 + 30  # two text lines below
+    np.testing.assert_array_equal(keyed[:64], picture)  # the picture itself is untouched
+    narrow = with_key(picture[:, :50], "a long caption that is wider than the picture")
+    assert narrow.shape[1] > 250  # widened so that the key and caption fit
+    strip = keyed[64:].reshape(-1, 3)
+    for colour, _ in OVERLAY_KEY:  # each swatch of the key is drawn
+        assert (strip == colour).all(axis=1).sum() >= 50, colour
+    assert (strip == 0).all(axis=1).any()  # black text

@@ -33,6 +33,15 @@ def test_gradient_sweep_nan_pattern():
     naive = sweep[(sweep.implementation == "naive") & (sweep.logit.abs() <= 5)].loss.to_numpy()
     exact = sweep[(sweep.implementation == "exact") & (sweep.logit.abs() <= 5)].loss.to_numpy()
     np.testing.assert_allclose(exact, naive, rtol=1e-5)
+    # ... and so is its gradient, at logit 0 too (torchvision's BCE backward is sigmoid(x) - y;
+    # a max/abs form differentiated by autodiff gives a spike there). At x = 0, p = 1/2:
+    # d/dx [0.5 * ce * (1 - p_t)^gamma] = -+0.5 * (1/2 * 2^-0.5 + log 2 * 0.5 * 2^0.5 / 4) for y = 1 / 0.
+    gradient = sweep[(sweep.gamma == 0.5) & (sweep.logit.abs() <= 5)].pivot_table(
+        index=["y", "logit"], columns="implementation", values="gradient")
+    np.testing.assert_allclose(gradient.naive, gradient.exact, rtol=1e-5, atol=1e-7)
+    for label, sign in ((1, -1), (0, 1)):
+        expected = sign * 0.5 * (0.5 * 2 ** -0.5 + np.log(2) * 0.5 * 2 ** 0.5 * 0.25)
+        assert at["naive", label, 0.0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_table_1_counts_and_data_source():

@@ -484,3 +484,20 @@ def test_results_tables_report_the_sample_std_and_n():
     assert "*sample* standard deviation (ddof = 1)" in markdown
     single = markdown_tables(_hand_made_table({"ce": [0.8]}))
     assert "80.00 (n = 1, no spread)" in single and "±" not in single.split("|---")[1]
+
+
+@pytest.mark.parametrize("loss", ["dice_ce", "tversky"])
+def test_region_losses_train_end_to_end(prepared_trus, tmp_path, loss):
+    metrics = train_run(_config(prepared_trus, tmp_path / loss, loss=loss), verbose=0)
+    history = pd.read_csv(tmp_path / loss / "history.csv")
+    assert metrics["epochs_run"] == 2 and metrics["nan_epoch"] is None
+    assert np.isfinite(history.loss).all() and (history.loss > 0).all()
+    assert json.load(open(tmp_path / loss / "config.json"))["loss"] == loss
+
+
+def test_compare_refuses_a_reference_outside_the_grid(prepared_trus, tmp_path, capsys):
+    code = main(["compare", "--data", prepared_trus, "--out", str(tmp_path / "c"), "--models", "unet",
+                 "--losses", "ce", "wce", "--folds", "0", "--reference", "adfl"])
+    assert code == 2
+    assert "--reference 'adfl' is not one of the grid's losses (ce, wce)" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "runs").exists()

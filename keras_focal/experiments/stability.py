@@ -94,6 +94,9 @@ def naive_sigmoid_focal_loss(y_true, logits, gamma, alpha=0.5, epsilon=0.0, redu
     logits = ops.cast(logits, "float32")
     p = ops.sigmoid(logits)
     ce = ops.maximum(logits, 0.0) - logits * y_true + ops.log1p(ops.exp(-ops.abs(logits)))
+    # PyTorch's binary_cross_entropy_with_logits has a hand-written backward, sigmoid(x) - y;
+    # autodiff of the max/abs form would give a zero subgradient at logit 0 instead.
+    ce = ops.stop_gradient(ce) + ops.stop_gradient(p - y_true) * (logits - ops.stop_gradient(logits))
     p_t = p * y_true + (1 - p) * (1 - y_true)
     # PyTorch's pow backward is 0 for a zero exponent; TensorFlow's is 0 * 0^-1 = NaN at p_t = 1.
     # gamma = 0 is plain cross-entropy in torchvision, so it is here too.
@@ -336,41 +339,72 @@ def _save(figure, path):
 
 
 def plot_gradient_sweep(table, path, gamma=0.5):
+    """Gradient against logit per implementation; NaN gradients as markers in a band of their own.
+
+    Each implementation that has NaN gradients gets its own row of markers
+    below the curves, so that one implementation's markers cannot hide
+    another's.
+    """
     plt = _plt()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = list(dict.fromkeys(table.implementation))
+    colours = {name: f"C{index}" for index, name in enumerate(names)}
     for axis, label in zip(axes, (1, 0)):
         part = table[(table.gamma == gamma) & (table.y == label)]
+        finite_values = part.gradient[np.isfinite(part.gradient)]
+        low, high = float(finite_values.min()), float(finite_values.max())
+        step = 0.12 * (high - low)
+        row = 0
         for name, group in part.groupby("implementation", sort=False):
             finite = np.isfinite(group.gradient)
-            axis.plot(group.logit[finite], group.gradient[finite], label=name)
+            axis.plot(group.logit[finite], group.gradient[finite], label=name, color=colours[name],
+                      linewidth=2.5 if name == "naive" else 1.5, linestyle="-" if name in ("naive", "exact") else "--")
             if (~finite).any():
-                axis.plot(group.logit[~finite], np.zeros((~finite).sum()), "x", label=f"{name}: NaN")
+                row += 1
+                level = low - row * step
+                axis.plot(group.logit[~finite], np.full((~finite).sum(), level), "x", color=colours[name],
+                          label=f"{name}: NaN gradient ({int((~finite).sum())} of {len(group)})")
+        axis.set_ylim(low - (row + 1) * step, high + step)
         axis.set(title=f"gamma = {gamma}, y = {label}", xlabel="logit", ylabel="d loss / d logit")
-        axis.legend(fontsize="small")
+        axis.legend(fontsize="small", loc="upper left")  # the curves are flat and low there
+    figure.suptitle("Focal loss gradient in float32 (alpha = 0.5); NaN gradients marked below the curves",
+                    fontsize="medium")
     _save(figure, path)
 
 
 def plot_classification(table, path):
+    """Heat maps of the epochs completed before the first NaN: rows noise, columns loss."""
     plt = _plt()
     kinds = list(dict.fromkeys(table.loss))
     noises = sorted(table.noise.unique())
-    figure, axes = plt.subplots(len(noises), len(kinds), figsize=(3.6 * len(kinds), 3.2 * len(noises)), squeeze=False)
+    epochs = float(table.epochs.max())
+    figure, axes = plt.subplots(len(noises), len(kinds), figsize=(3.4 * len(kinds) + 1.2, 3.1 * len(noises) + 0.8),
+                                squeeze=False, sharex=True, sharey=True, layout="constrained")
+    colour_map = plt.get_cmap("viridis")
     for row, noise in enumerate(noises):
         for column, kind in enumerate(kinds):
             part = table[(table.loss == kind) & (table.noise == noise)]
             grid = part.pivot_table(index="gamma", columns="threshold", values="epochs_completed")
             axis = axes[row, column]
-            image = axis.imshow(grid.to_numpy(), vmin=0, vmax=float(table.epochs.max()), cmap="viridis", aspect="auto")
-            axis.set_xticks(range(len(grid.columns)), grid.columns)
+            image = axis.imshow(grid.to_numpy(), vmin=0, vmax=epochs, cmap=colour_map, aspect="auto")
+            axis.set_xticks(range(len(grid.columns)), [f"{t:g}" for t in grid.columns])
             axis.set_yticks(range(len(grid.index)), [f"{g:g}" for g in grid.index])
             for (i, j), value in np.ndenumerate(grid.to_numpy()):
-                axis.text(j, i, f"{value:.0f}", ha="center", va="center", color="white", fontsize=7)
-            axis.set(title=f"{kind}, noise {noise:g}", xlabel="threshold", ylabel="gamma")
-    figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="epochs completed")
-    temporary = f"{path[:-4]}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
+                # dark text on the light (yellow) end of viridis, white on the dark end
+                red, green, blue, _ = colour_map(value / epochs if epochs else 0.0)
+                light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+                axis.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=9,
+                          color="black" if light else "white", fontweight="bold" if value < epochs else "normal")
+            axis.set_title(f"{kind}, noise {noise:g}", fontsize="medium")
+            if row == len(noises) - 1:
+                axis.set_xlabel("threshold (digits <= t are class A)")
+            if column == 0:
+                axis.set_ylabel("gamma")
+    figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7, label=f"epochs completed (of {epochs:.0f}) before NaN")
+    figure.suptitle("Classification: epochs completed before the first NaN loss (bold: the run reached NaN)")
+    from keras_focal.files import save_figure_atomically
+
+    save_figure_atomically(figure, path, dpi=110)
 
 
 def plot_segmentation(table, path):

@@ -25,11 +25,14 @@ be inspected, so validate masks in the input pipeline
 (`keras_focal.data_prep` does).
 """
 
+from keras_focal.losses.combined import CombinedLoss
 from keras_focal.losses.cross_entropy import CrossEntropy
 from keras_focal.losses.cross_entropy import WeightedCrossEntropy
 from keras_focal.losses.dual_focal import DualFocalLoss
 from keras_focal.losses.focal import BinaryFocalLoss
+from keras_focal.losses.dice import DiceLoss
 from keras_focal.losses.focal import CategoricalFocalLoss
+from keras_focal.losses.tversky import TverskyLoss
 
 
 def get(name, **kwargs):
@@ -37,16 +40,19 @@ def get(name, **kwargs):
 
     The names are those of the trainer's `--loss` (one table,
     `keras_focal.loss_names.LOSS_NAMES`): `"ce"`, `"wce"`, `"fl"`, `"dfl"`,
-    `"bfl"` and the long forms `"cross_entropy"`, `"weighted_cross_entropy"`,
-    `"focal"`, `"dual_focal"`, `"binary_focal"`, case-insensitive. `"acw_ce"`
-    and `"adfl"` name the Adaptive Class Weight layer *plus* a loss; a loss
-    alone cannot add the layer, so they raise a `ValueError` that says how to
-    build them.
+    `"bfl"`, `"dice"`, `"tversky"`, `"dice_ce"`, `"dice_fl"` and the long
+    forms `"cross_entropy"`, `"weighted_cross_entropy"`, `"focal"`,
+    `"dual_focal"`, `"binary_focal"`, case-insensitive. `"dice_ce"` and
+    `"dice_fl"` are `CombinedLoss`es (weights 1:1) whose parts all get
+    `kwargs`. `"acw_ce"` and `"adfl"` name the Adaptive Class Weight layer
+    *plus* a loss; a loss alone cannot add the layer, so they raise a
+    `ValueError` that says how to build them.
 
     Args:
         name: a short or long loss name.
         **kwargs: passed to the loss's constructor (e.g. `class_weights` for
-            `"wce"`, `gamma` for `"fl"`, `from_logits`).
+            `"wce"`, `gamma` for `"fl"`, `from_logits`); for the combined
+            names, to every part that takes them.
 
     Returns:
         A `keras.losses.Loss` instance.
@@ -68,14 +74,27 @@ def get(name, **kwargs):
             f"and train with keras_focal.losses.get({'dfl' if entry.name == 'adfl' else 'ce'!r}) "
             "(the trainer's --loss " + entry.name + " does both)."
         )
+    if entry.parts:
+        return CombinedLoss([_with_accepted(globals()[part], kwargs) for part in entry.parts])
     return globals()[entry.loss_class](**kwargs)
+
+
+def _with_accepted(loss_class, kwargs):
+    """`loss_class` built with the keyword arguments its constructor takes."""
+    import inspect
+
+    accepted = inspect.signature(loss_class.__init__).parameters
+    return loss_class(**{key: value for key, value in kwargs.items() if key in accepted})
 
 
 __all__ = [
     "BinaryFocalLoss",
     "CategoricalFocalLoss",
+    "CombinedLoss",
     "CrossEntropy",
+    "DiceLoss",
     "DualFocalLoss",
+    "TverskyLoss",
     "WeightedCrossEntropy",
     "get",
 ]

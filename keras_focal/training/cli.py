@@ -74,6 +74,8 @@ def add_training_parsers(commands):
     compare.add_argument("--optimizers", nargs="+")
     compare.add_argument("--folds", nargs="+", type=int)
     compare.add_argument("--seeds", nargs="+", type=int)
+    compare.add_argument("--reference", help="the loss every other is compared with, paired by fold and seed, in "
+                         "results.md (default: adfl when it is in the grid, else the first loss)")
     _add_run_options(compare)
     compare.set_defaults(run=_compare)
 
@@ -143,7 +145,7 @@ def _compare(args):
             if not args.data or not args.out:
                 raise ValueError("give --config FILE, or --data and --out (plus the grid axes).")
             config = CompareConfig(data=args.data, out=args.out)
-        for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds"):
+        for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds", "reference"):
             if getattr(args, axis, None):
                 setattr(config, axis, getattr(args, axis))
         config.run_options.update(_run_options(args))

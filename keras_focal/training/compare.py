@@ -23,7 +23,9 @@ class CompareConfig:
     """A grid of runs: every model x loss x optimiser x fold x seed on one data set.
 
     `run_options` are the `RunConfig` settings shared by all runs (epochs,
-    batch_size, learning_rate, model_options, ...).
+    batch_size, learning_rate, model_options, ...). `reference` is the loss
+    every other is compared with in `results.md`, paired by fold and seed
+    (None: `adfl` when the grid has it, else the first loss).
     """
 
     data: str
@@ -34,6 +36,15 @@ class CompareConfig:
     folds: list = dataclasses.field(default_factory=lambda: [0, 1, 2])
     seeds: list = dataclasses.field(default_factory=lambda: [0])
     run_options: dict = dataclasses.field(default_factory=dict)
+    reference: str = None
+
+    def reference_loss(self):
+        """The loss of the paired comparison (validated against the grid)."""
+        if self.reference is None:
+            return "adfl" if "adfl" in self.losses else self.losses[0]
+        if self.reference not in self.losses:
+            raise ValueError(f"--reference {self.reference!r} is not one of the grid's losses ({', '.join(self.losses)}).")
+        return self.reference
 
     @classmethod
     def from_yaml(cls, path):
@@ -83,6 +94,7 @@ def compare(config, verbose=0, log=print, progress=False):
     runs = list(config.runs())
     if not runs:
         raise ValueError("the grid is empty: give at least one model, loss, optimiser, fold and seed.")
+    config.reference_loss()  # a bad --reference stops the comparison before any training
     for run in runs:
         check_strategy(run.strategy)
         prepare_run(run)
@@ -145,7 +157,7 @@ def _compare_locked(config, runs, verbose, log, progress=False):
             )
     finally:
         bar.close()
-    return write_results(rows, config.out)
+    return write_results(rows, config.out, config.reference_loss())
 
 
 def _one_run(run, index, count, verbose, bar):
@@ -200,13 +212,13 @@ def read_results(folder):
     return table
 
 
-def write_results(rows, out):
-    """`results.csv`, `results.md` (the paper's Tables 2-4 layout) and `results.png`."""
+def write_results(rows, out, reference=None):
+    """`results.csv`, `results.md` (the paper's Tables 2-4 layout, then the paired differences) and `results.png`."""
     import pandas as pd
 
     table = pd.DataFrame(rows)
     write_text_atomically(os.path.join(out, "results.csv"), table.to_csv(index=False))
-    write_text_atomically(os.path.join(out, "results.md"), markdown_tables(table))
+    write_text_atomically(os.path.join(out, "results.md"), markdown_tables(table, reference))
     bar_plot(table, os.path.join(out, "results.png"))
     return table
 
@@ -222,12 +234,14 @@ def _mean_and_spread(values):
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} (n = {values.size})"
 
 
-def markdown_tables(table):
+def markdown_tables(table, reference=None):
     """One table per (data set, optimiser): rows "LOSS+MODEL", a column pair per test run (fold), mean ± std.
 
     Several seeds of one fold are averaged into that fold's cell; the mean and
     the sample standard deviation (ddof = 1) are over all runs (folds x seeds)
-    whose scores are finite, with their number n.
+    whose scores are finite, with their number n. With a `reference` loss
+    in the table, the paired differences against it follow
+    (`keras_focal.training.statistics`).
     """
     lines = [
         "# Results",
@@ -257,6 +271,12 @@ def markdown_tables(table):
             cells.append(str(int(runs.nan_epoch.notna().sum())))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if reference is not None and reference in set(table.loss) and table.loss.nunique() > 1:
+        from keras_focal.training import statistics
+
+        differences = statistics.paired_differences(table, reference, label=LOSS_LABELS.get(reference, reference))
+        lines.append(statistics.markdown(differences, LOSS_LABELS.get(reference, reference),
+                                         labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS}))
     return "\n".join(lines)
 
 

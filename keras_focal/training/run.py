@@ -39,13 +39,19 @@ def build_loss(config, class_weights):
     """The loss of `config.loss` (names: `keras_focal.loss_names`; the ACW layer is the model's)."""
     from keras_focal import loss_names, losses
 
-    loss_class = getattr(losses, loss_names.LOSS_NAMES[config.loss].loss_class)
-    options = {"ignore_class": IGNORE_LABEL}
-    if loss_class is losses.WeightedCrossEntropy:
-        options["class_weights"] = class_weights
-    elif loss_class is losses.CategoricalFocalLoss:
-        options["gamma"] = config.gamma
-    return loss_class(**options)
+    def part(class_name):
+        loss_class = getattr(losses, class_name)
+        options = {"ignore_class": IGNORE_LABEL, **loss_names.TRAINER_OPTIONS.get(class_name, {})}
+        if loss_class is losses.WeightedCrossEntropy:
+            options["class_weights"] = class_weights
+        elif loss_class is losses.CategoricalFocalLoss:
+            options["gamma"] = config.gamma
+        return loss_class(**options)
+
+    entry = loss_names.LOSS_NAMES[config.loss]
+    if entry.parts:
+        return losses.CombinedLoss([part(name) for name in entry.parts])
+    return part(entry.loss_class)
 
 
 def foreground_metrics(class_names):

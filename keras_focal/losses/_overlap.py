@@ -1,0 +1,110 @@
+"""Soft per-class overlap counts of softmax outputs, shared by the Dice and Tversky losses.
+
+For softmax probabilities `p` and labels `g` (one-hot from integer masks, or
+dense as given), per image `b` and class `c` (or per class over the whole
+batch with `batch=True`):
+
+    TP = sum p g,   P = sum p,   G = sum g,   FP = P - TP,   FN = G - TP
+
+Pixels whose label is `ignore_class` add nothing to any count. Only these
+three sums over the pixels are needed: one softmax and three reductions.
+"""
+
+from keras import ops
+
+from keras_focal.losses import _base
+from keras_focal.losses import _softmax
+
+
+class OverlapLoss(_base.CategoricalLoss):
+    """Base of the losses computed from soft TP, P and G (per image, or per batch).
+
+    Subclasses implement `class_losses(tp, predicted, labelled)` returning the
+    loss of every class from the counts (shape `(B, C)`, or `(C,)` with
+    `batch=True`).
+    """
+
+    def __init__(
+        self,
+        from_logits=False,
+        axis=-1,
+        include_background=True,
+        batch=False,
+        smooth=1e-5,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
+        super().__init__(
+            from_logits=from_logits, axis=axis, ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype
+        )
+        _base._check_non_negative("smooth", smooth)
+        self.include_background = bool(include_background)
+        self.batch = bool(batch)
+        self.smooth = float(smooth)
+
+    def class_losses(self, tp, predicted, labelled):
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        keras_logits = getattr(y_pred, "_keras_logits", None)
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        rank = len(y_pred.shape)
+        if rank < 3:
+            raise ValueError(
+                f"{type(self).__name__} expects predictions with a batch axis, pixel axes and a class "
+                f"axis (rank >= 3). Received: y_pred.shape={tuple(y_pred.shape)}"
+            )
+        axis = self.axis % rank
+        if axis == 0:
+            raise ValueError(f"`axis` must not be the batch axis 0. Received: axis={self.axis}")
+        num_classes = y_pred.shape[axis]
+        if num_classes is None or num_classes < 2:
+            raise ValueError(
+                f"{type(self).__name__} is a softmax loss and needs a static class axis of >= 2 classes. "
+                f"Received: y_pred.shape={tuple(y_pred.shape)}, axis={self.axis}"
+            )
+        logits = self._logits(y_pred, keras_logits)
+        if logits is not None:
+            probabilities = ops.softmax(logits, axis=axis)
+        else:
+            probabilities = ops.cast(y_pred, "float32")
+        valid = None
+        if self._is_sparse(y_true, y_pred, axis, num_classes):
+            labels = ops.cast(y_true, "int32")
+            if len(y_true.shape) == rank - 1:
+                labels = ops.expand_dims(labels, axis)
+            valid = self._validate_labels(labels, num_classes)
+            if valid is not None:
+                labels = ops.where(valid, labels, 0)
+            truth = _softmax.one_hot(labels, num_classes, axis)
+        else:
+            truth = ops.cast(y_true, "float32")
+            if self.ignore_class is not None:
+                if not 0 <= self.ignore_class < num_classes:
+                    raise ValueError(
+                        "With dense (one-hot) labels `ignore_class` must be a class channel in "
+                        f"[0, {num_classes}). Received: ignore_class={self.ignore_class}"
+                    )
+                valid = ops.take(truth, [self.ignore_class], axis=axis) < 0.5
+        if valid is not None:
+            weight = ops.cast(valid, "float32")
+            probabilities, truth = probabilities * weight, truth * weight
+        # Sum over the pixel axes (and the batch with batch=True); the class axis stays.
+        pixel_axes = tuple(i for i in range(rank) if i != axis and (self.batch or i != 0))
+        tp = ops.sum(probabilities * truth, axis=pixel_axes)
+        predicted = ops.sum(probabilities, axis=pixel_axes)
+        labelled = ops.sum(truth, axis=pixel_axes)
+        losses = self.class_losses(tp, predicted, labelled)  # (B, C) or (C,)
+        if not self.include_background:
+            losses = losses[..., 1:]
+        # The mean over classes: per image, or one value for the batch.
+        return ops.mean(losses, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"include_background": self.include_background, "batch": self.batch, "smooth": self.smooth}
+        )
+        return config

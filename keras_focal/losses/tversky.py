@@ -1,0 +1,76 @@
+"""Tversky loss (Salehi et al., 2017), the Dice loss with weighted false positives and negatives."""
+
+import keras
+
+from keras_focal.losses import _base
+from keras_focal.losses import _overlap
+
+
+@keras.saving.register_keras_serializable(package="keras_focal")
+class TverskyLoss(_overlap.OverlapLoss):
+    """Soft Tversky loss over softmax outputs, per image and class.
+
+    With soft counts over the pixels of image `b` for class `c`,
+    `TP = sum p g`, `FP = sum p (1 - g)`, `FN = sum (1 - p) g`:
+
+    ```
+    loss_bc = 1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)
+    ```
+
+    averaged over classes and images. `alpha` weighs false positives and
+    `beta` false negatives, as in MONAI's `TverskyLoss`; `beta > alpha`
+    favours recall of small structures. `alpha = beta = 0.5` is the Dice
+    loss (up to how `smooth` enters). Options as `DiceLoss`.
+
+    Args:
+        alpha: weight of the false positives, >= 0.
+        beta: weight of the false negatives, >= 0.
+        from_logits: whether `y_pred` holds logits (a softmax is applied).
+        axis: the class axis of `y_pred`.
+        include_background: keep class 0 in the mean over classes.
+        batch: pool the batch before the ratio; default per image.
+        smooth: added to numerator and denominator, >= 0.
+        ignore_class: integer label whose pixels count for nothing.
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: computation dtype; float32 by default whatever the policy.
+
+    Example:
+
+    >>> loss = TverskyLoss(alpha=0.3, beta=0.7, include_background=False, smooth=0.0)
+    >>> round(float(loss([[1, 1]], [[[0.5, 0.5], [0.5, 0.5]]])), 5)  # 1 - TP / (TP + 0.7 FN), TP = FN = 1
+    0.41176
+    """
+
+    def __init__(
+        self,
+        alpha=0.5,
+        beta=0.5,
+        from_logits=False,
+        axis=-1,
+        include_background=True,
+        batch=False,
+        smooth=1e-5,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name="tversky_loss",
+        dtype=None,
+    ):
+        super().__init__(
+            from_logits=from_logits, axis=axis, include_background=include_background, batch=batch,
+            smooth=smooth, ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
+        )
+        _base._check_non_negative("alpha", alpha)
+        _base._check_non_negative("beta", beta)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def class_losses(self, tp, predicted, labelled):
+        false_positives = predicted - tp
+        false_negatives = labelled - tp
+        denominator = tp + self.alpha * false_positives + self.beta * false_negatives + self.smooth
+        return 1.0 - (tp + self.smooth) / denominator
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "beta": self.beta})
+        return config

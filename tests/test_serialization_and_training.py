@@ -49,7 +49,7 @@ def test_trainer_and_get_share_one_table_of_names():
     from keras_focal.training.config import LOSSES, RunConfig
     from keras_focal.training.run import build_loss
 
-    assert set(LOSSES) == {"ce", "wce", "fl", "dfl", "acw_ce", "adfl"}
+    assert set(LOSSES) == {"ce", "wce", "fl", "dfl", "acw_ce", "adfl", "dice", "tversky", "dice_ce", "dice_fl"}
     for name in LOSSES:
         config = RunConfig(data="d", out="o", model="unet", loss=name)
         built = build_loss(config, [0.3, 0.7])

@@ -283,7 +283,7 @@ def test_strategy_the_backend_cannot_run_exits_2_before_training(prepared_trus, 
     "arguments, message",
     [
         (["--model", "resnet"], r"unknown model 'resnet'; allowed: deeplabv3_plus, vgg19_fcn, unet"),
-        (["--loss", "dice"], r"unknown loss 'dice'; allowed: ce, wce, fl, dfl, acw_ce, adfl"),
+        (["--loss", "hinge"], r"unknown loss 'hinge'; allowed: ce, wce, fl, dfl, acw_ce, adfl, dice, tversky, dice_ce, dice_fl\."),
         (["--optimizer", "rmsprop"], r"unknown optimizer 'rmsprop'; allowed: adam, sgdm"),
         (["--fold", "5"], r"fold 5 is out of range: .* has folds 0\.\.1"),
         (["--model-options", '{"depth": 6}'], r"too small: height and width must be at least 64"),

@@ -170,14 +170,27 @@ class CategoricalLoss(keras.losses.Loss):
             return ops.cast(keras_logits, "float32")
         return None
 
-    def call(self, y_true, y_pred):
+    def labels_and_logits(self, y_true, y_pred, min_rank=2):
+        """Validates the inputs and returns what every softmax loss starts from.
+
+        Returns:
+            `(axis, num_classes, logits, probabilities, labels, dense,
+            valid)`: the non-negative class axis; float32 logits, or None
+            with `probabilities` the float32 predictions when they cannot be
+            mapped back to logits; for integer maps `labels` (int32,
+            size-1 class axis, ignored pixels set to 0) and `dense` None,
+            for dense labels `labels` None and `dense` the float32 labels;
+            `valid` the boolean mask of pixels that count (size-1 class
+            axis), or None when every pixel counts.
+        """
         keras_logits = getattr(y_pred, "_keras_logits", None)
         y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
         rank = len(y_pred.shape)
-        if rank < 2:
+        if rank < min_rank:
             raise ValueError(
-                f"{type(self).__name__} expects predictions with a class axis "
-                f"(rank >= 2). Received: y_pred.shape={tuple(y_pred.shape)}"
+                f"{type(self).__name__} expects predictions with a class axis"
+                + (" and a batch and pixel axes" if min_rank > 2 else "")
+                + f" (rank >= {min_rank}). Received: y_pred.shape={tuple(y_pred.shape)}"
             )
         axis = self.axis % rank
         num_classes = y_pred.shape[axis]
@@ -193,24 +206,18 @@ class CategoricalLoss(keras.losses.Loss):
                 f"output. Received: y_pred.shape={tuple(y_pred.shape)}"
             )
         self.check_num_classes(num_classes)
-        sparse = self._is_sparse(y_true, y_pred, axis, num_classes)
         logits = self._logits(y_pred, keras_logits)
-        valid = None
-        if sparse:
+        probabilities = ops.cast(y_pred, "float32") if logits is None else None
+        valid = labels = dense = None
+        if self._is_sparse(y_true, y_pred, axis, num_classes):
             labels = ops.cast(y_true, "int32")
             if len(y_true.shape) == rank - 1:
                 labels = ops.expand_dims(labels, axis)
             valid = self._validate_labels(labels, num_classes)
             if valid is not None:
                 labels = ops.where(valid, labels, 0)
-            if logits is not None:
-                y_dense = _softmax.one_hot(labels, num_classes, axis)
-                losses = self.logits_loss(logits, y_dense, labels, axis)
-            else:
-                prediction = _ProbabilityPrediction(ops.cast(y_pred, "float32"), axis)
-                losses = self.sparse_loss(labels, prediction)
         else:
-            y_true = ops.cast(y_true, "float32")
+            dense = ops.cast(y_true, "float32")
             if self.ignore_class is not None:
                 if not 0 <= self.ignore_class < num_classes:
                     raise ValueError(
@@ -218,13 +225,21 @@ class CategoricalLoss(keras.losses.Loss):
                         f"class channel in [0, {num_classes}). Received: "
                         f"ignore_class={self.ignore_class}"
                     )
-                channel = ops.take(y_true, [self.ignore_class], axis=axis)
-                valid = channel < 0.5
-            if logits is not None:
-                losses = self.logits_loss(logits, y_true, None, axis)
+                valid = ops.take(dense, [self.ignore_class], axis=axis) < 0.5
+        return axis, num_classes, logits, probabilities, labels, dense, valid
+
+    def call(self, y_true, y_pred):
+        axis, num_classes, logits, probabilities, labels, dense, valid = self.labels_and_logits(y_true, y_pred)
+        if logits is not None:
+            if labels is not None:
+                dense = _softmax.one_hot(labels, num_classes, axis)
+            losses = self.logits_loss(logits, dense, labels, axis)
+        else:
+            prediction = _ProbabilityPrediction(probabilities, axis)
+            if labels is not None:
+                losses = self.sparse_loss(labels, prediction)
             else:
-                prediction = _ProbabilityPrediction(ops.cast(y_pred, "float32"), axis)
-                losses = self.dense_loss(y_true, prediction)
+                losses = self.dense_loss(dense, prediction)
         losses = ops.squeeze(losses, axis=axis)
         if valid is not None:
             valid = ops.squeeze(valid, axis=axis)

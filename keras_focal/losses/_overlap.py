@@ -48,46 +48,15 @@ class OverlapLoss(_base.CategoricalLoss):
         raise NotImplementedError
 
     def call(self, y_true, y_pred):
-        keras_logits = getattr(y_pred, "_keras_logits", None)
-        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
         rank = len(y_pred.shape)
-        if rank < 3:
-            raise ValueError(
-                f"{type(self).__name__} expects predictions with a batch axis, pixel axes and a class "
-                f"axis (rank >= 3). Received: y_pred.shape={tuple(y_pred.shape)}"
-            )
-        axis = self.axis % rank
+        axis, num_classes, logits, probabilities, labels, truth, valid = self.labels_and_logits(
+            y_true, y_pred, min_rank=3)
         if axis == 0:
             raise ValueError(f"`axis` must not be the batch axis 0. Received: axis={self.axis}")
-        num_classes = y_pred.shape[axis]
-        if num_classes is None or num_classes < 2:
-            raise ValueError(
-                f"{type(self).__name__} is a softmax loss and needs a static class axis of >= 2 classes. "
-                f"Received: y_pred.shape={tuple(y_pred.shape)}, axis={self.axis}"
-            )
-        logits = self._logits(y_pred, keras_logits)
         if logits is not None:
             probabilities = ops.softmax(logits, axis=axis)
-        else:
-            probabilities = ops.cast(y_pred, "float32")
-        valid = None
-        if self._is_sparse(y_true, y_pred, axis, num_classes):
-            labels = ops.cast(y_true, "int32")
-            if len(y_true.shape) == rank - 1:
-                labels = ops.expand_dims(labels, axis)
-            valid = self._validate_labels(labels, num_classes)
-            if valid is not None:
-                labels = ops.where(valid, labels, 0)
+        if labels is not None:
             truth = _softmax.one_hot(labels, num_classes, axis)
-        else:
-            truth = ops.cast(y_true, "float32")
-            if self.ignore_class is not None:
-                if not 0 <= self.ignore_class < num_classes:
-                    raise ValueError(
-                        "With dense (one-hot) labels `ignore_class` must be a class channel in "
-                        f"[0, {num_classes}). Received: ignore_class={self.ignore_class}"
-                    )
-                valid = ops.take(truth, [self.ignore_class], axis=axis) < 0.5
         if valid is not None:
             weight = ops.cast(valid, "float32")
             probabilities, truth = probabilities * weight, truth * weight

@@ -158,10 +158,15 @@ def test_combined_loss_is_the_weighted_sum_and_round_trips():
 @pytest.mark.parametrize("name,parts", [("dice_ce", [DiceLoss, CrossEntropy]),
                                         ("dice_fl", [DiceLoss, losses.CategoricalFocalLoss])])
 def test_get_builds_the_combined_names(name, parts):
-    loss = losses.get(name, from_logits=True, gamma=1.0)
+    options = {"gamma": 1.0} if name == "dice_fl" else {}  # dice_ce has no part that takes gamma (tested below)
+    loss = losses.get(name, from_logits=True, **options)
     assert type(loss) is CombinedLoss and [type(p) for p in loss.losses] == parts
     assert all(p.from_logits for p in loss.losses) and loss.weights == [1.0, 1.0]
+    if name == "dice_fl":
+        assert loss.losses[1].gamma == 1.0
     assert type(losses.get("dice")) is DiceLoss and type(losses.get("Tversky")) is TverskyLoss
+    with pytest.raises(ValueError, match=r"'dice_ce' \(DiceLoss \+ CrossEntropy\) takes no argument \['gama'\]"):
+        losses.get("dice_ce", gama=1.0)  # a misspelt option is not dropped silently
 
 
 def test_trainer_builds_nnunet_style_region_losses():

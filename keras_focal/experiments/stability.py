@@ -334,7 +334,8 @@ def _plt():
 def _save(figure, path):
     from keras_focal.files import save_figure_atomically
 
-    figure.tight_layout()
+    if figure.get_layout_engine() is None:  # a constrained layout arranges itself
+        figure.tight_layout()
     save_figure_atomically(figure, path, dpi=110)
 
 
@@ -402,9 +403,7 @@ def plot_classification(table, path):
                 axis.set_ylabel("gamma")
     figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7, label=f"epochs completed (of {epochs:.0f}) before NaN")
     figure.suptitle("Classification: epochs completed before the first NaN loss (bold: the run reached NaN)")
-    from keras_focal.files import save_figure_atomically
-
-    save_figure_atomically(figure, path, dpi=110)
+    _save(figure, path)
 
 
 def plot_segmentation(table, path):

@@ -29,8 +29,8 @@ from keras_focal.losses.combined import CombinedLoss
 from keras_focal.losses.cross_entropy import CrossEntropy
 from keras_focal.losses.cross_entropy import WeightedCrossEntropy
 from keras_focal.losses.dual_focal import DualFocalLoss
-from keras_focal.losses.focal import BinaryFocalLoss
 from keras_focal.losses.dice import DiceLoss
+from keras_focal.losses.focal import BinaryFocalLoss
 from keras_focal.losses.focal import CategoricalFocalLoss
 from keras_focal.losses.tversky import TverskyLoss
 
@@ -75,16 +75,25 @@ def get(name, **kwargs):
             "(the trainer's --loss " + entry.name + " does both)."
         )
     if entry.parts:
-        return CombinedLoss([_with_accepted(globals()[part], kwargs) for part in entry.parts])
+        return _combined(entry, kwargs)
     return globals()[entry.loss_class](**kwargs)
 
 
-def _with_accepted(loss_class, kwargs):
-    """`loss_class` built with the keyword arguments its constructor takes."""
+def _combined(entry, kwargs):
+    """The `CombinedLoss` of `entry`'s parts, each built with the keyword arguments it takes."""
     import inspect
 
-    accepted = inspect.signature(loss_class.__init__).parameters
-    return loss_class(**{key: value for key, value in kwargs.items() if key in accepted})
+    classes = [globals()[part] for part in entry.parts]
+    accepted = [set(inspect.signature(loss_class.__init__).parameters) for loss_class in classes]
+    unknown = sorted(set(kwargs) - set().union(*accepted))
+    if unknown:  # a misspelt option must not vanish silently
+        raise ValueError(
+            f"{entry.name!r} ({' + '.join(entry.parts)}) takes no argument {unknown}: none of its parts accepts it."
+        )
+    return CombinedLoss([
+        loss_class(**{key: value for key, value in kwargs.items() if key in names})
+        for loss_class, names in zip(classes, accepted)
+    ])
 
 
 __all__ = [

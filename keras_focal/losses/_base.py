@@ -188,8 +188,8 @@ class CategoricalLoss(keras.losses.Loss):
         rank = len(y_pred.shape)
         if rank < min_rank:
             raise ValueError(
-                f"{type(self).__name__} expects predictions with a class axis"
-                + (" and a batch and pixel axes" if min_rank > 2 else "")
+                f"{type(self).__name__} expects predictions with "
+                + ("batch, pixel and class axes" if min_rank > 2 else "a class axis")
                 + f" (rank >= {min_rank}). Received: y_pred.shape={tuple(y_pred.shape)}"
             )
         axis = self.axis % rank

@@ -274,9 +274,9 @@ def markdown_tables(table, reference=None):
     if reference is not None and reference in set(table.loss) and table.loss.nunique() > 1:
         from keras_focal.training import statistics
 
-        differences = statistics.paired_differences(table, reference, label=LOSS_LABELS.get(reference, reference))
-        lines.append(statistics.markdown(differences, LOSS_LABELS.get(reference, reference),
-                                         labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS}))
+        label = LOSS_LABELS.get(reference, reference)
+        differences = statistics.paired_differences(table, reference, label=label)
+        lines.append(statistics.markdown(differences, label, labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS}))
     return "\n".join(lines)
 
 
@@ -293,8 +293,10 @@ def bar_plot(table, path):
     import matplotlib.pyplot as plt
 
     optimizers = list(dict.fromkeys(table.optimizer))
+    all_losses = list(dict.fromkeys(table.loss))  # one colour and legend entry per loss, in every panel
     figure, axes = plt.subplots(1, len(optimizers), figsize=(5.5 * len(optimizers), 4.2), squeeze=False, sharey=True)
     low, high = np.inf, -np.inf
+    legend = {}
     for axis, optimizer in zip(axes[0], optimizers):
         group = table[table.optimizer == optimizer]
         models = list(dict.fromkeys(group.model))
@@ -305,11 +307,13 @@ def bar_plot(table, path):
             positions = np.arange(len(models)) + (index - (len(losses) - 1) / 2) * width
             spread = stats["std"].fillna(0)  # pandas' std is the sample one; one run has none
             bars = axis.bar(positions, stats["mean"].fillna(0), width, yerr=spread if stats["std"].notna().any() else None,
-                            label=LOSS_LABELS.get(loss, loss),
-                            capsize=3, color=f"C{index}")
-            # inside the bar, clear of the error bar
+                            capsize=3, color=f"C{all_losses.index(loss)}")
+            legend.setdefault(loss, bars)
+            # inside the bar, on a patch of its colour drawn over the error bar's line
+            colour = f"C{all_losses.index(loss)}"
             axis.bar_label(bars, labels=[f"{v:.1f}" if np.isfinite(v) else "n/a" for v in stats["mean"]],
-                           label_type="center", color="white", fontweight="bold", fontsize="small")
+                           label_type="center", color="white", fontweight="bold", fontsize="small", zorder=5,
+                           bbox={"boxstyle": "round,pad=0.2", "facecolor": colour, "edgecolor": "none"})
             finite = stats["mean"].notna()
             if finite.any():
                 low = min(low, float((stats["mean"] - spread)[finite].min()))
@@ -317,17 +321,17 @@ def bar_plot(table, path):
         axis.set_xticks(np.arange(len(models)), [MODEL_LABELS.get(m, m) for m in models])
         axis.set_title(OPTIMIZER_LABELS.get(optimizer, optimizer))
     axes[0][0].set_ylabel("foreground mDSC (%)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="loss")
+    figure.legend([legend[loss] for loss in all_losses], [LOSS_LABELS.get(loss, loss) for loss in all_losses],
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), title="loss")
     if np.isfinite(low):
         margin = max(2.0, 0.15 * (high - low))
         axes[0][0].set_ylim(max(0.0, low - margin), min(100.0, high + margin))
     runs = table.groupby(["model", "loss", "optimizer"]).size()
     count = f"n = {runs.min()}" if runs.min() == runs.max() else f"n = {runs.min()}–{runs.max()}"
     count += " run per bar" if runs.max() == 1 else " runs per bar"
-    spread = "error bars: sample std over the runs (folds × seeds)" if runs.max() > 1 else "single runs, no error bars"
+    error_bars = "error bars: sample std over the runs (folds × seeds)" if runs.max() > 1 else "single runs, no error bars"
     datasets = ", ".join(dict.fromkeys(table.dataset.astype(str)))
     epochs = ", ".join(str(e) for e in dict.fromkeys(table.epochs))
-    figure.suptitle(f"{datasets}: {epochs} epochs, {count}; {spread}", fontsize="medium")
+    figure.suptitle(f"{datasets}: {epochs} epochs, {count}; {error_bars}", fontsize="medium")
     figure.tight_layout()
     save_figure_atomically(figure, path, bbox_inches="tight")  # keeps the legend beside the panels

@@ -35,9 +35,13 @@ def add_prep_parser(commands):
 
     synth = sources.add_parser("synth", help="write the built-in synthetic data (no download)")
     synth.add_argument("out", metavar="OUT")
-    synth.add_argument("--cases", type=int, default=12, help="PROMISE12-style MRI cases (default: 12)")
-    synth.add_argument("--us-cases", type=int, default=5, help="DICOM ultrasound cases (default: 5, as the paper's TRUS set)")
-    synth.add_argument("--prepare", action="store_true", help="also prepare OUT/prepared/promise12 and OUT/prepared/trus")
+    synth.add_argument("--cases", type=int, default=12, help="PROMISE12-style MRI cases, 0 for none (default: 12)")
+    synth.add_argument("--us-cases", type=int, default=5,
+                       help="DICOM ultrasound cases, 0 for none (default: 5, as the paper's TRUS set)")
+    synth.add_argument("--scenes", type=int, default=0,
+                       help="CamVid-style street scenes with 11 classes, several rare, in OUT/camvid (default: 0, none)")
+    synth.add_argument("--prepare", action="store_true",
+                       help="also prepare what was written: OUT/prepared/promise12, OUT/prepared/trus, OUT/prepared/camvid")
     _add_common(synth)
     synth.set_defaults(handler=_synth)
 
@@ -114,20 +118,44 @@ def _camvid(args):
 
 
 def _synth(args):
-    from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
+    from keras_focal.data_prep.camvid import CAMVID_11
+    from keras_focal.data_prep.scenes import make_camvid_like
+    from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
     from keras_focal.data_prep.synthetic import make_promise12_like, make_ultrasound_like
 
-    mri, trus = os.path.join(args.out, "promise12"), os.path.join(args.out, "trus")
-    make_promise12_like(mri, cases=args.cases, seed=args.seed, progress=not args.quiet)
-    make_ultrasound_like(trus, cases=args.us_cases, seed=args.seed, progress=not args.quiet)
-    print(f"wrote {args.cases} PROMISE12-style cases to {mri} and {args.us_cases} DICOM ultrasound cases to {trus}")
+    counts = {"--cases": args.cases, "--us-cases": args.us_cases, "--scenes": args.scenes}
+    for flag, count in counts.items():
+        if count < 0:
+            raise ValueError(f"{flag} must be >= 0 (0 writes none). Received: {count}")
+    if not any(counts.values()):
+        raise ValueError("--cases, --us-cases and --scenes are all 0: nothing to write.")
+    mri, trus, scenes = (os.path.join(args.out, name) for name in ("promise12", "trus", "camvid"))
+    written, status = [], 0
+    if args.cases:
+        make_promise12_like(mri, cases=args.cases, seed=args.seed, progress=not args.quiet)
+        written.append(f"{args.cases} PROMISE12-style MRI cases to {mri}")
+    if args.us_cases:
+        make_ultrasound_like(trus, cases=args.us_cases, seed=args.seed, progress=not args.quiet)
+        written.append(f"{args.us_cases} DICOM ultrasound cases to {trus}")
+    if args.scenes:
+        make_camvid_like(scenes, scenes=args.scenes, seed=args.seed, progress=not args.quiet)
+        written.append(f"{args.scenes} CamVid-style street scenes to {scenes}")
+    print("wrote " + "; ".join(written))
     if not args.prepare:
-        print(f"next: keras-focal prep promise12 {mri} PREPARED_DIR")
+        first = ("promise12", mri) if args.cases else ("dicom", f"{trus}/dicom --masks {trus}/masks") if args.us_cases else ("camvid", scenes)
+        print(f"next: keras-focal prep {first[0]} {first[1]} PREPARED_DIR")
         return 0
-    cases, unlabelled, problems = find_promise12_cases(mri)
-    status = _run(args, cases, os.path.join(args.out, "prepared", "promise12"), PROSTATE_CLASSES, "promise12", unlabelled, problems)
-    cases, problems = find_dicom_cases(os.path.join(trus, "dicom"), os.path.join(trus, "masks"))
-    return max(status, _run(args, cases, os.path.join(args.out, "prepared", "trus"), PROSTATE_CLASSES, "dicom", failures=problems))
+    prepared = os.path.join(args.out, "prepared")
+    if args.cases:
+        cases, unlabelled, problems = find_promise12_cases(mri)
+        status = max(status, _run(args, cases, os.path.join(prepared, "promise12"), PROSTATE_CLASSES, "promise12", unlabelled, problems))
+    if args.us_cases:
+        cases, problems = find_dicom_cases(os.path.join(trus, "dicom"), os.path.join(trus, "masks"))
+        status = max(status, _run(args, cases, os.path.join(prepared, "trus"), PROSTATE_CLASSES, "dicom", failures=problems))
+    if args.scenes:
+        cases, problems = find_rgb_label_cases(scenes, CAMVID_11)
+        status = max(status, _run(args, cases, os.path.join(prepared, "camvid"), list(CAMVID_11), "camvid", failures=problems))
+    return status
 
 
 def run_prep(args):

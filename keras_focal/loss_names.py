@@ -5,10 +5,12 @@ imports nothing heavy: the command line reads it to list the choices.
 
 Four names are a weighted sum of losses or a preset: `dice_ce` (Dice + CE,
 1:1, nnU-Net's default) and `dice_fl` (Dice + focal) are `CombinedLoss`es,
-and the trainer's region losses (`dice`, `tversky` and the Dice parts) leave
-the background out and pool the batch (nnU-Net's 2-D settings; `TRAINER_OPTIONS`),
-because most prostate slices have no foreground and a per-image Dice of an
-absent class is ~1 whatever the network does. `tversky` trains with
+and the trainer's region losses (`dice`, `tversky` and the Dice parts) pool
+the batch and leave class 0 out when the data set names it "background"
+(nnU-Net's 2-D settings; `TRAINER_OPTIONS`), because most prostate slices
+have no foreground and a per-image Dice of an absent class is ~1 whatever
+the network does. A data set without a background class (CamVid's 11
+classes, where class 0 is Sky) keeps every class. `tversky` trains with
 alpha = 0.3, beta = 0.7 (Salehi et al.'s choice, favouring recall).
 
 Two names are a layer plus a loss, not a loss alone: `acw_ce` and `adfl` put
@@ -64,6 +66,7 @@ LOSS_NAMES = {
 }
 
 # How the trainer builds the region losses (see the module docstring).
+# `include_background=False` is applied only when class 0 is named "background".
 TRAINER_OPTIONS = {
     "DiceLoss": {"include_background": False, "batch": True},
     "TverskyLoss": {"include_background": False, "batch": True, "alpha": 0.3, "beta": 0.7},

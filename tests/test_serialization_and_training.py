@@ -52,7 +52,7 @@ def test_trainer_and_get_share_one_table_of_names():
     assert set(LOSSES) == {"ce", "wce", "fl", "dfl", "acw_ce", "adfl", "dice", "tversky", "dice_ce", "dice_fl"}
     for name in LOSSES:
         config = RunConfig(data="d", out="o", model="unet", loss=name)
-        built = build_loss(config, [0.3, 0.7])
+        built = build_loss(config, [0.3, 0.7], ["background", "prostate"])
         entry = LOSS_NAMES[name]
         assert type(built).__name__ == entry.loss_class
         assert config.uses_acw == (name in ("acw_ce", "adfl"))

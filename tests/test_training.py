@@ -501,3 +501,31 @@ def test_compare_refuses_a_reference_outside_the_grid(prepared_trus, tmp_path, c
     assert code == 2
     assert "--reference 'adfl' is not one of the grid's losses (ce, wce)" in capsys.readouterr().err
     assert not (tmp_path / "c" / "runs").exists()
+
+
+def test_best_keras_is_the_lowest_validation_loss_and_last_keras_the_last_epoch(prepared_trus, tmp_path):
+    """best.keras comes from the best epoch's kept state after training; the last model is put back before testing."""
+    from keras_focal.training.data import PreparedDataset, evaluation_dataset
+
+    config = _config(prepared_trus, tmp_path / "run", epochs=4, optimizer="sgdm", learning_rate=2.0)  # diverges after epoch 1
+    train_run(config, verbose=0)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history.val_loss.idxmin() != len(history) - 1, "the test needs a best epoch other than the last"
+    dataset = PreparedDataset(prepared_trus)
+    saved = json.load(open(tmp_path / "run" / "config.json"))
+    validation = dataset.examples(saved["validation_cases"], 1)
+
+    def validation_loss(name):
+        model = keras.models.load_model(tmp_path / "run" / name)
+        return model.evaluate(evaluation_dataset(validation, config.batch_size), verbose=0, return_dict=True)["loss"]
+
+    assert validation_loss("best.keras") == pytest.approx(history.val_loss.min(), rel=1e-4)
+    assert validation_loss("last.keras") == pytest.approx(history.val_loss.iloc[-1], rel=1e-4)
+    assert (tmp_path / "run" / "best-state.weights.h5").exists()
+    # The metrics of an evaluate="last" run are those of the last model (not the best one loaded for best.keras).
+    last = keras.models.load_model(tmp_path / "run" / "last.keras")
+    from keras_focal.training.run import evaluate_model
+
+    test = dataset.examples(saved["test_cases"], 1)
+    expected = evaluate_model(last, test, dataset.class_names, config.batch_size).foreground_metrics["mDSC"]
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["mdsc"] == pytest.approx(expected, abs=1e-6)

@@ -76,6 +76,9 @@ def add_training_parsers(commands):
     compare.add_argument("--seeds", nargs="+", type=int)
     compare.add_argument("--reference", help="the loss every other is compared with, paired by fold and seed, in "
                          "results.md (default: adfl when it is in the grid, else the first loss)")
+    compare.add_argument("--lr-sweep", metavar="LR1,LR2,...",
+                         help="also train every run at these learning rates, choose one per loss, optimiser and test "
+                              "fold on validation cases only, and report the tuned table beside the fixed-rate one")
     _add_run_options(compare)
     compare.set_defaults(run=_compare)
 
@@ -145,7 +148,7 @@ def _compare(args):
             if not args.data or not args.out:
                 raise ValueError("give --config FILE, or --data and --out (plus the grid axes).")
             config = CompareConfig(data=args.data, out=args.out)
-        for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds", "reference"):
+        for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds", "reference", "lr_sweep"):
             if getattr(args, axis, None):
                 setattr(config, axis, getattr(args, axis))
         config.run_options.update(_run_options(args))

@@ -11,6 +11,7 @@ import numpy as np
 from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, save_figure_atomically, write_text_atomically
 from keras_focal.loss_names import LOSS_LABELS  # noqa: F401 (notebooks import it from here)
 from keras_focal.training.config import RunConfig
+from keras_focal.training.lr_sweep import validation_score
 from keras_focal.training.run import RunSetupError, check_strategy, prepare_run, train_run
 
 MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
@@ -25,7 +26,11 @@ class CompareConfig:
     `run_options` are the `RunConfig` settings shared by all runs (epochs,
     batch_size, learning_rate, model_options, ...). `reference` is the loss
     every other is compared with in `results.md`, paired by fold and seed
-    (None: `adfl` when the grid has it, else the first loss).
+    (None: `adfl` when the grid has it, else the first loss). `lr_sweep`
+    (learning rates) trains every run at each rate too and reports a second
+    table with the rate chosen per loss on validation cases
+    (`keras_focal.training.lr_sweep`); the fixed rate is one of the
+    candidates.
     """
 
     data: str
@@ -37,6 +42,20 @@ class CompareConfig:
     seeds: list = dataclasses.field(default_factory=lambda: [0])
     run_options: dict = dataclasses.field(default_factory=dict)
     reference: str = None
+    lr_sweep: list = None
+
+    def fixed_learning_rate(self):
+        """The rate of the paper's fixed-rate table (`run_options`, else RunConfig's default)."""
+        return float(self.run_options.get("learning_rate", RunConfig.__dataclass_fields__["learning_rate"].default))
+
+    def learning_rates(self):
+        """Every rate the grid trains at: the fixed one, plus the sweep's (validated)."""
+        from keras_focal.training.lr_sweep import parse_rates
+
+        fixed = self.fixed_learning_rate()
+        if not self.lr_sweep:
+            return [fixed]
+        return sorted(set(parse_rates(self.lr_sweep)) | {fixed})
 
     def reference_loss(self):
         """The loss of the paired comparison (validated against the grid)."""
@@ -66,12 +85,17 @@ class CompareConfig:
         return cls(run_options=run_options, **data)
 
     def runs(self):
-        for model, loss, optimizer, fold, seed in itertools.product(self.models, self.losses, self.optimizers, self.folds, self.seeds):
-            out = os.path.join(self.out, "runs", model, f"{loss}-{optimizer}", f"fold{fold}-seed{seed}")
-            yield RunConfig(
-                data=self.data, out=out, model=model, loss=loss, optimizer=optimizer, fold=fold, seed=seed,
-                init_dir=os.path.join(self.out, "initial_weights"), **self.run_options,
-            )
+        """The runs at the fixed rate (in grid order), then those of the other rates of the sweep."""
+        fixed = self.fixed_learning_rate()
+        rates = [fixed] + [rate for rate in self.learning_rates() if rate != fixed]
+        for rate in rates:
+            for model, loss, optimizer, fold, seed in itertools.product(self.models, self.losses, self.optimizers, self.folds, self.seeds):
+                condition = f"{loss}-{optimizer}" if rate == fixed else f"{loss}-{optimizer}-lr{rate:g}"
+                out = os.path.join(self.out, "runs", model, condition, f"fold{fold}-seed{seed}")
+                yield RunConfig(
+                    data=self.data, out=out, model=model, loss=loss, optimizer=optimizer, fold=fold, seed=seed,
+                    init_dir=os.path.join(self.out, "initial_weights"), **{**self.run_options, "learning_rate": rate},
+                )
 
 
 def compare(config, verbose=0, log=print, progress=False):
@@ -97,7 +121,13 @@ def compare(config, verbose=0, log=print, progress=False):
     config.reference_loss()  # a bad --reference stops the comparison before any training
     for run in runs:
         check_strategy(run.strategy)
-        prepare_run(run)
+        _, split, _ = prepare_run(run)
+        if config.lr_sweep and not split[1]:
+            raise RunSetupError(
+                f"--lr-sweep chooses the rate on validation cases, but fold {run.fold} has none "
+                f"(validation_fraction={run.validation_fraction}, {len(split[0])} training case(s)): "
+                "give validation_fraction > 0 and at least two training cases."
+            )
     try:
         with FolderLock(config.out):
             for folder in (config.out, os.path.join(config.out, "initial_weights")):
@@ -146,18 +176,21 @@ def _compare_locked(config, runs, verbose, log, progress=False):
         from tqdm.auto import tqdm
 
         log = tqdm.write  # lines above the bar, not through it
+    sweep = bool(config.lr_sweep)
     try:
         for index, run in enumerate(runs, start=1):
             metrics, status = _one_run(run, index, len(runs), verbose, bar)
             rows.append(_row(metrics, run, config.out))
             nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
+            rate = f" lr {run.learning_rate:g}" if sweep else ""
             log(
-                f"[{index}/{len(runs)}] {run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed}: "
+                f"[{index}/{len(runs)}] {run.model} {run.loss} {run.optimizer}{rate} fold {run.fold} seed {run.seed}: "
                 f"mDSC {_percent(metrics['mdsc'])} mIOU {_percent(metrics['miou'])}{nan} ({status})"
             )
     finally:
         bar.close()
-    return write_results(rows, config.out, config.reference_loss())
+    return write_results(rows, config.out, config.reference_loss(), class_shares(config.data),
+                         fixed_rate=config.fixed_learning_rate() if sweep else None)
 
 
 def _one_run(run, index, count, verbose, bar):
@@ -188,6 +221,8 @@ def _row(metrics, run, out):
         for name, value in (metrics.get(kind) or {}).items():
             row[f"{kind}_{name}"] = value
     row.update({k: metrics.get(k) for k in ("train_seconds", "train_images_per_second", "pipeline_images_per_second")})
+    row["learning_rate"] = run.learning_rate
+    row["validation_dice"] = validation_score(run.out, metrics.get("evaluated", run.evaluate), metrics.get("epochs_run"))
     # Relative to the results folder: the table stays valid wherever it is read from, or moved to.
     row["run_dir"] = os.path.relpath(run.out, out)
     return row
@@ -212,13 +247,49 @@ def read_results(folder):
     return table
 
 
-def write_results(rows, out, reference=None):
-    """`results.csv`, `results.md` (the paper's Tables 2-4 layout, then the paired differences) and `results.png`."""
+def class_shares(data):
+    """`{class name: share of the labelled pixels}` of a prepared data set (its `classes.json`)."""
+    from keras_focal.training.data import PreparedDataset
+
+    dataset = PreparedDataset(data)
+    counts = np.asarray(dataset.classes["pixel_count"], dtype=float)
+    return dict(zip(dataset.class_names, counts / max(counts.sum(), 1.0)))
+
+
+def write_results(rows, out, reference=None, shares=None, fixed_rate=None):
+    """`results.csv`, `results.md` (the paper's Tables 2-4 layout, the per-class IoU, the paired differences) and `results.png`.
+
+    With `fixed_rate` (a learning-rate sweep): `results.*` hold the runs at
+    the fixed rate; `lr_sweep.csv` every run with the rate chosen per
+    model, loss, optimiser and fold on validation cases (`chosen`),
+    `tuned.csv` and `tuned.png` the chosen runs, and `results.md` adds the
+    tuned tables and the chosen rates.
+    """
     import pandas as pd
 
-    table = pd.DataFrame(rows)
+    from keras_focal.training import lr_sweep
+
+    everything = pd.DataFrame(rows)
+    if fixed_rate is None:
+        table, markdown = everything, markdown_tables(everything, reference, shares)
+    else:
+        table = everything[np.isclose(everything.learning_rate, fixed_rate)].reset_index(drop=True)
+        choices = lr_sweep.choose_learning_rates(everything)
+        tuned = lr_sweep.tuned_runs(everything, choices)
+        chosen = everything.run_dir.isin(set(tuned.run_dir))
+        write_text_atomically(os.path.join(out, "lr_sweep.csv"), everything.assign(chosen=chosen).to_csv(index=False))
+        write_text_atomically(os.path.join(out, "tuned.csv"), tuned.to_csv(index=False))
+        bar_plot(tuned, os.path.join(out, "tuned.png"), note="learning rate tuned per loss on validation cases")
+        rates = ", ".join(f"{r:g}" for r in sorted(everything.learning_rate.unique()))
+        markdown = "\n".join([
+            markdown_tables(table, reference, shares, title=f"Results at the fixed learning rate {fixed_rate:g} (the paper's setting)"),
+            markdown_tables(tuned, reference, shares, title=f"Results with the learning rate tuned per loss (sweep: {rates})",
+                            note="Each cell is the run at the rate chosen for its loss, optimiser and test fold on "
+                                 "validation cases only (table below); `tuned.csv` lists them."),
+            lr_sweep.markdown(choices, {**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS}),
+        ])
     write_text_atomically(os.path.join(out, "results.csv"), table.to_csv(index=False))
-    write_text_atomically(os.path.join(out, "results.md"), markdown_tables(table, reference))
+    write_text_atomically(os.path.join(out, "results.md"), markdown)
     bar_plot(table, os.path.join(out, "results.png"))
     return table
 
@@ -234,18 +305,23 @@ def _mean_and_spread(values):
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} (n = {values.size})"
 
 
-def markdown_tables(table, reference=None):
+RARE_SHARE = 0.02  # a class under 2% of the labelled pixels is "rare" in the per-class table
+
+
+def markdown_tables(table, reference=None, shares=None, title="Results", note=None):
     """One table per (data set, optimiser): rows "LOSS+MODEL", a column pair per test run (fold), mean ± std.
 
     Several seeds of one fold are averaged into that fold's cell; the mean and
     the sample standard deviation (ddof = 1) are over all runs (folds x seeds)
-    whose scores are finite, with their number n. With a `reference` loss
-    in the table, the paired differences against it follow
-    (`keras_focal.training.statistics`).
+    whose scores are finite, with their number n. With more than one
+    foreground class, a table of each class's IoU follows; `shares`
+    (`{class: share of the labelled pixels}`, see `class_shares`) adds
+    each class's share and the mean IoU over the rare classes (under 2%).
+    With a `reference` loss in the table, the paired differences against it
+    follow (`keras_focal.training.statistics`). `title` heads the text and
+    `note` is a paragraph under it.
     """
-    lines = [
-        "# Results",
-        "",
+    lines = [f"# {title}", ""] + ([note, ""] if note else []) + [
         "mDSC and mIOU (%): the foreground classes' Dice and IoU averaged over the test images of each fold",
         "(`results.csv` also has the data-set-level `dataset_mdsc`/`dataset_miou`). Mean ± std: the mean and the",
         "*sample* standard deviation (ddof = 1) over the n runs (folds × seeds) that finished with finite scores;",
@@ -271,6 +347,7 @@ def markdown_tables(table, reference=None):
             cells.append(str(int(runs.nan_epoch.notna().sum())))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines.extend(_class_iou_tables(table, shares))
     if reference is not None and reference in set(table.loss) and table.loss.nunique() > 1:
         from keras_focal.training import statistics
 
@@ -280,8 +357,50 @@ def markdown_tables(table, reference=None):
     return "\n".join(lines)
 
 
-def bar_plot(table, path):
+def _class_iou_tables(table, shares):
+    """Per-class IoU (mean over the runs) per (data set, optimiser), when there are several foreground classes."""
+    classes = [c[len("iou_"):] for c in table.columns if c.startswith("iou_")]
+    foreground = [c for c in classes if c.lower() != "background"]
+    if len(foreground) < 2:
+        return []
+    shares = shares or {}
+    rare = [c for c in foreground if c in shares and shares[c] < RARE_SHARE]
+    lines = [
+        "## IoU of each class (%)",
+        "",
+        "Mean over the runs (n as above) of each class's IoU on the test images, pooled over the test fold;",
+        "in brackets, the share of each class in the labelled pixels of the data set."
+        + (f" Rare classes (under {RARE_SHARE:.0%} of the pixels): {', '.join(rare)}; *rare mIoU* is their mean —"
+           " the column where losses for class imbalance should differ." if rare else ""),
+        "",
+    ]
+    for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
+        lines.append(f"### {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}")
+        lines.append("")
+        header = ["Loss + model"] + [f"{c} ({100 * shares[c]:.1f}%)" if c in shares else c for c in foreground]
+        header += ["rare mIoU"] if rare else []
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" + "---:|" * (len(header) - 1))
+        for (model, loss), runs in group.groupby(["model", "loss"], sort=False):
+            means = {c: runs[f"iou_{c}"].mean() for c in foreground}  # NaN runs (no scores) are skipped
+            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}"]
+            cells += [_percent_cell(means[c]) for c in foreground]
+            if rare:
+                finite = [means[c] for c in rare if np.isfinite(means[c])]  # a class absent from every test fold has no IoU
+                cells.append(_percent_cell(np.mean(finite) if finite else np.nan))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _percent_cell(value):
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
+
+
+def bar_plot(table, path, note=None):
     """Mean foreground mDSC per loss (bars, with the value) for each model (groups), one panel per optimiser.
+
+    `note` is added to the title (e.g. how the learning rate was set).
 
     Error bars are the sample standard deviation (ddof = 1) over the runs
     (folds x seeds); the title names the data set, the epochs and n. The
@@ -332,6 +451,7 @@ def bar_plot(table, path):
     error_bars = "error bars: sample std over the runs (folds × seeds)" if runs.max() > 1 else "single runs, no error bars"
     datasets = ", ".join(dict.fromkeys(table.dataset.astype(str)))
     epochs = ", ".join(str(e) for e in dict.fromkeys(table.epochs))
-    figure.suptitle(f"{datasets}: {epochs} epochs, {count}; {error_bars}", fontsize="medium")
+    title = f"{datasets}: {epochs} epochs, {count}; {error_bars}"
+    figure.suptitle(f"{title}\n{note}" if note else title, fontsize="medium")
     figure.tight_layout()
     save_figure_atomically(figure, path, bbox_inches="tight")  # keeps the legend beside the panels

@@ -35,13 +35,22 @@ def build_model(config, input_shape, num_classes, acw_weights=None):
     return builders[config.model](input_shape, num_classes, acw_weights=acw_weights, **config.model_options)
 
 
-def build_loss(config, class_weights):
-    """The loss of `config.loss` (names: `keras_focal.loss_names`; the ACW layer is the model's)."""
+def build_loss(config, class_weights, class_names):
+    """The loss of `config.loss` (names: `keras_focal.loss_names`; the ACW layer is the model's).
+
+    The region losses leave class 0 out only when it is named "background":
+    on a data set without one (CamVid: class 0 is Sky) that would silently
+    drop a real class from the loss.
+    """
     from keras_focal import loss_names, losses
+
+    has_background = str(class_names[0]).lower() == "background"
 
     def part(class_name):
         loss_class = getattr(losses, class_name)
         options = {"ignore_class": IGNORE_LABEL, **loss_names.TRAINER_OPTIONS.get(class_name, {})}
+        if "include_background" in options and not has_background:
+            options["include_background"] = True
         if loss_class is losses.WeightedCrossEntropy:
             options["class_weights"] = class_weights
         elif loss_class is losses.CategoricalFocalLoss:
@@ -300,7 +309,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
     train_cases, validation_cases, test_cases = split
     metrics_path = os.path.join(config.out, "metrics.json")
     recorder = NaNRecorder()
-    state = RunState(config.out, recorder)
+    state = RunState(config.out, recorder)  # its `best` is set below, with the monitored value
     done, state_weights = state.load()
     if done and not resume:
         raise RunSetupError(f"'{config.out}' holds an unfinished run ({done} epochs): pass --resume to continue it.")
@@ -342,7 +351,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
             schedule = learning_rate_schedule(config, steps_per_epoch)
             model.compile(
                 optimizer=build_optimizer(config, schedule),
-                loss=build_loss(config, class_weights),
+                loss=build_loss(config, class_weights, dataset.class_names),
                 metrics=foreground_metrics(dataset.class_names),
                 jit_compile=config.jit_compile,
             )
@@ -368,6 +377,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
             history_path = os.path.join(config.out, "history.csv")
             monitor = "val_loss" if validation else "loss"
             best = BestCheckpoint(os.path.join(config.out, "best.keras"), monitor)
+            state.best = best
             if done and os.path.exists(history_path):
                 import pandas as pd
 
@@ -402,6 +412,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
                 with open(state.path) as stream:
                     nan_epoch = json.load(stream).get("nan_epoch")
             save_model_atomically(model, os.path.join(config.out, "last.keras"))
+            best.write_model(model, state.load()[1])
 
             evaluated = config.evaluate
             if nan_epoch is not None or evaluated == "best":

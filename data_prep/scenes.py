@@ -14,8 +14,6 @@ downloaded; the set is deterministic for a seed.
 
 import math
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -215,20 +213,16 @@ def _fence(canvas, rng, style, lines, side):
     height = canvas.height
     top_y = rng.uniform(style["horizon"] * height + 5, style["horizon"] * height + 0.3 * (1 - style["horizon"]) * height)
     bottom_y = min(height - 1, top_y + rng.uniform(0.15, 0.4) * (1 - style["horizon"]) * height)
-    rows, cols = np.mgrid[0:height, 0:canvas.width]
-    line = lines[f"{side}_outer"]
     mix = rng.uniform(0.1, 0.4)
-    base_x = line * (1 - mix) + lines[f"{side}_road"] * mix  # a line on the pavement
-    depth = (rows - style["horizon"] * height) / ((1 - style["horizon"]) * height)
-    post_height = 0.3 * depth * (1 - style["horizon"]) * height
+    base_x = lines[f"{side}_outer"][:, 0] * (1 - mix) + lines[f"{side}_road"][:, 0] * mix  # a line on the pavement
     band = np.zeros((height, canvas.width), bool)
     for y in range(int(top_y), int(bottom_y)):
-        x = base_x[y, 0]
-        h = post_height[y, 0]
-        top = int(max(0, y - h))
-        column = int(round(x))
+        post_height = 0.3 * (y - style["horizon"] * height)  # 0.3 x the depth scale at row y
+        top = int(max(0, y - post_height))
+        column = int(round(base_x[y]))
         if 0 <= column < canvas.width:
             band[top:y, max(0, column - 1):column + 1] = True
+    rows, cols = np.mgrid[0:height, 0:canvas.width]
     slats = ((rows + cols) % 3 == 0)
     colour = rng.uniform(60, 140, size=3) * style["light"]
     canvas.paint(band, "fence", colour, np.where(slats, -0.35, 0.0).astype(np.float32))
@@ -293,7 +287,8 @@ def make_scene(rng, style, width=FRAME_SIZE[0], height=FRAME_SIZE[1]):
         for _ in range(rng.integers(0, 3)):
             spot = _place_on_ground(style, height, width, side, rng, ("road", "road"), lines)
             if spot:
-                objects.append((spot[1], lambda c, r, s, x, y, d: _pole(c, r, s, x + 2 * (1 if side == "right" else -1), y, d, True), spot))
+                # a kerb-side pole stands 2 px off the kerb, away from the road (bound now: `side` changes)
+                objects.append((spot[1], lambda c, r, s, x, y, d, off=2 if side == "right" else -2: _pole(c, r, s, x + off, y, d, True), spot))
         for _ in range(rng.integers(0, 2)):
             spot = _place_on_ground(style, height, width, side, rng, ("road", "outer"), lines)
             if spot:
@@ -364,16 +359,13 @@ def make_camvid_like(out, scenes=60, seed=0, size=FRAME_SIZE, progress=True):
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from keras_focal.data_prep.synthetic import _check_count, _replace_folder
+    from keras_focal.data_prep.synthetic import _check_count, staged_folder
 
     _check_count(scenes, "scenes")
     width, height = size
     if min(width, height) < 32:
         raise ValueError(f"`size` must be at least 32x32 pixels. Received: size={size!r}")
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".synth-", dir=parent)
-    try:
+    with staged_folder(out) as staging:
         styles = {}
         for number, sequence, frame in tqdm(scene_names(scenes), desc="street scenes", unit="scene", disable=not progress):
             if number not in styles:
@@ -382,7 +374,4 @@ def make_camvid_like(out, scenes=60, seed=0, size=FRAME_SIZE, progress=True):
             image, labels = make_scene(rng, styles[number], width, height)
             Image.fromarray(image).save(os.path.join(staging, f"{sequence}_{frame}.png"))
             Image.fromarray(labels).save(os.path.join(staging, f"{sequence}_{frame}_L.png"))
-        _replace_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

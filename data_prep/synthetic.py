@@ -6,6 +6,7 @@ volumes, both deterministic for a seed, so every command of the project
 runs on a fresh machine.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -86,10 +87,7 @@ def make_promise12_like(out, cases=12, seed=0, slices_range=PROMISE12_SLICES, si
     from tqdm.auto import tqdm
 
     _check_count(cases, "cases")
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".synth-", dir=parent)
-    try:
+    with staged_folder(out) as staging:
         for index in tqdm(range(cases), desc="MRI cases", unit="case", disable=not progress):
             rng = np.random.default_rng([seed, index, 12])
             slices = int(rng.integers(slices_range[0], slices_range[1] + 1))
@@ -103,9 +101,6 @@ def make_promise12_like(out, cases=12, seed=0, slices_range=PROMISE12_SLICES, si
                 volume.SetSpacing(spacing)
                 volume.SetOrigin(origin)
                 sitk.WriteImage(volume, os.path.join(folder, f"Case{index:02d}{suffix}.mhd"))
-        _replace_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -191,10 +186,7 @@ def make_ultrasound_like(out, cases=5, seed=0, slices_range=ULTRASOUND_SLICES, s
     from tqdm.auto import tqdm
 
     _check_count(cases, "cases")
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".synth-", dir=parent)
-    try:
+    with staged_folder(out) as staging:
         os.makedirs(os.path.join(staging, "masks"))
         for index in tqdm(range(cases), desc="ultrasound cases", unit="case", disable=not progress):
             rng = np.random.default_rng([seed, index, 5])
@@ -210,9 +202,6 @@ def make_ultrasound_like(out, cases=5, seed=0, slices_range=ULTRASOUND_SLICES, s
             volume.SetOrigin(tuple(float(v) for v in origin))
             volume.SetDirection(tuple(float(v) for v in np.stack(orientation, axis=1).ravel()))
             sitk.WriteImage(volume, os.path.join(staging, "masks", f"{case}.nrrd"), useCompression=True)
-        _replace_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -221,7 +210,16 @@ def _check_count(value, name):
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
-def _replace_folder(staging, out):
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(staging, out)
+@contextlib.contextmanager
+def staged_folder(out):
+    """Yields a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".synth-", dir=parent)
+    try:
+        yield staging
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

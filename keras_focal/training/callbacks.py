@@ -73,11 +73,11 @@ class RunState(keras.callbacks.Callback):
     no second serialisation.
     """
 
-    def __init__(self, folder, recorder, best=None):
+    def __init__(self, folder, recorder):
         super().__init__()
         self.folder = folder
         self.recorder = recorder
-        self.best = best
+        self.best = None  # set by the trainer once it knows the monitored value
         self.path = os.path.join(folder, "state.json")
 
     def load(self):

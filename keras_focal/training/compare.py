@@ -359,8 +359,10 @@ def markdown_tables(table, reference=None, shares=None, title="Results", note=No
 
 def _class_iou_tables(table, shares):
     """Per-class IoU (mean over the runs) per (data set, optimiser), when there are several foreground classes."""
+    from keras_focal.evaluation import foreground_classes
+
     classes = [c[len("iou_"):] for c in table.columns if c.startswith("iou_")]
-    foreground = [c for c in classes if c.lower() != "background"]
+    foreground = [classes[i] for i in foreground_classes(classes)]
     if len(foreground) < 2:
         return []
     shares = shares or {}

@@ -43,8 +43,9 @@ def build_loss(config, class_weights, class_names):
     drop a real class from the loss.
     """
     from keras_focal import loss_names, losses
+    from keras_focal.evaluation import foreground_classes
 
-    has_background = str(class_names[0]).lower() == "background"
+    has_background = 0 not in foreground_classes(class_names)  # the metrics' definition of background
 
     def part(class_name):
         loss_class = getattr(losses, class_name)

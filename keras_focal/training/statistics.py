@@ -103,7 +103,7 @@ def markdown(differences, reference_label, labels=None, metric_name="mDSC"):
         "",
         f"{reference_label} minus each loss in foreground {metric_name} (points), over the runs of the same fold and",
         "seed (same data, same initial weights). 95% CI: t interval of the mean difference; p: paired t-test and",
-        f"Wilcoxon signed-rank test (exact). Fewer than 3 pairs: no interval or test.",
+        "Wilcoxon signed-rank test (exact). Fewer than 3 pairs: no interval or test.",
         "",
     ]
     for condition, group in differences.groupby(keys, sort=False):

@@ -331,3 +331,28 @@ def test_binary_focal_soft_label_gradient_matches_float64(gamma, alpha, epsilon,
         return reference.binary_focal(y, *reference.sigmoid_logs(z), gamma, alpha, epsilon).sum()
 
     np.testing.assert_allclose(gradient, central_differences(total, x), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma, epsilon", [(0.5, 0.0), (0.5, 1e-3), (1.5, 0.0), (2.0, 0.0), (3.0, 1e-3)])
+def test_categorical_focal_soft_labels_at_confident_pixels(gamma, epsilon):
+    """Label-smoothed targets on confident logits (margins 10 to 40, right and wrong).
+
+    The soft-label path has its own closed-form gradient: the float32 label sums
+    (0.9 + 0.1/3 + 2 * 0.1/3 rounds off 1) once made `1 - p` at the arg-max a hair
+    negative and `(1 - p)^0.5` NaN. Values to 1e-5 of float64, gradients to
+    float64 central differences of the same formula.
+    """
+    margins = np.array([10.0, 25.0, 40.0], np.float32)
+    logits = np.zeros((6, 3), np.float32)
+    logits[:3, 0] = margins  # the label's class ahead
+    logits[3:, 1] = margins  # a wrong class ahead
+    labels = np.tile(0.9 * np.eye(3, dtype=np.float32)[0] + np.float32(0.1 / 3), (6, 1))
+    loss = CategoricalFocalLoss(gamma=gamma, epsilon=epsilon, from_logits=True, reduction="sum")
+
+    def total(z):
+        return reference.categorical_focal(labels.astype(np.float64), *reference.softmax_logs(z), gamma, None, epsilon).sum()
+
+    value, gradient = value_and_gradient(lambda v: loss(labels, v), logits)
+    assert np.all(np.isfinite(gradient))
+    assert float(value) == pytest.approx(total(logits.astype(np.float64)), rel=1e-5)
+    np.testing.assert_allclose(gradient, central_differences(total, logits), rtol=1e-4, atol=1e-6)

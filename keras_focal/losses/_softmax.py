@@ -19,7 +19,9 @@ cross-entropy itself costs. The losses that depend on `p_t` only (CE, WCE,
 focal) are scalar functions of the cross-entropy `l = -log p_t`, so their
 gradient is `phi'(l) * (p - y)`: autodiff differentiates the cross-entropy
 graph and the focal modulation gets a closed-form derivative on the per-pixel
-tensor only (`bench/losses.py` measures the cost on every path).
+tensor only (`bench/losses.py` measures the cost on every path). With soft
+labels the focal loss is a sum of such functions over the classes;
+`soft_focal_loss` gives it a closed-form gradient as well.
 """
 
 import numpy as np
@@ -224,27 +226,71 @@ def power_below(base, gamma):
     return base if gamma == 2.0 else base * base
 
 
-def focal_modulation(cross_entropy, gamma, epsilon):
-    """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form derivative.
+def focal_value_and_derivative(cross_entropy, p, q, gamma, epsilon):
+    """`(phi(l), phi'(l))` for `phi(l) = l * (1 - p + epsilon)^gamma`, `l = -log p`.
 
-    `l = -log p` is a cross-entropy (per pixel, or per class), so
-    `1 - p = -expm1(-l)` keeps its relative precision as `p -> 1`. The
-    derivative `phi'(l) = f + gamma * l * p * (1 - p + epsilon)^(gamma - 1)`,
-    with `f = (1 - p + epsilon)^gamma`, is taken in log space where the power
-    is negative, so that it is finite (and 0 in the limit) where `1 - p`
-    underflows; autodiff of the textbook form gives `0 * inf` there.
+    `phi'(l) = f + gamma * l * p * (1 - p + epsilon)^(gamma - 1)` with
+    `f = (1 - p + epsilon)^gamma`. `p` and `q = 1 - p` must be given with their
+    relative precision (`q` is tiny where `p` rounds to 1). Integer `gamma` in
+    `MULTIPLIED_GAMMAS` is multiplied out and `gamma = 0.5` is a square root (no
+    transcendental); other values are taken in log space, where the negative power `gamma - 1` stays finite (and
+    the product 0 in the limit) where `1 - p` underflows; autodiff of the
+    textbook form gives `0 * inf` there.
     """
-    gamma, epsilon = float(gamma), float(epsilon)
     l = cross_entropy
-    q = -ops.expm1(-l)
     base = q + epsilon if epsilon else q
-    p = 1.0 - q  # multiplies a term that the factor dominates near p = 0
     if gamma in MULTIPLIED_GAMMAS:
         power = power_below(base, gamma)
         factor = base if power is None else base * power
         focus = l * p if power is None else l * p * power
+    elif gamma == 0.5:  # the stability paper's value: a square root, no transcendental
+        factor = ops.sqrt(ops.maximum(base, 0.0))
+        # l <= q / (1 - q) and l = 0 where q = 0, so l * q^(-1/2) is finite (0 there).
+        focus = l * p * ops.rsqrt(ops.maximum(base, TINY))
     else:
         log_base = ops.log(ops.maximum(base, TINY))
         factor = ops.exp(gamma * log_base)
         focus = ops.exp((gamma - 1.0) * log_base + ops.log(ops.maximum(l, TINY)) - l)
-    return with_derivative(l * factor, l, factor + gamma * focus)
+    return l * factor, factor + gamma * focus
+
+
+def focal_modulation(cross_entropy, gamma, epsilon):
+    """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form derivative.
+
+    `l = -log p` is a cross-entropy (per pixel, or per class), so
+    `1 - p = -expm1(-l)` keeps its relative precision as `p -> 1`; see
+    `focal_value_and_derivative` for the derivative.
+    """
+    gamma, epsilon = float(gamma), float(epsilon)
+    q = -ops.expm1(-cross_entropy)
+    p = 1.0 - q  # multiplies a term that the factor dominates near p = 0
+    value, derivative = focal_value_and_derivative(cross_entropy, p, q, gamma, epsilon)
+    return with_derivative(value, cross_entropy, derivative)
+
+
+def soft_focal_loss(logits, y, axis, gamma, epsilon, class_weights=None):
+    """`sum_k w_k y_k phi(-log p_k)` per pixel (keepdims), any dense labels, closed-form gradient.
+
+    With `l_k = -log p_k = log S - s_k` and `dl_k/dx_j = p_j - [j = k]`, the
+    gradient is `p_j sum_k c_k - c_j` with `c_k = w_k y_k phi'(l_k)`: one
+    exponential per class (the softmax's) and products, no logarithm or
+    `expm1` per class for `gamma` in `MULTIPLIED_GAMMAS`. `1 - p_k` is
+    `1 - p_k` below the maximum (`p_k < 1/2` there) and `(S - 1) / S` at it,
+    with `S - 1 = sum_k (e_k - y_k) + (Y - 1)` as in `SoftmaxStatistics`.
+    """
+    x = ops.stop_gradient(logits)  # the gradient is attached in closed form
+    shifted = x - class_max(x, axis)
+    exp = ops.exp(shifted)
+    excess = ops.sum(exp - y, axis=axis, keepdims=True) + (ops.sum(y, axis=axis, keepdims=True) - 1.0)
+    inverse_total = 1.0 / (1.0 + excess)
+    cross_entropies = ops.log1p(excess) - shifted
+    cross_entropies = ops.where(cross_entropies > 0, cross_entropies, 0.0)
+    p = exp * inverse_total
+    # S - 1 can round a hair below 0 for soft labels whose sum rounds below 1.
+    q = ops.where(shifted < 0, 1.0 - p, ops.maximum(excess, 0.0) * inverse_total)
+    value, derivative = focal_value_and_derivative(cross_entropies, p, q, float(gamma), float(epsilon))
+    weights = y if class_weights is None else y * class_weights
+    loss = ops.sum(weights * value, axis=axis, keepdims=True)
+    weighted = weights * derivative
+    slope = p * ops.sum(weighted, axis=axis, keepdims=True) - weighted
+    return with_gradient(loss, logits, slope, axis)

@@ -330,20 +330,15 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         return loss
 
     def _soft_loss(self, logits, y, axis):
-        """Any dense `y`: `sum_i alpha_i y_i phi(-log p_i)`."""
-        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=False)
+        """Any dense `y`: `sum_i alpha_i y_i phi(-log p_i)`, with its closed-form gradient."""
         weights = None
         if self._per_class_alpha:
             weights = _base.broadcast_class_vector(self.alpha, len(y.shape), axis)
         if self.gamma == 0:
+            stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=False)
             loss = stats.cross_entropy(weights)
         else:
-            terms = y * _softmax.focal_modulation(
-                stats.class_cross_entropies(), self.gamma, self.epsilon
-            )
-            if weights is not None:
-                terms = terms * weights
-            loss = ops.sum(terms, axis=axis, keepdims=True)
+            loss = _softmax.soft_focal_loss(logits, y, axis, self.gamma, self.epsilon, weights)
         if isinstance(self.alpha, float):
             loss = loss * self.alpha
         return loss

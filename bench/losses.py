@@ -4,9 +4,10 @@ One command covers every path a user can take: the TensorFlow backend with
 `jit_compile` off and on (one process), the JAX backend under `jax.jit` (how
 Keras always runs it; a second process that this script starts itself), and
 integer, one-hot and soft (label-smoothed) labels. For each path it times
-`loss(labels, logits)` plus its gradient with respect to the logits, takes the
-median of interleaved repeats, and divides by Keras's own cross-entropy timed
-the same way in the same process:
+`loss(labels, logits)` plus its gradient with respect to the logits in
+interleaved rounds, each round timing Keras's own cross-entropy too, and reports
+the median over rounds of the ratio within a round (the machine's drift cancels
+within a round, not between medians):
 
 - softmax losses on a `(4, 224, 224, 11)` logits batch (the papers' setting)
   against `SparseCategoricalCrossentropy` (integer labels) or
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -122,7 +124,7 @@ def worker(backend, repeats, small, only=None, label_kinds=None):
     import keras
 
     sys.path.insert(0, HERE)
-    from _timing import interleaved_medians
+    from _timing import interleaved_times, paired_ratios
     from keras_focal import losses
 
     inputs = _inputs(small)
@@ -159,8 +161,10 @@ def worker(backend, repeats, small, only=None, label_kinds=None):
                     if not np.all(np.isfinite(gradient)):
                         raise RuntimeError(f"{name}: non-finite gradient ({backend}, jit={jit})")
                     steps[name] = (lambda run=run, fetch=fetch: fetch(run()))
-                medians = interleaved_medians(steps, repeats)
-                for name, seconds in medians.items():
+                times = interleaved_times(steps, repeats)
+                ratios = paired_ratios(times, base_name)
+                for name, values in times.items():
+                    seconds = statistics.median(values)
                     rows.append(
                         {
                             "backend": backend,
@@ -168,7 +172,7 @@ def worker(backend, repeats, small, only=None, label_kinds=None):
                             "labels": label_kind,
                             "loss": name,
                             "ms": seconds * 1e3,
-                            "ratio": seconds / medians[base_name],
+                            "ratio": ratios[name],
                         }
                     )
     versions = {"keras": keras.__version__}
@@ -229,7 +233,8 @@ def main(argv=None):
     for result in results:
         v = result["versions"]
         print(f"# {v['device']}: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "device"))
-    print(f"# median of {args.repeats} interleaved repeats; ratio to Keras's cross-entropy on the same path\n")
+    print(f"# {args.repeats} interleaved rounds: median time, and median over rounds of the time over Keras's "
+          "cross-entropy's in the same round (same path)\n")
     print("| backend | labels | loss | ms (loss + gradient) | ratio | target |")
     print("|---|---|---|---:|---:|---:|")
     for result in results:

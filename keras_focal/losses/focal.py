@@ -221,9 +221,10 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
     `-alpha_t (1 - p_t + epsilon)^gamma log p_t`. `gamma=0`, `epsilon=0` gives
     (weighted) cross-entropy. With `epsilon=0` and `alpha` a scalar it equals
     Keras's `CategoricalFocalCrossentropy(alpha, gamma)` wherever that is not
-    clipped. `log(1 - p_i)` is computed from the logits without forming
-    `1 - softmax`, so the loss is exact and its gradient finite for any logits
-    and any `gamma >= 0`.
+    clipped. `1 - p_i` is never formed as `1 - softmax` where that would
+    cancel (at the arg-max it comes from the other classes' exponentials), so
+    the loss is exact and its gradient finite for any logits and any
+    `gamma >= 0`; the focal factor's derivative is attached in closed form.
 
     Labels may be integer class maps (`(B, H, W)` or `(B, H, W, 1)` against
     `(B, H, W, C)` predictions) or one-hot / soft labels of the predictions'

@@ -278,17 +278,13 @@ def soft_focal_loss(logits, y, axis, gamma, epsilon, class_weights=None):
     `1 - p_k` below the maximum (`p_k < 1/2` there) and `(S - 1) / S` at it,
     with `S - 1 = sum_k (e_k - y_k) + (Y - 1)` as in `SoftmaxStatistics`.
     """
-    x = ops.stop_gradient(logits)  # the gradient is attached in closed form
-    shifted = x - class_max(x, axis)
-    exp = ops.exp(shifted)
-    excess = ops.sum(exp - y, axis=axis, keepdims=True) + (ops.sum(y, axis=axis, keepdims=True) - 1.0)
-    inverse_total = 1.0 / (1.0 + excess)
-    cross_entropies = ops.log1p(excess) - shifted
-    cross_entropies = ops.where(cross_entropies > 0, cross_entropies, 0.0)
-    p = exp * inverse_total
-    # S - 1 can round a hair below 0 for soft labels whose sum rounds below 1.
-    q = ops.where(shifted < 0, 1.0 - p, ops.maximum(excess, 0.0) * inverse_total)
-    value, derivative = focal_value_and_derivative(cross_entropies, p, q, float(gamma), float(epsilon))
+    # The statistics of constant logits: the gradient is attached in closed form below.
+    stats = SoftmaxStatistics(ops.stop_gradient(logits), y, axis, hard=False)
+    p = stats.probabilities()
+    # S - 1 (can round a hair below 0 for soft labels whose sum rounds below 1) over S.
+    top_complement = ops.maximum(stats.excess + (stats.label_sum - 1.0), 0.0) * ops.exp(-stats.log_total)
+    q = ops.where(stats.shifted < 0, 1.0 - p, top_complement)
+    value, derivative = focal_value_and_derivative(stats.class_cross_entropies(), p, q, float(gamma), float(epsilon))
     weights = y if class_weights is None else y * class_weights
     loss = ops.sum(weights * value, axis=axis, keepdims=True)
     weighted = weights * derivative

@@ -78,24 +78,31 @@ def build_parser():
 _LIGHT_COMMANDS = (None, "prep")
 
 
-def _import_backend_quietly():
-    """Imports TensorFlow and Keras with the process's stderr closed.
+def _import_backend(quietly):
+    """Imports Keras (its backend) and then TensorFlow (the `tf.data` input of every backend).
 
+    Keras first: with `KERAS_BACKEND=torch`, importing TensorFlow before torch
+    crashes the process (a segmentation fault, a native-library clash of the
+    two wheels); the other order works. Quietly, stderr is closed meanwhile:
     TensorFlow's C++ start-up messages ("Could not find cuda drivers",
     "failed call to cuInit", oneDNN notes) are written before its log level
     applies, so no environment variable hides them; a Python exception is
     still raised, and shown once stderr is back.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not quietly:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            import tensorflow as tf  # noqa: F401  (the tf.data input of every backend)
+            import keras  # noqa: F401
+            import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # probes CUDA now, quietly
-            import keras  # noqa: F401
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -107,8 +114,8 @@ def main(argv=None):
     argv = [a for a in argv if a != "--verbose"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not verbose and args.command not in _LIGHT_COMMANDS and "tensorflow" not in sys.modules:
-        _import_backend_quietly()
+    if args.command not in _LIGHT_COMMANDS and "tensorflow" not in sys.modules:
+        _import_backend(quietly=not verbose)
     if getattr(args, "run_command", None) is not None:
         return args.run_command(args)
     if getattr(args, "run", None) is not None and callable(args.run):

@@ -24,10 +24,13 @@ def value_and_gradient(function, x):
     if backend == "torch":
         import torch
 
-        x = torch.tensor(np.asarray(x), requires_grad=True)
+        if isinstance(x, torch.Tensor):  # e.g. a bfloat16 tensor, which NumPy cannot hold
+            x = x.detach().clone().requires_grad_(True)
+        else:
+            x = torch.tensor(np.asarray(x), requires_grad=True)
         value = function(x)
         value.backward()
-        return value.detach().cpu().numpy(), x.grad.detach().cpu().numpy().astype(np.float32)
+        return value.detach().float().cpu().numpy(), x.grad.detach().float().cpu().numpy()
     raise NotImplementedError(backend)
 
 
@@ -45,8 +48,10 @@ def softmax_inputs(logits, from_logits):
 
     if from_logits:
         return (logits, *reference.softmax_logs(logits))
-    y_pred = to_numpy(ops.softmax(logits))
-    normalised = to_numpy(y_pred / ops.sum(y_pred, axis=-1, keepdims=True))
+    y_pred = ops.softmax(logits)
+    # The backend's own division (torch multiplies by the reciprocal; NumPy divides).
+    normalised = to_numpy(ops.divide(y_pred, ops.sum(y_pred, axis=-1, keepdims=True)))
+    y_pred = to_numpy(y_pred)
     return (y_pred, *reference.probability_logs(normalised))
 
 
@@ -70,3 +75,85 @@ def central_differences(function, x, step=1e-6):
         minus[index] -= step
         gradient[index] = (function(plus) - function(minus)) / (2 * step)
     return gradient
+
+
+def execution_modes():
+    """The ways a user's training step runs a loss on the current backend.
+
+    `eager`: op by op. `compiled`: `tf.function(jit_compile=True)` (XLA, what
+    Keras uses on a GPU by default) on TensorFlow, `jax.jit` on JAX (what
+    `model.fit` always does there). Keras's torch backend does not compile by
+    default, so torch runs eagerly only.
+    """
+    return ["eager"] if keras.backend.backend() == "torch" else ["eager", "compiled"]
+
+
+def mode_value_and_gradient(function, x, mode):
+    """`value_and_gradient` of `function` run eagerly or compiled (see `execution_modes`).
+
+    Compiled, `function` is traced as a whole, so whatever it computes from
+    `x` (a scale, a layer) is fused with the loss by XLA, as in a train step.
+    """
+    if mode == "eager":
+        return value_and_gradient(function, x)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step(v):
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                value = function(v)
+            return value, tape.gradient(value, v)
+
+        value, gradient = step(tf.convert_to_tensor(x))
+        return np.asarray(value), np.asarray(gradient)
+    if backend == "jax":
+        import jax
+
+        value, gradient = jax.jit(jax.value_and_grad(function))(ops.convert_to_tensor(x))
+        return np.asarray(value), np.asarray(gradient)
+    raise ValueError(f"no compiled mode on the {backend} backend")
+
+
+def hessian_vector_product(function, x, direction, mode):
+    """`H v` of a scalar `function` at `x` by double autodiff, eager or compiled.
+
+    TensorFlow: nested gradient tapes; JAX: forward-over-reverse (`jvp` of
+    `grad`, as `jax.hessian` does); torch: `create_graph=True` double backward.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def product(v, u):
+            with tf.GradientTape() as outer:
+                outer.watch(v)
+                with tf.GradientTape() as inner:
+                    inner.watch(v)
+                    value = function(v)
+                gradient = inner.gradient(value, v)
+                projected = tf.reduce_sum(gradient * u)
+            return outer.gradient(projected, v)
+
+        if mode == "compiled":
+            product = tf.function(product, jit_compile=True)
+        return np.asarray(product(tf.convert_to_tensor(x), tf.convert_to_tensor(direction)))
+    if backend == "jax":
+        import jax
+
+        def product(v, u):
+            return jax.jvp(jax.grad(function), (v,), (u,))[1]
+
+        if mode == "compiled":
+            product = jax.jit(product)
+        return np.asarray(product(ops.convert_to_tensor(x), ops.convert_to_tensor(direction)))
+    if backend == "torch":
+        import torch
+
+        v = torch.tensor(np.asarray(x), requires_grad=True)
+        (gradient,) = torch.autograd.grad(function(v), v, create_graph=True)
+        (product,) = torch.autograd.grad((gradient * torch.tensor(np.asarray(direction))).sum(), v)
+        return product.detach().float().cpu().numpy()
+    raise NotImplementedError(backend)

@@ -108,3 +108,28 @@ def binary_focal_logit_gradient(y, x, gamma, alpha, epsilon):
         - np.exp(gamma * log_p_eps) * p
     )
     return np.where(np.asarray(y) == 1, fg, bg)
+
+
+def softmax(logits):
+    x = np.asarray(logits, np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def region_loss(labels, logits, alpha=None, beta=None, batch=False, include_background=True,
+                smooth=1e-5, ignore_class=None):
+    """Float64 Dice (alpha = beta = None) or Tversky loss per image (or the batch's value), written from the formulas."""
+    num_classes = np.shape(logits)[-1]
+    p = softmax(logits)
+    valid = np.ones(labels.shape, bool) if ignore_class is None else labels != ignore_class
+    g = np.eye(num_classes)[np.where(valid, labels, 0)] * valid[..., None]
+    p = p * valid[..., None]
+    axes = tuple(range(0 if batch else 1, labels.ndim))
+    tp, fp, fn = (p * g).sum(axes), (p * (1 - g)).sum(axes), ((1 - p) * g).sum(axes)
+    if alpha is None:
+        per_class = 1 - (2 * tp + smooth) / (2 * tp + fp + fn + smooth)  # sum p + sum g = 2 TP + FP + FN
+    else:
+        per_class = 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
+    if not include_background:
+        per_class = per_class[..., 1:]
+    return per_class.mean(-1)

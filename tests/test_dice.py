@@ -6,35 +6,12 @@ import keras
 
 from keras_focal import losses
 from keras_focal.losses import CombinedLoss, CrossEntropy, DiceLoss, TverskyLoss
+from tests import reference
 from tests.helpers import to_numpy, value_and_gradient
 
 pytestmark = pytest.mark.backend_agnostic
 
 NUM_CLASSES = 4
-
-
-def _softmax64(logits):
-    x = np.asarray(logits, np.float64)
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def reference_region_loss(labels, logits, alpha=None, beta=None, batch=False, include_background=True,
-                          smooth=1e-5, ignore_class=None):
-    """Float64 Dice (alpha = beta = None) or Tversky loss per image (or the batch's value), written from the formulas."""
-    p = _softmax64(logits)
-    valid = np.ones(labels.shape, bool) if ignore_class is None else labels != ignore_class
-    g = np.eye(NUM_CLASSES)[np.where(valid, labels, 0)] * valid[..., None]
-    p = p * valid[..., None]
-    axes = tuple(range(0 if batch else 1, labels.ndim))
-    tp, fp, fn = (p * g).sum(axes), (p * (1 - g)).sum(axes), ((1 - p) * g).sum(axes)
-    if alpha is None:
-        per_class = 1 - (2 * tp + smooth) / (2 * tp + fp + fn + smooth)  # sum p + sum g = 2 TP + FP + FN
-    else:
-        per_class = 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
-    if not include_background:
-        per_class = per_class[..., 1:]
-    return per_class.mean(-1)
 
 
 def _inputs(seed=0, shape=(3, 5, 6)):
@@ -64,10 +41,10 @@ def test_dice_matches_the_float64_reference(case, form):
         if form in ("one-hot", "probabilities"):
             pytest.skip("an integer ignore label needs integer masks")
         labels[1, :2] = 255
-    expected = reference_region_loss(labels, logits, **options)
+    expected = reference.region_loss(labels, logits, **options)
     from_logits = form != "probabilities"
     loss = DiceLoss(from_logits=from_logits, reduction=None, **options)
-    y_pred = logits if from_logits else _softmax64(logits).astype(np.float32)
+    y_pred = logits if from_logits else reference.softmax(logits).astype(np.float32)
     if form == "one-hot":
         y_true = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
     else:
@@ -81,7 +58,7 @@ def test_tversky_matches_the_float64_reference(alpha, beta, batch):
     labels, logits = _inputs(1)
     labels[2, 0] = 255
     loss = TverskyLoss(alpha, beta, from_logits=True, batch=batch, ignore_class=255, reduction=None)
-    expected = reference_region_loss(labels, logits, alpha, beta, batch=batch, ignore_class=255)
+    expected = reference.region_loss(labels, logits, alpha, beta, batch=batch, ignore_class=255)
     np.testing.assert_allclose(to_numpy(loss(labels, logits)), expected, rtol=2e-5, atol=1e-6)
 
 
@@ -116,17 +93,17 @@ def test_gradient_matches_finite_differences_of_the_reference(loss):
     if isinstance(loss, TverskyLoss):
         options.update(alpha=loss.alpha, beta=loss.beta)
 
-    def reference(x):
-        return reference_region_loss(labels, x, **options).mean()
+    def total(x):
+        return reference.region_loss(labels, x, **options).mean()
 
     numeric = np.zeros(logits.shape)
     step = 1e-6
     for index in np.ndindex(logits.shape):
         shifted = logits.astype(np.float64)
         shifted[index] += step
-        upper = reference(shifted)
+        upper = total(shifted)
         shifted[index] -= 2 * step
-        numeric[index] = (upper - reference(shifted)) / (2 * step)
+        numeric[index] = (upper - total(shifted)) / (2 * step)
     assert np.all(np.isfinite(gradient))
     np.testing.assert_allclose(gradient, numeric, rtol=1e-3, atol=2e-6)
 
@@ -215,5 +192,5 @@ def test_empty_class_channels_and_batch_give_finite_values():
     labels = np.zeros((2, 3, 3), np.int64)  # only the background present
     logits = np.zeros((2, 3, 3, NUM_CLASSES), np.float32)
     value = float(DiceLoss(from_logits=True)(labels, logits))
-    expected = reference_region_loss(labels, logits).mean()
+    expected = reference.region_loss(labels, logits).mean()
     assert value == pytest.approx(expected, rel=1e-5)

@@ -50,7 +50,7 @@ def test_absent_classes_are_left_out_and_sample_weight_masks():
 
 def test_in_compile_and_serialised(tmp_path):
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 1, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=[DiceScore(2, class_ids=[1], name="fg_dice"), IoUScore(2)])
+    model.compile("adam", CrossEntropy(), metrics=[DiceScore(2, class_ids=[1], name="fg_dice"), IoUScore(2)])
     x = np.random.default_rng(0).random((4, 4, 4, 1)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 2, size=(4, 4, 4))
     model.fit(x, y, epochs=1, verbose=0)

@@ -529,3 +529,31 @@ def test_best_keras_is_the_lowest_validation_loss_and_last_keras_the_last_epoch(
     test = dataset.examples(saved["test_cases"], 1)
     expected = evaluate_model(last, test, dataset.class_names, config.batch_size).foreground_metrics["mDSC"]
     assert json.load(open(tmp_path / "run" / "metrics.json"))["mdsc"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="each backend runs once, in a subprocess")
+@pytest.mark.parametrize("backend,compiled", [("tensorflow", False), ("jax", True), ("torch", False)])
+def test_cli_trains_adfl_on_every_backend_with_keras_compile_defaults(prepared_trus, tmp_path, backend, compiled):
+    """`keras-focal train` as a user runs it: KERAS_BACKEND=torch crashed at start-up (TensorFlow imported
+    before torch), and JAX trained op by op (jit_compile=False). Keras's "auto" compiles on JAX, not on a CPU's
+    TensorFlow, and never on torch."""
+    argv = ["train", "--data", prepared_trus, "--out", str(tmp_path / "run"), "--model", "unet", "--loss", "adfl",
+            "--epochs", "2", "--model-options", '{"base_filters": 4, "depth": 2}']
+    env = os.environ | {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", CLI, *argv], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.load(open(tmp_path / "run" / "config.json"))
+    assert (record["backend"], record["jit_compile"], record["jit_compile_used"]) == (backend, "auto", compiled)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert len(history) == 2 and np.all(np.isfinite(history.loss))
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["epochs_run"] == 2
+
+
+def test_jit_compile_option_takes_keras_modes_only(prepared_trus, tmp_path):
+    assert RunConfig(data=prepared_trus, out=str(tmp_path)).jit_compile == "auto"
+    for mode in ("auto", True, False):
+        assert RunConfig(data=prepared_trus, out=str(tmp_path), jit_compile=mode).jit_compile == mode
+    with pytest.raises(ValueError, match=r"unknown jit_compile 'yes'; allowed: 'auto', true, false\."):
+        RunConfig(data=prepared_trus, out=str(tmp_path), jit_compile="yes")
+    with pytest.raises(ValueError, match="unknown jit_compile 1"):
+        RunConfig(data=prepared_trus, out=str(tmp_path), jit_compile=1)

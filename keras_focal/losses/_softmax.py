@@ -4,18 +4,16 @@ Every categorical loss here is computed from one set of per-pixel statistics
 of the logits `x` and dense labels `y` (integer labels are turned into one-hot
 labels first, by a comparison and a cast):
 
-- `m = max_k x_k` (a constant for autodiff: every quantity below is
-  mathematically invariant to the shift, so its true derivative is obtained
-  with the shift held fixed), `s = x - m`, `e = exp(s)`, `S = sum_k e_k`;
-- `D = sum_k (e_k - y_k) = S - Y` with `Y = sum_k y_k`. For a hard label `t`
-  that is the arg-max, `e_t - y_t = 1 - 1 = 0` exactly, so `D` is the sum of
-  the *other* exponentials, computed without cancellation. Then
-  `log S = log1p(D + Y - 1)` and `-log p_t = log S - s_t` keep full relative
-  precision where `p_t` rounds to 1 (a confident, correct pixel), and the
-  values are exact for any logit margin elsewhere.
+- the arg-max `a`, decided once by `ops.argmax` (an integer, so no compiler
+  rounding can make two consumers of a pixel disagree about it), `s = x - x_a`
+  with `s_a` the literal 0, `e = exp(s)` (`e_a = 1` exactly);
+- `S - 1 = sum_{k != a} e_k`, the other exponentials summed without
+  cancellation. Then `log S = log1p(S - 1)` and `-log p_t = log S - s_t`
+  keep full relative precision where `p_t` rounds to 1 (a confident, correct
+  pixel), and the values are exact for any logit margin elsewhere.
 
-That is one max, one exponential per class and two or three reductions: what
-cross-entropy itself costs. The losses that depend on `p_t` only (CE, WCE,
+That is one arg-max, one exponential per class and two or three reductions:
+what cross-entropy itself costs. The losses that depend on `p_t` only (CE, WCE,
 focal) are scalar functions of the cross-entropy `l = -log p_t`, so their
 gradient is `phi'(l) * (p - y)`: autodiff differentiates the cross-entropy
 graph and the focal modulation gets a closed-form derivative on the per-pixel
@@ -32,11 +30,7 @@ from keras_focal.losses._numerics import TINY
 
 def one_hot(labels, num_classes, axis):
     """Float32 one-hot labels from int32 class indices with a size-1 class axis."""
-    rank = len(labels.shape)
-    class_ids = ops.reshape(
-        ops.arange(num_classes, dtype="int32"),
-        [num_classes if i == axis else 1 for i in range(rank)],
-    )
+    class_ids = class_indices(num_classes, len(labels.shape), axis)
     return ops.cast(ops.equal(class_ids, labels), "float32")
 
 
@@ -59,6 +53,17 @@ def labels_are_one_hot(y, axis):
 class SoftmaxStatistics:
     """Per-pixel softmax statistics of `logits` against dense labels `y`.
 
+    The frame is the arg-max `a`, decided once from an integer index
+    (`ops.argmax`) and reused by every quantity: `s = x - x_a` with `s_a` the
+    literal 0, so `e_a = exp(s_a) = 1` exactly and `S - 1` is the plain sum of
+    the other exponentials. Under XLA a producer of the logits (an ACW scale,
+    a layer) is recomputed inside each consumer and may round differently
+    there; a decision taken from the floats (`s < 0`, `s_t == 0`) can then
+    flip between two consumers of one pixel, while an index cannot. The shift
+    `x_a` is differentiable: every value is shift-invariant, and with `s_a`
+    held at 0 autodiff differentiates the exact function along `s_k = x_k -
+    x_a`, to every order.
+
     Args:
         logits: float32 logits.
         y: float32 labels of the logits' shape (one-hot or soft).
@@ -72,55 +77,50 @@ class SoftmaxStatistics:
     def __init__(self, logits, y, axis, hard, complements=False):
         self.axis, self.y = axis, y
         self._label_logit = None
-        shift = ops.stop_gradient(class_max(logits, axis))
-        self.shifted = logits - shift
+        self.is_max = argmax_mask(logits, axis)
+        top = self._sum(ops.where(self.is_max, logits, 0.0))  # x_a
+        self.shifted = ops.where(self.is_max, 0.0, logits - top)
         if complements:
             self.exp = self._second_frame_exp()
         else:
             self.exp = ops.exp(self.shifted)
-        # S - Y, exact leave-label-out sum when the label is the arg-max.
-        self.excess = ops.sum(self.exp - y, axis=axis, keepdims=True)
-        self.label_sum = 1.0 if hard else ops.sum(y, axis=axis, keepdims=True)
-        # S - 1 >= 0; no clamp, whose subgradient JAX splits where D rounds to 0.
-        self.log_total = ops.log1p(self.excess + (self.label_sum - 1.0))
+            self.others = self._sum(ops.where(self.is_max, 0.0, self.exp))
+        self.label_sum = 1.0 if hard else self._sum(y)
+        # S = 1 + others, the others summed without cancellation.
+        self.log_total = ops.log1p(self.others)
 
     def _second_frame_exp(self):
-        """`exp(s)`, with the sum of the non-maximal terms kept in log space.
+        """`exp(s)`, with the sum of the other exponentials kept in log space.
 
-        `1 - p_max = (sum of the other exponentials) / S` underflows once every
-        other class is ~87 nats below the maximum. The exponentials below the
-        maximum are therefore taken relative to the second-largest logit
-        `m2` (their sum is then >= 1) and scaled back by `exp(m2)`, so that
-        `log(sum of the others) = m2 + log(sum exp(s_k - m2))` is exact for
-        any margin at the price of one more max, not one more exponential.
+        `1 - p_a = (sum of the others) / S` underflows once every other class
+        is ~87 nats below the arg-max. The other exponentials are therefore
+        taken relative to the second-largest logit `m2` (their sum is then
+        >= 1) and scaled back by `exp(m2)`, so that `log(sum of the others) =
+        m2 + log(sum exp(s_k - m2))` is exact for any margin at the price of
+        one more max, not one more exponential.
         """
-        self.below_max = self.shifted < 0
+        below = ops.logical_not(self.is_max)
         # A constant for autodiff: the value is invariant to the frame.
-        second = ops.stop_gradient(second_largest(self.shifted, self.below_max, self.axis))
-        below = ops.where(
-            self.below_max, ops.exp(ops.where(self.below_max, self.shifted - second, 0.0)), 0.0
-        )
-        below_sum = ops.sum(below, axis=self.axis, keepdims=True)
+        second = ops.stop_gradient(second_largest(self.shifted, below, self.axis))
+        # exp of 0 at the arg-max (masked out below): no overflow there, no 0 * inf.
+        relative = ops.where(below, ops.exp(ops.where(below, self.shifted - second, 0.0)), 0.0)
+        relative_sum = self._sum(relative)
         scale = ops.exp(second)
-        self.others = below_sum * scale  # sum of the exponentials below the maximum
-        self.log_others = second + ops.log(ops.maximum(below_sum, TINY))
-        # 1 + s is 1 at the maxima with derivative 1, like exp(s).
-        return ops.where(self.below_max, below * scale, 1.0 + self.shifted)
+        self.others = relative_sum * scale  # sum of the exponentials of the other classes
+        self.log_others = second + ops.log(ops.maximum(relative_sum, TINY))
+        return ops.where(below, relative * scale, 1.0)
 
     def log_complements(self):
         """`log(1 - p_k)` for every class (needs `complements=True`).
 
-        Every class below the maximum, and every tied maximum, has
-        `p_k <= 1/2`, where `log1p(-p_k)` is exact; a single arg-max uses
+        Every class but the arg-max has `p_k <= 1/2` (`p_k <= p_a` and
+        `p_k + p_a <= 1`), where `log1p(-p_k)` is exact; the arg-max uses
         `log(sum of the others) - log S`.
         """
-        # S - 1 - others = (number of tied maxima) - 1.
-        tied = (self.excess + (self.label_sum - 1.0)) - self.others > 0.5
-        direct = ops.logical_or(self.below_max, tied)
-        # The cap changes nothing where `direct` holds; it keeps log1p's
-        # gradient finite on the unselected arg-max branch.
-        p = ops.minimum(self.probabilities(), 0.5)
-        return ops.where(direct, ops.log1p(-p), self.log_others - self.log_total)
+        # The arg-max's p is replaced before log1p, so that no branch (and no
+        # derivative of one, to any order) sees log1p(-1).
+        p = ops.where(self.is_max, 0.0, self.probabilities())
+        return ops.where(self.is_max, self.log_others - self.log_total, ops.log1p(-p))
 
     def _sum(self, x):
         return ops.sum(x, axis=self.axis, keepdims=True)
@@ -138,10 +138,17 @@ class SoftmaxStatistics:
         return self._sum(weighted) * self.log_total - self._sum(weighted * self.shifted)
 
     def label_shifted_logit(self):
-        """`s_t = sum_k y_k s_k`, the shifted logit of a hard label (cached)."""
+        """`s_t = sum_k y_k s_k`, the shifted logit of a hard label (cached).
+
+        Exactly 0 where the label is the arg-max (`s_a` is the literal 0).
+        """
         if self._label_logit is None:
             self._label_logit = self._sum(self.y * self.shifted)
         return self._label_logit
+
+    def label_weight_on_max(self):
+        """`y_a`, the labels' weight on the arg-max (0 or 1 for hard labels, decided by index)."""
+        return self._sum(ops.where(self.is_max, self.y, 0.0))
 
     def log_label_complement(self):
         """`log(1 - p_t)` for hard labels, with an exact gradient.
@@ -162,6 +169,31 @@ class SoftmaxStatistics:
 
     def probabilities(self):
         return self.exp * ops.exp(-self.log_total)
+
+    def complements(self):
+        """`1 - p_k` for every class with its relative precision: `(S - 1) / S` at the arg-max."""
+        p = self.probabilities()
+        return ops.where(self.is_max, self.others * ops.exp(-self.log_total), 1.0 - p)
+
+
+def argmax_mask(logits, axis):
+    """Boolean mask of one arg-max per pixel (the first of tied maxima), from an integer index.
+
+    The one place where "which class is the largest" is decided: every
+    statistic of a pixel reads this mask, so two consumers of one pixel can
+    never disagree, whatever rounding a compiler gives the logits in each.
+    """
+    num_classes = logits.shape[axis]
+    index = ops.expand_dims(ops.argmax(logits, axis=axis), axis)
+    return ops.equal(class_indices(num_classes, len(logits.shape), axis), ops.cast(index, "int32"))
+
+
+def class_indices(num_classes, rank, axis):
+    """int32 `[0, ..., num_classes - 1]` along `axis` of a rank-`rank` tensor."""
+    return ops.reshape(
+        ops.arange(num_classes, dtype="int32"),
+        [num_classes if i == axis else 1 for i in range(rank)],
+    )
 
 
 def class_max(x, axis):
@@ -192,26 +224,52 @@ def second_frame_log_sum(shifted, below_max, axis):
     return second, ops.log(total)
 
 
-def with_derivative(value, argument, derivative):
-    """`value` whose derivative with respect to `argument` is `derivative`.
+@ops.custom_gradient
+def _attach_derivative(argument, value, derivative):
+    """`value`, with `d/d argument = derivative` (broadcast against the upstream gradient) and no other gradient."""
 
-    `sg(value) + sg(derivative) * (argument - sg(argument))`: the same value
-    (the last factor is exactly 0) and, for autodiff, the given closed-form
-    derivative. Unlike `ops.custom_gradient` it is made of ordinary ops, so it
-    works inside `ops.cond` on every backend, under XLA and under `jax.jit`.
+    def gradient(*upstream_and_inputs, upstream=None):
+        if upstream is None:  # TensorFlow, JAX: the upstream gradient alone
+            (upstream,) = upstream_and_inputs
+            slope = derivative
+        else:  # torch: the inputs as saved (with their autograd history), upstream by name
+            slope = upstream_and_inputs[2]
+        # `slope` is the derivative tensor itself, built from the argument by
+        # ordinary ops: differentiating this product again follows its graph,
+        # so second derivatives are exact.
+        return upstream * slope, None, None
+
+    return ops.add(value, 0.0), gradient
+
+
+def with_derivative(value, argument, derivative):
+    """`value` whose derivative with respect to `argument` is `derivative`, to every order.
+
+    The closed-form `derivative` must be computed from `argument` with
+    ordinary (differentiable) ops: the first derivative is then that tensor,
+    and autodiff of it (Hessians, Hessian-vector products, double backprop)
+    differentiates its graph. `value` carries no gradient of its own, and no
+    cotangent is sent into the graph of `derivative` in a first-order
+    backward pass, so the cost is that of the closed form alone. Built on
+    `keras.ops.custom_gradient`, which works on every backend, under
+    `tf.function(jit_compile=True)`, `jax.jit` and inside `ops.cond`.
+
+    (`sg(value) + sg(derivative) * (argument - sg(argument))`, the usual way
+    to attach a derivative, is exact to first order only: its second
+    derivative is 0.)
     """
-    stop = ops.stop_gradient
-    return stop(value) + stop(derivative) * (argument - stop(argument))
+    return _attach_derivative(argument, ops.stop_gradient(value), derivative)
 
 
 def with_gradient(value, logits, gradient, axis):
-    """Per-pixel `value` whose gradient with respect to `logits` is `gradient`.
+    """Per-pixel `value` (keepdims) whose gradient with respect to `logits` is `gradient`.
 
-    `sg(value) + sum_k sg(gradient_k) * (x_k - sg(x_k))`, the vector form of
-    `with_derivative`; `logits` must be the differentiated tensor itself.
+    The vector form of `with_derivative`: the upstream gradient of each
+    pixel is broadcast along the class axis. Exact to every order when
+    `gradient` is built from `logits` by ordinary ops.
     """
-    stop = ops.stop_gradient
-    return stop(value) + ops.sum(stop(gradient) * (logits - stop(logits)), axis=axis, keepdims=True)
+    # The upstream gradient of a pixel (size-1 class axis) times `gradient` has the logits' shape.
+    return _attach_derivative(logits, ops.stop_gradient(value), gradient)
 
 
 # Focusing exponents the focal losses multiply out (no transcendental); other
@@ -275,16 +333,16 @@ def soft_focal_loss(logits, y, axis, gamma, epsilon, class_weights=None):
     gradient is `p_j sum_k c_k - c_j` with `c_k = w_k y_k phi'(l_k)`: one
     exponential per class (the softmax's) and products, no logarithm or
     `expm1` per class for `gamma` in `MULTIPLIED_GAMMAS`. `1 - p_k` is
-    `1 - p_k` below the maximum (`p_k < 1/2` there) and `(S - 1) / S` at it,
-    with `S - 1 = sum_k (e_k - y_k) + (Y - 1)` as in `SoftmaxStatistics`.
+    `1 - p_k` below the arg-max (`p_k <= 1/2` there) and `(S - 1) / S` at it,
+    with `S - 1` the plain sum of the other exponentials (`SoftmaxStatistics`).
+    The statistics are those of the logits themselves (no stop-gradient), so
+    that the attached gradient is differentiable again.
     """
-    # The statistics of constant logits: the gradient is attached in closed form below.
-    stats = SoftmaxStatistics(ops.stop_gradient(logits), y, axis, hard=False)
+    stats = SoftmaxStatistics(logits, y, axis, hard=False)
     p = stats.probabilities()
-    # S - 1 (can round a hair below 0 for soft labels whose sum rounds below 1) over S.
-    top_complement = ops.maximum(stats.excess + (stats.label_sum - 1.0), 0.0) * ops.exp(-stats.log_total)
-    q = ops.where(stats.shifted < 0, 1.0 - p, top_complement)
-    value, derivative = focal_value_and_derivative(stats.class_cross_entropies(), p, q, float(gamma), float(epsilon))
+    value, derivative = focal_value_and_derivative(
+        stats.class_cross_entropies(), p, stats.complements(), float(gamma), float(epsilon)
+    )
     weights = y if class_weights is None else y * class_weights
     loss = ops.sum(weights * value, axis=axis, keepdims=True)
     weighted = weights * derivative

@@ -7,9 +7,6 @@ from keras_focal.losses import _base
 from keras_focal.losses import _numerics
 from keras_focal.losses import _softmax
 
-
-
-
 # Above this the plain sum of the non-maximal exponentials is exact to float32
 # rounding; below it (its terms reach the subnormal range) the second-largest
 # logit's frame is used.
@@ -145,33 +142,26 @@ class DualFocalLoss(_base.CategoricalLoss):
 
         `sum_{i != a} e_i` is exact for any margin: the plain sum, or (when it
         falls below 1e-30 for some wrong arg-max) the sum relative to the
-        second-largest logit. The cost is cross-entropy's plus one `log1p` and
-        one division per class. The gradient is attached with
-        `_softmax.with_gradient` (plain ops).
+        second-largest logit. The arg-max `a` is the index of
+        `SoftmaxStatistics` (one decision per pixel, reused by every term). The
+        cost is cross-entropy's plus one `log1p` and one division per class.
+        The gradient is attached with `_softmax.with_gradient`, built from the
+        logits by ordinary ops, so that its own derivative (the Hessian) is
+        exact too.
         """
         alpha, beta, gamma = self.alpha, self.beta, self.gamma
         sum_ = lambda v: ops.sum(v, axis=axis, keepdims=True)  # noqa: E731
-        x = ops.stop_gradient(logits)  # the gradient is attached in closed form below
-        shifted = x - _softmax.class_max(x, axis)
-        below = shifted < 0
-        # S - 1 = (number of maxima - 1) + sum of the others, without cancellation.
-        extra_maxima = sum_(ops.where(below, 0.0, 1.0)) - 1.0
-        tied = extra_maxima > 0.5
-        exp = ops.exp(shifted)
-        below_exp = ops.where(below, exp, 0.0)
-        others = sum_(below_exp)  # sum of the exponentials below the maximum
-        log_total = ops.log1p(extra_maxima + others)
-        p = exp * ops.exp(-log_total)
-        argmax = ops.logical_and(ops.logical_not(below), ops.logical_not(tied))
-        label_sum = 1.0 if hard else sum_(y)
-        label_logit = sum_(y * shifted)
-        cross_entropy = label_sum * log_total - label_logit
-        if hard:  # 1 - y_a: a single arg-max exists and is not the label
-            argmax_weight = ops.where(
-                ops.logical_and(ops.logical_not(tied), label_logit < 0), 1.0, 0.0
-            )
-        else:
-            argmax_weight = ops.where(tied, 0.0, sum_(ops.where(below, 0.0, 1.0 - y)))
+        # The statistics of the logits themselves (no stop-gradient): the slope
+        # below is then differentiable again, so second derivatives are exact.
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard)
+        is_max, shifted, others, log_total = stats.is_max, stats.shifted, stats.others, stats.log_total
+        p = stats.probabilities()
+        label_sum = stats.label_sum
+        cross_entropy = stats.cross_entropy()
+        # 1 - y_a, read through the arg-max index: for hard labels exactly 1
+        # where the label is not the arg-max and 0 where it is, whatever
+        # rounding a compiler gives the logits.
+        argmax_weight = 1.0 - stats.label_weight_on_max()
         loss = cross_entropy
         slope = p * label_sum - y
         log_argmax_complement = None
@@ -179,8 +169,9 @@ class DualFocalLoss(_base.CategoricalLoss):
             # log(1 - p_a) = log(sum of the others) - log S, exact for any margin: the
             # plain sum is exact down to ~1e-30; below that (a wrong arg-max ~69 nats
             # ahead) the sum is taken relative to the second-largest logit m2, as
-            # offset + log_sum with the offset 0 or m2. The cond selects per-pixel
-            # values only: no gradient flows through it and it blocks no fusion.
+            # offset + log_sum with the offset 0 or m2. Both branches agree where both
+            # are exact, so which one a pixel near the threshold takes does not matter.
+            below = ops.logical_not(is_max)
             offset, log_sum = ops.cond(
                 ops.any(ops.logical_and(argmax_weight > 0, others < _PLAIN_SUM_LIMIT)),
                 lambda: _softmax.second_frame_log_sum(shifted, below, axis),
@@ -188,14 +179,16 @@ class DualFocalLoss(_base.CategoricalLoss):
             )
             log_argmax_complement = (offset - log_total) + log_sum
         if beta:
-            # log1p(-p) is only selected where p <= 1/2 (no autodiff runs through it);
-            # the arg-max's complement is added per pixel.
-            direct = ops.logical_not(argmax)
-            false_classes = sum_(ops.where(direct, (1.0 - y) * ops.log1p(-p), 0.0))
+            # Every class but the arg-max has p <= 1/2, where log1p(-p) is exact; the
+            # arg-max's p is replaced by 0 (its term is added per pixel), so that no
+            # derivative, of any order, meets log1p(-1) or p / (1 - p) at p = 1.
+            p_other = ops.where(is_max, 0.0, p)
+            false_classes = sum_((1.0 - y) * ops.log1p(-p_other))
             loss = loss - beta * (false_classes + argmax_weight * log_argmax_complement)
-            weighted_odds = ops.where(direct, (1.0 - y) * p / (1.0 - p), 0.0)
-            # e_k / (sum of the others), any margin (s - offset is exact)
-            shares = ops.where(below, ops.exp((shifted - offset) - log_sum), 0.0)
+            weighted_odds = (1.0 - y) * p_other / (1.0 - p_other)
+            # e_k / (sum of the others), any margin (s - offset is exact); 0 at the arg-max.
+            log_shares = ops.where(is_max, 0.0, (shifted - offset) - log_sum)
+            shares = ops.where(is_max, 0.0, ops.exp(log_shares))
             false_slope = weighted_odds - p * sum_(weighted_odds) + argmax_weight * (p - shares)
         if alpha and gamma == 0:
             loss = loss + alpha * float(y.shape[axis])
@@ -203,7 +196,7 @@ class DualFocalLoss(_base.CategoricalLoss):
             loss = loss + (2.0 * alpha) * -ops.expm1(-cross_entropy)
             slope = slope * (1.0 + (2.0 * alpha) * ops.exp(-cross_entropy))
         elif alpha:
-            complement = ops.where(argmax, ops.exp(log_argmax_complement), 1.0 - p)
+            complement = ops.where(is_max, ops.exp(log_argmax_complement), 1.0 - p)
             # y - p = y (1 - p) - (1 - y) p, exact for hard labels.
             difference = y * complement - (1.0 - y) * p
             loss = loss + alpha * sum_(ops.abs(difference))

@@ -163,13 +163,18 @@ class BinaryFocalLoss(keras.losses.Loss):
         """
         gamma, epsilon = self.gamma, self.epsilon
 
-        x = ops.stop_gradient(logits)  # the derivative is attached in closed form
-        small = ops.exp(-ops.abs(x))
-        inverse = 1.0 / (1.0 + small)
+        # The derivative is attached in closed form, built from the logits themselves
+        # (no stop-gradient) so that it is differentiable again: second derivatives are exact.
+        x = logits
+        # One comparison, reused: -|x| and max(x, 0) as selections of x, whose
+        # derivatives are right at x = 0 too (those of abs and relu are 0 there,
+        # which would zero the second derivative at a zero logit).
         nonnegative = x >= 0
+        small = ops.exp(ops.where(nonnegative, -x, x))  # exp(-|x|)
+        inverse = 1.0 / (1.0 + small)
         p = ops.where(nonnegative, inverse, small * inverse)
         q = ops.where(nonnegative, small * inverse, inverse)
-        cross_entropy = ops.relu(x) - x * y + ops.log1p(small)
+        cross_entropy = ops.where(nonnegative, x, 0.0) - x * y + ops.log1p(small)
         base = y * q + (1.0 - y) * p
         if epsilon:
             base = base + epsilon

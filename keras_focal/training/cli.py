@@ -23,7 +23,11 @@ def _add_run_options(parser, with_axes=False):
     parser.add_argument("--evaluate", choices=("last", "best"), help="test the last model (default) or the best on validation loss")
     parser.add_argument("--deterministic", action="store_true", default=None, help="TensorFlow deterministic ops")
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (GPU)")
-    parser.add_argument("--jit-compile", action="store_true", default=None, help="XLA")
+    parser.add_argument(
+        "--jit-compile", nargs="?", const="on", choices=("auto", "on", "off"),
+        help="compile the train step: auto (default, Keras's choice: always on JAX, XLA on TensorFlow "
+        "with an accelerator, eager on torch), on (XLA) or off (op by op)",
+    )
     parser.add_argument(
         "--input", choices=INPUTS,
         help="memory: decode the PNGs once; stream: decode every epoch (memory does not grow "
@@ -48,8 +52,14 @@ RUN_OPTION_NAMES = (
 )
 
 
+_JIT_COMPILE_FLAGS = {"auto": "auto", "on": True, "off": False}
+
+
 def _run_options(args):
-    return {name: getattr(args, name) for name in RUN_OPTION_NAMES if getattr(args, name, None) is not None}
+    options = {name: getattr(args, name) for name in RUN_OPTION_NAMES if getattr(args, name, None) is not None}
+    if options.get("jit_compile") in _JIT_COMPILE_FLAGS:
+        options["jit_compile"] = _JIT_COMPILE_FLAGS[options["jit_compile"]]
+    return options
 
 
 def add_training_parsers(commands):

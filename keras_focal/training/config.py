@@ -12,6 +12,9 @@ OPTIMIZERS = ("adam", "sgdm")
 STRATEGIES = ("default", "mirrored", "data-parallel", "multiworker")
 EVALUATE = ("last", "best")
 INPUTS = ("auto", "memory", "stream")
+# Keras's own compile modes: "auto" compiles the train step on JAX always and on
+# TensorFlow where Keras turns XLA on (an accelerator); torch runs eagerly.
+JIT_COMPILE = ("auto", True, False)
 MODEL_OPTIONS = {
     "deeplabv3_plus": ("output_stride", "image_pooling"),
     "vgg19_fcn": ("fc_filters", "dropout"),
@@ -50,7 +53,12 @@ class RunConfig:
         evaluate: test the "last" model (the paper: fixed epochs) or the
             "best" one on validation loss.
         deterministic: enable TensorFlow's deterministic ops.
-        mixed_precision, jit_compile: GPU options.
+        mixed_precision: mixed_float16 (a GPU option).
+        jit_compile: Keras's `jit_compile` of `model.compile`: "auto" (the
+            default, Keras's own choice: the train step is compiled on JAX,
+            and with XLA on TensorFlow where an accelerator is present; torch
+            runs eagerly), True or False. `config.json` records the mode
+            Keras resolved (`jit_compile_used`).
         strategy: "default" (one device), "mirrored" (`tf.distribute`, several
             devices of one host, TensorFlow backend) or "data-parallel"
             (Keras's `DataParallel` distribution over the devices of this
@@ -86,7 +94,7 @@ class RunConfig:
     evaluate: str = "last"
     deterministic: bool = False
     mixed_precision: bool = False
-    jit_compile: bool = False
+    jit_compile: object = "auto"
     strategy: str = "default"
     init_dir: str = None
     input: str = "auto"
@@ -99,6 +107,8 @@ class RunConfig:
         _choice(self.strategy, STRATEGIES, "strategy")
         _choice(self.evaluate, EVALUATE, "evaluate")
         _choice(self.input, INPUTS, "input")
+        if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):
+            raise ValueError(f"unknown jit_compile {self.jit_compile!r}; allowed: 'auto', true, false.")
         if self.cache and self.input == "memory":
             raise ValueError("`cache` keeps decoded slices for streamed input: it cannot be used with input='memory'.")
         for name in ("fold", "seed"):

@@ -193,7 +193,8 @@ def _transfer(base, model):
 def _predicted_pairs(model, examples, batch_size):
     """`(label map, mask)` pairs, uint8, batch by batch (nothing held beyond a batch)."""
     for batch_images, batch_masks in evaluation_dataset(examples, batch_size):
-        probabilities = np.asarray(model(batch_images, training=False))
+        # predict_on_batch: NumPy out on every backend, no gradient graph (torch).
+        probabilities = np.asarray(model.predict_on_batch(np.asarray(batch_images)))
         maps = np.argmax(probabilities, axis=-1).astype(np.uint8)
         yield from zip(maps, np.asarray(batch_masks).astype(np.uint8))
 
@@ -369,6 +370,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
                 "input_shape": list(input_shape),
                 "class_names": dataset.class_names,
                 "backend": keras.backend.backend(),
+                "jit_compile_used": bool(model.jit_compile),  # what Keras resolved "auto" to
                 "input_mode": "stream" if stream else "memory",
             }
             write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")

@@ -53,8 +53,15 @@ def labels_are_one_hot(y, axis):
 class SoftmaxStatistics:
     """Per-pixel softmax statistics of `logits` against dense labels `y`.
 
-    The frame is the arg-max `a`, decided once from an integer index
-    (`ops.argmax`) and reused by every quantity: `s = x - x_a` with `s_a` the
+    Two frames. By default the shift is the maximum (a constant for autodiff:
+    every value is shift-invariant), `s = x - m`, and `S - 1 = sum_k (e_k -
+    y_k) + (Y - 1)`, which for a hard label at the arg-max is the plain sum of
+    the other exponentials (its own term is `1 - 1 = 0`): cross-entropy's cost,
+    and no discrete decision is taken from the floats. Where one is needed
+    (`arg_max_frame`, implied by `complements`: which class's `log(1 - p)` is
+    `log(others) - log S`, is the label the arg-max), the frame is the arg-max
+    `a`, decided once from an integer index (`ops.argmax`) and reused by every
+    quantity: `s = x - x_a` with `s_a` the
     literal 0, so `e_a = exp(s_a) = 1` exactly and `S - 1` is the plain sum of
     the other exponentials. Under XLA a producer of the logits (an ACW scale,
     a layer) is recomputed inside each consumer and may round differently
@@ -72,11 +79,28 @@ class SoftmaxStatistics:
             `Y = 1` needs no reduction.
         complements: also provide `log_complements()`, `log(1 - p_k)` for
             every class, exact for any margin (the Dual Focal Loss needs it).
+        arg_max_frame: the arg-max frame (`is_max`, `label_weight_on_max`)
+            without the complements; default: `complements`.
     """
 
-    def __init__(self, logits, y, axis, hard, complements=False):
+    def __init__(self, logits, y, axis, hard, complements=False, arg_max_frame=None):
         self.axis, self.y = axis, y
         self._label_logit = None
+        self.label_sum = 1.0 if hard else self._sum(y)
+        if arg_max_frame is None:
+            arg_max_frame = complements
+        if not arg_max_frame:
+            # The cheap frame (cross-entropy's cost: one max): no decision reads
+            # the floats, so a compiler's rounding moves values by ulps only.
+            self.is_max = None
+            self.shifted = logits - ops.stop_gradient(class_max(logits, axis))
+            self.exp = ops.exp(self.shifted)
+            # S - Y: for a hard label at the arg-max its own term is 1 - 1 = 0, so this is
+            # the sum of the other exponentials without cancellation. S - 1 >= 0; no clamp,
+            # whose subgradient JAX splits where it rounds to 0.
+            self.others = self._sum(self.exp - y) + (self.label_sum - 1.0)
+            self.log_total = ops.log1p(self.others)
+            return
         self.is_max = argmax_mask(logits, axis)
         top = self._sum(ops.where(self.is_max, logits, 0.0))  # x_a
         self.shifted = ops.where(self.is_max, 0.0, logits - top)
@@ -85,7 +109,6 @@ class SoftmaxStatistics:
         else:
             self.exp = ops.exp(self.shifted)
             self.others = self._sum(ops.where(self.is_max, 0.0, self.exp))
-        self.label_sum = 1.0 if hard else self._sum(y)
         # S = 1 + others, the others summed without cancellation.
         self.log_total = ops.log1p(self.others)
 
@@ -147,7 +170,7 @@ class SoftmaxStatistics:
         return self._label_logit
 
     def label_weight_on_max(self):
-        """`y_a`, the labels' weight on the arg-max (0 or 1 for hard labels, decided by index)."""
+        """`y_a`, the labels' weight on the arg-max (0 or 1 for hard labels, decided by index; needs the arg-max frame)."""
         return self._sum(ops.where(self.is_max, self.y, 0.0))
 
     def log_label_complement(self):
@@ -171,9 +194,20 @@ class SoftmaxStatistics:
         return self.exp * ops.exp(-self.log_total)
 
     def complements(self):
-        """`1 - p_k` for every class with its relative precision: `(S - 1) / S` at the arg-max."""
+        """`1 - p_k` for every class with its relative precision: `(S - 1) / S` at the arg-max.
+
+        In the maximum's frame the arg-max is where `s >= 0`; a compiler's
+        rounding can only move that choice between classes whose two formulas
+        agree to float32 rounding (near ties), so the value stays continuous.
+        """
         p = self.probabilities()
-        return ops.where(self.is_max, self.others * ops.exp(-self.log_total), 1.0 - p)
+        if self.is_max is not None:
+            return ops.where(self.is_max, self.others * ops.exp(-self.log_total), 1.0 - p)
+        # 1 - p_a = (S - e_a) / S, with S - e_a = (S - 1) - s_a to first order in s_a = 0: the
+        # same value, and the derivative of 1 - p_a (which the Hessian needs), not that of
+        # (S - 1) / S. S - 1 can round a hair below 0 for soft labels whose sum rounds below 1.
+        top = ops.maximum(self.others - self.shifted, 0.0) * ops.exp(-self.log_total)
+        return ops.where(self.shifted >= 0, top, 1.0 - p)
 
 
 def argmax_mask(logits, axis):

@@ -153,7 +153,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         sum_ = lambda v: ops.sum(v, axis=axis, keepdims=True)  # noqa: E731
         # The statistics of the logits themselves (no stop-gradient): the slope
         # below is then differentiable again, so second derivatives are exact.
-        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard)
+        stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=hard, arg_max_frame=True)
         is_max, shifted, others, log_total = stats.is_max, stats.shifted, stats.others, stats.log_total
         p = stats.probabilities()
         label_sum = stats.label_sum

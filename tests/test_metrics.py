@@ -5,6 +5,7 @@ import pytest
 import keras
 from sklearn.metrics import f1_score, jaccard_score
 
+from keras_focal.losses import CrossEntropy
 from keras_focal.metrics import DiceScore, IoUScore
 from tests.helpers import to_numpy
 

@@ -61,3 +61,15 @@ def softmax_from_probabilities(y_pred, axis):
     """Normalised, clipped probabilities (as Keras's categorical losses do)."""
     y_pred = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
     return clip_probabilities(y_pred)
+
+
+def log_floored(x):
+    """`log(max(x, TINY))` whose derivatives, to every order, are 0 (not NaN) below the floor.
+
+    `log(maximum(x, TINY))` is the same value, but JAX differentiates `maximum`
+    by multiplying with a 0/1 mask, and a second derivative of `log` at the
+    floor overflows to inf: `inf * 0 = NaN`. Two `where`s keep the masked
+    branch finite.
+    """
+    above = x > TINY
+    return ops.where(above, ops.log(ops.where(above, x, 1.0)), float(np.log(TINY)))

@@ -25,7 +25,7 @@ labels the focal loss is a sum of such functions over the classes;
 import numpy as np
 from keras import ops
 
-from keras_focal.losses._numerics import TINY
+from keras_focal.losses._numerics import TINY, log_floored
 
 
 def one_hot(labels, num_classes, axis):
@@ -183,7 +183,7 @@ class SoftmaxStatistics:
         `(1 - p_t)^gamma` where `1 - p_t` is tiny).
         """
         leave_label_out = self._sum((1.0 - self.y) * self.exp)
-        return ops.log(ops.maximum(leave_label_out, TINY)) - self.log_total
+        return log_floored(leave_label_out) - self.log_total
 
     def class_cross_entropies(self):
         """`-log p_k` for every class, >= 0 (exact for the arg-max too)."""
@@ -340,9 +340,9 @@ def focal_value_and_derivative(cross_entropy, p, q, gamma, epsilon):
         # l <= q / (1 - q) and l = 0 where q = 0, so l * q^(-1/2) is finite (0 there).
         focus = l * p * ops.rsqrt(ops.maximum(base, TINY))
     else:
-        log_base = ops.log(ops.maximum(base, TINY))
+        log_base = log_floored(base)
         factor = ops.exp(gamma * log_base)
-        focus = ops.exp((gamma - 1.0) * log_base + ops.log(ops.maximum(l, TINY)) - l)
+        focus = ops.exp((gamma - 1.0) * log_base + log_floored(l) - l)
     return l * factor, factor + gamma * focus
 
 

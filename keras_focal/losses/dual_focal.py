@@ -114,7 +114,7 @@ class DualFocalLoss(_base.CategoricalLoss):
                 log_difference = ops.where(
                     hard,
                     y_true * log_1mp + (1.0 - y_true) * log_p,
-                    ops.log(ops.maximum(difference, _numerics.TINY)),
+                    _numerics.log_floored(difference),
                 )
                 focal = self._focal_power(log_difference)
             terms = terms + self.alpha * focal
@@ -175,7 +175,7 @@ class DualFocalLoss(_base.CategoricalLoss):
             offset, log_sum = ops.cond(
                 ops.any(ops.logical_and(argmax_weight > 0, others < _PLAIN_SUM_LIMIT)),
                 lambda: _softmax.second_frame_log_sum(shifted, below, axis),
-                lambda: (ops.zeros_like(others), ops.log(ops.maximum(others, _numerics.TINY))),
+                lambda: (ops.zeros_like(others), _numerics.log_floored(others)),
             )
             log_argmax_complement = (offset - log_total) + log_sum
         if beta:
@@ -237,7 +237,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         log_difference = ops.where(
             hard_entry,
             y * log_1mp + (1.0 - y) * log_p,
-            ops.log(ops.maximum(difference, _numerics.TINY)),
+            _numerics.log_floored(difference),
         )
         return ops.sum(self._focal_power(log_difference), axis=axis, keepdims=True)
 

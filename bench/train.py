@@ -63,7 +63,7 @@ def plain_fit_seconds(data, out, epochs):
     manifest = pd.read_csv(os.path.join(data, "manifest.csv"))
     rows = manifest[manifest.case.isin(record["train_cases"])]
     images = np.stack([np.asarray(Image.open(os.path.join(data, path))) for path in rows.image])[..., None] / 127.5 - 1.0
-    masks = np.stack([np.asarray(Image.open(os.path.join(data, path))) for path in rows.mask]).astype("int32")
+    masks = np.stack([np.asarray(Image.open(os.path.join(data, path))) for path in rows["mask"]]).astype("int32")
     model = trainer.build_model(config, record["input_shape"], len(record["class_names"]), record["class_weights"])
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),

@@ -101,9 +101,9 @@ def _promise12(args):
 def _dicom(args):
     from keras_focal.data_prep.sources import find_dicom_cases
 
-    names = [n.strip() for n in args.class_names.split(",") if n.strip()]
-    if len(names) < 2:
-        raise ValueError(f"--class-names needs at least two names. Received: {args.class_names!r}")
+    from keras_focal.data_prep.prepared import check_class_names
+
+    names = check_class_names([n.strip() for n in args.class_names.split(",") if n.strip()], what="--class-names")
     cases, problems = find_dicom_cases(args.src, args.masks, series=args.series)
     return _run(args, cases, args.out, names, "dicom", failures=problems)
 
@@ -160,10 +160,11 @@ def _synth(args):
 
 def run_prep(args):
     """Runs a parsed `prep` command; bad input exits with status 2 and a message."""
-    from keras_focal.data_prep.dataset import check_output_folder
+    from keras_focal.files import check_not_inside, check_output_folder
 
     try:
         check_output_folder(args.out)
+        check_not_inside(args.out, [getattr(args, "src", None), getattr(args, "masks", None)])
         return args.handler(args)
     except ValueError as error:
         print(f"keras-focal prep {args.source}: error: {error}", file=sys.stderr)

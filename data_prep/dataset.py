@@ -46,9 +46,16 @@ from keras_focal.data_prep.slicing import (
     select_slices,
 )
 from keras_focal.data_prep.volume import CaseError
-from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, write_json_atomically, write_text_atomically
+from keras_focal.files import (  # noqa: F401 (check_output_folder: imported from here before)
+    FolderBusyError,
+    FolderLock,
+    check_output_folder,
+    remove_temporaries,
+    write_json_atomically,
+    write_text_atomically,
+)
 
-IGNORE_LABEL = 255
+from keras_focal.data_prep.prepared import IGNORE_LABEL
 MANIFEST_COLUMNS = [
     "case", "slice", "image", "mask", "source_image", "source_mask",
     "spacing_x", "spacing_y", "spacing_z", "original_height", "original_width",
@@ -409,6 +416,9 @@ def prepare_dataset(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
+    from keras_focal.data_prep.prepared import check_class_names
+
+    class_names = check_class_names(class_names)
     names = [case.name for case in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -426,31 +436,6 @@ def prepare_dataset(
             return _prepare_locked(cases, out, class_names, options, description, workers, force, unlabelled, failures, progress)
     except FolderBusyError as error:
         raise ValueError(str(error)) from None
-
-
-def check_output_folder(out):
-    """Raises ValueError unless `out` is a folder this process can write into, or can be made one.
-
-    Creates nothing: a command refused for another reason leaves no folder.
-    """
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"the output '{out}' is an existing file, not a folder: choose a folder.")
-    existing = out
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"cannot create the output folder '{out}': '{existing}' is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        reason = "it is on a read-only file system" if _read_only(existing) else "permission denied"
-        raise ValueError(f"cannot write into '{existing}' (for the output folder '{out}'): {reason}.")
-
-
-def _read_only(path):
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (AttributeError, OSError):
-        return False
 
 
 def _prepare_locked(cases, out, class_names, options, description, workers, force, unlabelled, failures, progress):

@@ -189,9 +189,18 @@ def read_dicom_volume(path, series=None):
             positions = [np.array(first.ImagePositionPatient, float)]
     else:
         slices = [_pixels(p, h) for p, h in files]
-        shapes = {s.shape[1:] for s in slices}
-        if len(shapes) > 1 or any(s.shape[0] != 1 for s in slices):
-            raise CaseError(f"the files of '{path}' differ in size or hold several frames: {sorted(shapes)}")
+        # Name the file at fault: the first whose size differs from the series' most common one.
+        sizes = [s.shape[1:] for s in slices]
+        common = max(set(sizes), key=sizes.count)
+        for (file_path, _), pixels in zip(files, slices):
+            if pixels.shape[0] != 1:
+                raise CaseError(f"'{file_path}' holds {pixels.shape[0]} frames; the other files of its series in '{path}' one each.")
+            if pixels.shape[1:] != common:
+                odd = sum(size != common for size in sizes)
+                raise CaseError(
+                    f"'{file_path}' is {pixels.shape[2]}x{pixels.shape[1]} pixels; {sizes.count(common)} other slice(s) of its "
+                    f"series in '{path}' are {common[1]}x{common[0]}" + (f" ({odd - 1} more file(s) differ)." if odd > 1 else ".")
+                )
         frames = np.concatenate(slices)
         positions = [h.get("ImagePositionPatient") for _, h in files]
         lacking = [p for (p, _), position in zip(files, positions) if position is None]

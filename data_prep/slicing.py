@@ -5,7 +5,7 @@ import numpy as np
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
-def normalize_intensity(volume, percentiles=DEFAULT_PERCENTILES):
+def normalize_intensity(volume, percentiles=DEFAULT_PERCENTILES, notes=None):
     """Clips a volume to its own percentiles and scales it to 0..255 (uint8).
 
     One pair of percentiles per volume, not per slice, so that slices keep
@@ -15,21 +15,41 @@ def normalize_intensity(volume, percentiles=DEFAULT_PERCENTILES):
     would otherwise squeeze the tissue contrast into a few grey levels;
     PNG then stores the result losslessly, as the ADFL paper does.
 
+    Non-finite voxels (NaN, ±inf: a failed reconstruction, a mask applied as
+    NaN) take no part in the percentiles, which would otherwise be ±inf or
+    NaN and crush the tissue into a few grey levels; they become 0.
+
     Args:
-        volume: array of any shape; NaNs are treated as the lowest value.
+        volume: array of any shape.
         percentiles: `(low, high)` with `0 <= low < high <= 100`.
+        notes: a list to which a sentence is appended when the volume held
+            non-finite voxels (how many) or is constant (all black after).
 
     Returns:
         uint8 array of the same shape; a constant volume becomes all zeros.
+
+    Raises:
+        ValueError: bad `percentiles`, or no voxel is finite.
     """
     low, high = percentiles
     if not 0 <= low < high <= 100:
         raise ValueError(f"`percentiles` must satisfy 0 <= low < high <= 100. Received: {percentiles!r}")
-    volume = np.nan_to_num(np.asarray(volume, dtype=np.float32), nan=np.nanmin(volume) if np.isfinite(volume).any() else 0.0)
-    lo, hi = np.percentile(volume, [low, high])
+    volume = np.asarray(volume, dtype=np.float32)
+    finite = np.isfinite(volume)
+    if not finite.any():
+        raise ValueError(f"every one of the volume's {volume.size} voxels is NaN or infinite: no intensity to scale.")
+    bad = volume.size - int(np.count_nonzero(finite))
+    if bad and notes is not None:
+        notes.append(
+            f"{bad} non-finite voxel(s) ({100 * bad / volume.size:.2g}% of the volume: NaN or inf) left out of the "
+            "intensity percentiles and set to 0 (black)"
+        )
+    lo, hi = np.percentile(volume[finite], [low, high])
     if hi <= lo:
+        if notes is not None:
+            notes.append(f"the image volume is constant ({float(lo):g} between its percentiles): its slices are all black")
         return np.zeros(volume.shape, dtype=np.uint8)
-    scaled = (np.clip(volume, lo, hi) - lo) * (255.0 / (hi - lo))
+    scaled = (np.clip(np.where(finite, volume, lo), lo, hi) - lo) * (255.0 / (hi - lo))
     return np.rint(scaled).astype(np.uint8)
 
 
@@ -73,10 +93,15 @@ def resize_mask(mask, size, keep_aspect=False, fill=255):
     return resized.astype(np.uint8)
 
 
+def labels_outside(mask, num_classes, ignore_label=255):
+    """The distinct labels of `mask` outside `[0, num_classes) U {ignore}` (sorted)."""
+    values = np.unique(mask)
+    return values[(values >= num_classes) & (values != ignore_label) | (values < 0)]
+
+
 def check_labels(mask, num_classes, ignore_label=255, what="mask"):
     """Raises ValueError naming the labels of `mask` outside `[0, num_classes) U {ignore}`."""
-    values = np.unique(mask)
-    bad = values[(values >= num_classes) & (values != ignore_label) | (values < 0)]
+    bad = labels_outside(mask, num_classes, ignore_label)
     if bad.size:
         raise ValueError(
             f"{what} holds labels {bad[:10].tolist()}; allowed are 0..{num_classes - 1} "

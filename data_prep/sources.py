@@ -37,12 +37,17 @@ def _grey_volume_case(image, mask, options, what):
     except CaseError as error:
         raise CaseError(f"{error} (image '{image.source}', mask '{mask.source}')") from None
     masks = _integer_mask(mask, f"mask '{mask.source}'")
+    notes = image.notes + mask.notes
+    try:
+        images = normalize_intensity(image.array, options.percentiles, notes=notes)
+    except ValueError as error:
+        raise CaseError(f"image '{image.source}': {error}") from None
     return CaseData(
-        images=normalize_intensity(image.array, options.percentiles),
+        images=images,
         masks=masks,
         sources=[(image.source, mask.source)],
         spacing=image.spacing,
-        notes=image.notes + mask.notes,
+        notes=notes,
     )
 
 
@@ -125,11 +130,12 @@ def find_dicom_cases(src, masks, series=None):
         path = os.path.join(src, entry)
         if entry.startswith(".") or entry.upper() == "DICOMDIR":
             continue
-        name = entry[: -len(".dcm")] if entry.lower().endswith(".dcm") else entry
-        name = safe_case_name(name)
-        mask = _find_mask(masks, name)
+        original = entry[: -len(".dcm")] if entry.lower().endswith(".dcm") else entry
+        name = safe_case_name(original)  # for the prepared files; the mask keeps the user's name
+        mask = _find_mask(masks, original) or _find_mask(masks, name)
         if mask is None:
-            problems[name] = f"no mask for case {name} in '{masks}' (looked for {name}{{{','.join(MASK_SUFFIXES)}}} and {name}/)"
+            looked = " or ".join(dict.fromkeys(repr(n) for n in (original, name)))
+            problems[name] = f"no mask for case {original!r} in '{masks}' (looked for {looked} + {{{','.join(MASK_SUFFIXES)}}} and a folder)"
             continue
         cases.append(Case(name, load_dicom_case, (path, mask, series)))
     if not cases and not problems:

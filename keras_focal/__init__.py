@@ -23,6 +23,7 @@ Every submodule is imported on first use.
 __version__ = "0.1.0"
 
 import importlib
+import os
 
 # Imported on first use (PEP 562), as scikit-image does: `import keras_focal`
 # and the command line start without TensorFlow, Keras or JAX, and
@@ -62,8 +63,20 @@ def load_model(path, **kwargs):
     Needs no `custom_objects`: the classes are registered first.
     """
     register_keras_objects()
+    import zipfile
+
     import keras
 
+    path_text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if path_text is not None and path_text.endswith(".keras") and os.path.isfile(path_text):
+        # Keras reports a damaged archive as "File not found"; say what is wrong.
+        try:
+            with zipfile.ZipFile(path_text) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ValueError(f"'{path_text}' is damaged (not a complete .keras archive: {error}); save or copy the model again.") from None
+        if damaged is not None:
+            raise ValueError(f"'{path_text}' is damaged ({damaged!r} inside it fails its checksum); save or copy the model again.")
     return keras.models.load_model(path, **kwargs)
 
 

@@ -26,6 +26,49 @@ OWNER_NAME = ".lock-owner.json"
 _TEMPORARY = re.compile(r"(^\.tmp-)|(\.tmp-\d+(\.[A-Za-z0-9]+)+$)")
 
 
+def check_output_folder(out, what="the output folder"):
+    """Raises ValueError unless `out` is a folder this process can write into, or can be made one.
+
+    Creates nothing: a command refused for another reason leaves no folder.
+    """
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{what} '{out}' is an existing file, not a folder: choose a folder.")
+    existing = out
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot create {what} '{out}': '{existing}' is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        reason = "it is on a read-only file system" if _read_only(existing) else "permission denied"
+        raise ValueError(f"cannot write into '{existing}' (for {what} '{out}'): {reason}.")
+
+
+def check_not_inside(out, sources):
+    """Raises ValueError when the folder `out` is, or lies inside, one of the input folders `sources`.
+
+    A run writing into its own input would read what it wrote as new input
+    on the next run.
+    """
+    target = os.path.realpath(out)
+    for source in sources:
+        if source is None:
+            continue
+        folder = os.path.realpath(source)
+        if target == folder or target.startswith(folder.rstrip(os.sep) + os.sep):
+            raise ValueError(
+                f"the output '{out}' lies inside the input '{source}': a later run would read the files it writes "
+                "as input. Choose an output folder outside the input."
+            )
+
+
+def _read_only(path):
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):
+        return False
+
+
 class FolderBusyError(RuntimeError):
     """Another process holds the folder's lock."""
 
@@ -124,17 +167,18 @@ class FolderLock:
             after `timeout` seconds.
     """
 
-    def __init__(self, folder, timeout=0):
+    def __init__(self, folder, timeout=0, name=LOCK_NAME):
         import filelock
 
         self.folder = str(folder)
         self.timeout = timeout
-        self._lock = filelock.FileLock(os.path.join(self.folder, LOCK_NAME), timeout=timeout)
+        self._owner = name + "-owner.json"
+        self._lock = filelock.FileLock(os.path.join(self.folder, name), timeout=timeout)
 
     def holder(self):
         """`{"pid", "host"}` of the process that last took the lock, or None."""
         try:
-            with open(os.path.join(self.folder, OWNER_NAME)) as stream:
+            with open(os.path.join(self.folder, self._owner)) as stream:
                 return json.load(stream)
         except (OSError, ValueError):
             return None
@@ -152,11 +196,43 @@ class FolderLock:
             raise FolderBusyError(
                 f"'{self.folder}' is in use by {who}{waited}: wait for it to finish, or use another folder."
             ) from None
-        write_json_atomically(os.path.join(self.folder, OWNER_NAME), {"pid": os.getpid(), "host": socket.gethostname()})
+        write_json_atomically(os.path.join(self.folder, self._owner), {"pid": os.getpid(), "host": socket.gethostname()})
         return self
 
     def __exit__(self, *exc_info):
         with contextlib.suppress(OSError):
-            os.remove(os.path.join(self.folder, OWNER_NAME))
+            os.remove(os.path.join(self.folder, self._owner))
         self._lock.release()
         return False
+
+
+@contextlib.contextmanager
+def publishing_folder(out):
+    """Yields a fresh temporary folder beside `out`; on success it replaces `out` as a whole.
+
+    Readers of `out` see the previous complete set of files or the new one,
+    never a mix; on failure (or a kill) `out` is untouched. Hold a lock on
+    `out`'s parent (`FolderLock(parent, name=...)`) while using it: folders a
+    killed writer left (`out.tmp-<pid>`, `out.old-<pid>`) are removed here.
+    """
+    import shutil
+
+    out = os.path.abspath(out)
+    parent, name = os.path.split(out)
+    os.makedirs(parent, exist_ok=True)
+    leftover = re.compile(re.escape(name) + r"\.(tmp|old)-\d+$")
+    for entry in os.listdir(parent):
+        if leftover.match(entry):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    temporary = os.path.join(parent, f"{name}.tmp-{os.getpid()}")
+    os.makedirs(temporary)
+    try:
+        yield temporary
+        old = os.path.join(parent, f"{name}.old-{os.getpid()}")
+        if os.path.exists(out):
+            os.replace(out, old)
+        os.replace(temporary, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise

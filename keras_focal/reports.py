@@ -141,24 +141,41 @@ def check_model_fits(model, dataset, name="the model"):
 
 
 def evaluate_trained(model_path, data, cases, out, batch_size=4):
-    """Evaluates a saved model on `cases` of a prepared data set and writes the report files."""
+    """Evaluates a saved model on `cases` of a prepared data set and writes the report files.
+
+    Everything is checked before predicting (the model file, the data set,
+    that `out` can be written). The files are written into a temporary
+    folder beside `out` that then replaces `out` whole, under a lock beside
+    it: a second evaluation into the same `out` is refused, and a killed
+    one leaves the previous outputs untouched, never a mix of two models'.
+    """
     import keras_focal
 
     from keras_focal.evaluation import evaluate_semantic_segmentation
+    from keras_focal.files import FolderBusyError, FolderLock, check_output_folder, publishing_folder
     from keras_focal.training.data import PreparedDataset
-    from keras_focal.training.run import IGNORE_LABEL, predict_label_maps
+    from keras_focal.training.run import predict_label_maps
 
+    out = os.path.abspath(out)
+    check_output_folder(out, "the evaluation folder")
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
     model = keras_focal.load_model(model_path)
     check_model_fits(model, dataset, model_path)
     dataset.check()
     channels = int(model.input_shape[-1])
-    images, masks = dataset.load(cases, channels)
-    if not len(images):
-        raise ValueError(f"no test slice for cases {cases}.")
-    predictions = predict_label_maps(model, images, batch_size)
-    result = evaluate_semantic_segmentation(predictions, list(masks), dataset.class_names, ignore_label=IGNORE_LABEL)
-    write_evaluation(result, dataset.rows(cases), images, masks, predictions, out)
+    parent, name = os.path.split(out)
+    os.makedirs(parent, exist_ok=True)
+    try:
+        with FolderLock(parent, name=f".{name}.lock"):
+            images, masks = dataset.load(cases, channels)
+            if not len(images):
+                raise ValueError(f"no test slice for cases {cases}.")
+            predictions = predict_label_maps(model, images, batch_size)
+            result = evaluate_semantic_segmentation(predictions, list(masks), dataset.class_names, ignore_label=dataset.ignore_label)
+            with publishing_folder(out) as temporary:
+                write_evaluation(result, dataset.rows(cases), images, masks, predictions, temporary)
+    except FolderBusyError as error:
+        raise ValueError(f"another evaluation is writing '{out}': {error}") from None
     return result
 
 
@@ -179,8 +196,17 @@ def _evaluate(args):
 
     try:
         if args.run:
-            with open(os.path.join(args.run, "config.json")) as stream:
-                config = json.load(stream)
+            config_path = os.path.join(args.run, "config.json")
+            try:
+                with open(config_path) as stream:
+                    config = json.load(stream)
+            except FileNotFoundError:
+                raise ValueError(f"'{args.run}' is not a run folder: it has no config.json.") from None
+            except ValueError as error:
+                raise ValueError(f"'{config_path}' is damaged ({error}).") from None
+            missing = [key for key in ("data", "test_cases") if key not in config]
+            if missing:
+                raise ValueError(f"'{config_path}' lacks {missing}: it was not written by `keras-focal train`.")
             model_path = os.path.join(args.run, f"{args.checkpoint}.keras")
             data, cases = PreparedDataset(config["data"]), config["test_cases"]
             out = args.out or os.path.join(args.run, "evaluation")

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from keras_focal.class_weights import count_each_label, inverse_frequency_weights, median_frequency_weights
 from keras_focal.cli import main
 from keras_focal.data_prep import dataset as dataset_module
+from keras_focal import files as files_module
 from keras_focal.data_prep.dataset import PrepOptions, assign_folds, prepare_dataset
 from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
 from keras_focal.data_prep.camvid import CAMVID_11
@@ -227,11 +228,11 @@ def test_an_output_that_cannot_be_written_is_refused(promise12_source, tmp_path,
     out = tmp_path / "out"
     if problem == "file":
         out.write_text("not a folder")
-        message = f"the output '{out}' is an existing file, not a folder: choose a folder."
+        message = f"the output folder '{out}' is an existing file, not a folder: choose a folder."
     else:
         # A read-only mount, as os.access reports it (the suite may run as root, for whom chmod does not bind).
         monkeypatch.setattr(os, "access", lambda path, mode: False)
-        monkeypatch.setattr(dataset_module, "_read_only", lambda path: True)
+        monkeypatch.setattr(files_module, "_read_only", lambda path: True)
         out = out / "prepared"
         message = f"cannot write into '{tmp_path}' (for the output folder '{out}'): it is on a read-only file system."
     assert main(["prep", "promise12", promise12_source, str(out), "--size", "32", "--quiet"]) == 2

@@ -50,7 +50,7 @@ def test_evaluate_a_model_file_on_a_fold(run_dir, prepared_trus, tmp_path):
     "arguments, message",
     [
         ([], r"give --run RUN_DIR, or --model FILE --data PREP_DIR --fold K"),
-        (["--run", "/no/such/run"], r"No such file"),
+        (["--run", "/no/such/run"], r"'/no/such/run' is not a run folder: it has no config.json"),
         (["--model", "/no/model.keras", "--data", "DATA", "--fold", "0"], r"no model at '/no/model.keras'"),
         (["--model", "/no/model.keras", "--data", "DATA", "--fold", "9"], r"fold 9 is out of range"),
     ],

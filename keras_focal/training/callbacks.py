@@ -1,5 +1,7 @@
 """Callbacks of a run: per-epoch history, resumable state, NaN recording, best checkpoint."""
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -81,22 +83,77 @@ class RunState(keras.callbacks.Callback):
         self.path = os.path.join(folder, "state.json")
 
     def load(self):
-        """`(completed epochs, weights file)` or `(0, None)`."""
-        if not os.path.exists(self.path):
-            return 0, None
-        with open(self.path) as stream:
-            state = json.load(stream)
-        return state["epoch"], os.path.join(self.folder, state["weights"])
+        """`(completed epochs, weights file)` or `(0, None)`.
+
+        Raises:
+            RunStateError: `state.json` is damaged, or the weights file it
+                names is missing or not a complete HDF5 file.
+        """
+        return read_state(self.folder)
 
     def on_epoch_end(self, epoch, logs=None):
         previous = self.load()[1]
         name = f"state-epoch{epoch + 1:04d}.weights.h5"
-        self.model.save_weights(os.path.join(self.folder, name))
-        if self.best is not None and self.best.improved_at == epoch:
-            self.best.keep(os.path.join(self.folder, name))
-        write_text_atomically(self.path, json.dumps({"epoch": epoch + 1, "weights": name, "nan_epoch": self.recorder.nan_epoch}))
+        try:
+            # Through a temporary name: a full disk leaves no half-written state file.
+            with replacing(os.path.join(self.folder, name)) as temporary:
+                self.model.save_weights(temporary)
+            if self.best is not None and self.best.improved_at == epoch:
+                self.best.keep(os.path.join(self.folder, name))
+            write_text_atomically(self.path, json.dumps({"epoch": epoch + 1, "weights": name, "nan_epoch": self.recorder.nan_epoch}))
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                if self.load()[1] != os.path.join(self.folder, name):
+                    os.remove(os.path.join(self.folder, name))
+            full = " (the disk is full)" if error.errno == errno.ENOSPC else ""
+            raise RunInterrupted(
+                f"the state of epoch {epoch + 1} could not be saved in '{self.folder}'{full}: {error}. What was "
+                f"partly written was removed; {epoch} epoch(s) are saved. Free space and run the same command with "
+                "--resume: training continues from the last saved epoch, with the same history."
+            ) from None
         if previous and os.path.basename(previous) != name and os.path.exists(previous):
             os.remove(previous)
+
+
+class RunInterrupted(RuntimeError):
+    """Training stopped because the run's state could not be saved (exit status 1); resumable."""
+
+
+class RunStateError(ValueError):
+    """A run folder's state files are damaged or missing (exit status 2)."""
+
+
+def read_state(folder):
+    """`(completed epochs, weights file)` of a run folder's `state.json`, or `(0, None)` without one.
+
+    Raises:
+        RunStateError: naming the file, the run and what the user can do.
+    """
+    path = os.path.join(folder, "state.json")
+    if not os.path.exists(path):
+        return 0, None
+    again = (f"Start the run again with `keras-focal train --force` (or delete '{folder}'; `compare` then "
+             "trains it again).")
+    try:
+        with open(path) as stream:
+            state = json.load(stream)
+        epoch, weights = state["epoch"], state["weights"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1 or not isinstance(weights, str):
+            raise TypeError(f"epoch {epoch!r}, weights {weights!r}")
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunStateError(f"'{path}', the saved state of the run in '{folder}', is damaged ({type(error).__name__}: {error}). {again}") from None
+    weights_path = os.path.join(folder, os.path.basename(weights))
+    if not os.path.isfile(weights_path):
+        raise RunStateError(f"'{weights_path}', the weights of epoch {epoch} that '{path}' names, is missing. {again}")
+    import h5py
+
+    try:
+        with h5py.File(weights_path, "r"):
+            pass
+    except OSError as error:
+        raise RunStateError(f"'{weights_path}', the weights of epoch {epoch} of the run in '{folder}', is damaged "
+                            f"(truncated or not HDF5: {error}). {again}") from None
+    return epoch, weights_path
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -72,6 +72,8 @@ def add_training_parsers(commands):
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    train.add_argument("--force", action="store_true",
+                       help="discard the run --out holds (finished, unfinished or damaged) and start again")
     _add_run_options(train)
     train.set_defaults(run=_train)
 
@@ -115,8 +117,10 @@ def _train(args):
     import dataclasses
 
     from keras_focal.training import processes
-    from keras_focal.training.run import RunSetupError, train_run
+    from keras_focal.training.run import RunInterrupted, RunSetupError, train_run
 
+    if args.resume and args.force:
+        return _bad_input("train", "--resume continues the run in --out and --force discards it: give one of them.")
     try:
         config = RunConfig(
             data=args.data, out=args.out, model=args.model, loss=args.loss, optimizer=args.optimizer,
@@ -126,14 +130,19 @@ def _train(args):
         with processes.private_folders(group, config.out, config.init_dir) as (out, init_dir):
             metrics = train_run(
                 dataclasses.replace(config, out=out, init_dir=init_dir),
-                resume=args.resume, verbose=1 if group.is_chief else 0,
+                resume=args.resume, verbose=1 if group.is_chief else 0, force=args.force,
             )
+    except RunInterrupted as error:
+        print(f"keras-focal train: stopped: {error}", file=sys.stderr)
+        return 1
     except (RunSetupError, ValueError, TypeError) as error:
         if isinstance(error, RunSetupError) or not _training_started(args.out):
             return _bad_input("train", error)
         raise
     if not group.is_chief:
         return 0
+    for warning in metrics.get("warnings") or ():
+        print(f"keras-focal train: warning: {warning}", file=sys.stderr)
     print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: mDSC {metrics['mdsc']}, mIOU {metrics['miou']}, NaN epoch {metrics['nan_epoch']}")
     return 0
 
@@ -149,7 +158,7 @@ def _compare(args):
 
     from keras_focal.training import processes
     from keras_focal.training.compare import CompareConfig, compare
-    from keras_focal.training.run import RunSetupError
+    from keras_focal.training.run import RunInterrupted, RunSetupError
 
     try:
         if args.config:
@@ -158,14 +167,17 @@ def _compare(args):
             if not args.data or not args.out:
                 raise ValueError("give --config FILE, or --data and --out (plus the grid axes).")
             config = CompareConfig(data=args.data, out=args.out)
-        for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds", "reference", "lr_sweep"):
-            if getattr(args, axis, None):
-                setattr(config, axis, getattr(args, axis))
-        config.run_options.update(_run_options(args))
+        given = {axis: getattr(args, axis) for axis in ("data", "out", "models", "losses", "optimizers", "folds", "seeds",
+                                                        "reference", "lr_sweep") if getattr(args, axis, None)}
+        # replace() validates the command line's axes as the file's.
+        config = dataclasses.replace(config, **given, run_options={**config.run_options, **_run_options(args)})
         group = _join_group(config.run_options.get("strategy", "default"))
         with processes.private_folders(group, config.out) as (out,):
             table = compare(dataclasses.replace(config, out=out), verbose=0, progress=group.is_chief,
                             log=print if group.is_chief else (lambda line: None))
+    except RunInterrupted as error:
+        print(f"keras-focal compare: stopped: {error}", file=sys.stderr)
+        return 1
     except (RunSetupError, ValueError, TypeError) as error:
         return _bad_input("compare", error)
     if not group.is_chief:

@@ -8,7 +8,14 @@ import time
 
 import numpy as np
 
-from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, save_figure_atomically, write_text_atomically
+from keras_focal.files import (
+    FolderBusyError,
+    FolderLock,
+    check_output_folder,
+    remove_temporaries,
+    save_figure_atomically,
+    write_text_atomically,
+)
 from keras_focal.loss_names import LOSS_LABELS  # noqa: F401 (notebooks import it from here)
 from keras_focal.training.config import RunConfig
 from keras_focal.training.lr_sweep import validation_score
@@ -17,6 +24,7 @@ from keras_focal.training.run import RunSetupError, check_strategy, prepare_run,
 MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
 OPTIMIZER_LABELS = {"adam": "ADAM", "sgdm": "SGDM"}
 GRID_AXES = ("models", "losses", "optimizers", "folds", "seeds")
+GRID_EXAMPLES = {"models": "[unet]", "losses": "[ce, adfl]", "optimizers": "[adam]", "folds": "[0, 1, 2]", "seeds": "[0]"}
 
 
 @dataclasses.dataclass
@@ -43,6 +51,36 @@ class CompareConfig:
     run_options: dict = dataclasses.field(default_factory=dict)
     reference: str = None
     lr_sweep: list = None
+
+    def __post_init__(self):
+        """Refuses axes that are not lists, are empty, or repeat an entry (a run counted twice in n)."""
+        for name in ("data", "out"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"`{name}` must be a folder path. Received: {name}={getattr(self, name)!r}")
+        for axis in GRID_AXES:
+            values = getattr(self, axis)
+            kind = "integers >= 0" if axis in ("folds", "seeds") else "names"
+            if values is None or (isinstance(values, (list, tuple)) and not values):
+                raise ValueError(f"`{axis}` is empty: give a list of {kind}, e.g. {axis}: {GRID_EXAMPLES[axis]}.")
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"`{axis}` must be a list of {kind}, e.g. {axis}: {GRID_EXAMPLES[axis]}. Received: {values!r}")
+            if axis in ("folds", "seeds"):
+                wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+            else:
+                wrong = [v for v in values if not isinstance(v, str)]
+            if wrong:
+                raise ValueError(f"`{axis}` must be a list of {kind}. Received: {list(values)!r} ({wrong[0]!r} is not).")
+            repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+            if repeated:
+                raise ValueError(
+                    f"`{axis}` lists {repeated} more than once ({list(values)!r}): each run of the grid would be trained "
+                    "once and counted several times in n and the spread. List each entry once."
+                )
+            setattr(self, axis, list(values))
+        if not isinstance(self.run_options, dict):
+            raise ValueError(f"`run_options` must be a mapping of run settings. Received: {self.run_options!r}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise ValueError(f"`reference` must be a loss name. Received: {self.reference!r}")
 
     def fixed_learning_rate(self):
         """The rate of the paper's fixed-rate table (`run_options`, else RunConfig's default)."""
@@ -78,11 +116,24 @@ class CompareConfig:
         unknown = set(data) - fields - known_run
         if unknown:
             raise ValueError(f"unknown setting(s) in '{path}': {sorted(unknown)}")
-        run_options = dict(data.pop("run_options", {}) or {})
+        run_options = data.pop("run_options", {}) or {}
+        if not isinstance(run_options, dict):
+            raise ValueError(f"'{path}': `run_options` must be a mapping of run settings. Received: {run_options!r}")
+        run_options = dict(run_options)
         run_options.update({k: data.pop(k) for k in list(data) if k in known_run})
+        for key, value in run_options.items():
+            # YAML 1.1 reads 5e-4 (no dot) as a string: take it as the number it spells.
+            if RunConfig.__dataclass_fields__[key].type is float and isinstance(value, str):
+                try:
+                    run_options[key] = float(value)
+                except ValueError:
+                    raise ValueError(f"'{path}': `{key}` must be a number. Received: {value!r}") from None
         if "data" not in data or "out" not in data:
             raise ValueError(f"'{path}' must give `data` (a prepared folder) and `out`.")
-        return cls(run_options=run_options, **data)
+        try:
+            return cls(run_options=run_options, **data)
+        except ValueError as error:
+            raise ValueError(f"'{path}': {error}") from None
 
     def runs(self):
         """The runs at the fixed rate (in grid order), then those of the other rates of the sweep."""
@@ -119,6 +170,10 @@ def compare(config, verbose=0, log=print, progress=False):
     if not runs:
         raise ValueError("the grid is empty: give at least one model, loss, optimiser, fold and seed.")
     config.reference_loss()  # a bad --reference stops the comparison before any training
+    try:
+        check_output_folder(config.out, "the comparison folder")
+    except ValueError as error:
+        raise RunSetupError(str(error)) from None
     for run in runs:
         check_strategy(run.strategy)
         _, split, _ = prepare_run(run)
@@ -187,6 +242,8 @@ def _compare_locked(config, runs, verbose, log, progress=False):
                 f"[{index}/{len(runs)}] {run.model} {run.loss} {run.optimizer}{rate} fold {run.fold} seed {run.seed}: "
                 f"mDSC {_percent(metrics['mdsc'])} mIOU {_percent(metrics['miou'])}{nan} ({status})"
             )
+            for warning in metrics.get("warnings") or ():
+                log(f"    warning: {warning}")
     finally:
         bar.close()
     return write_results(rows, config.out, config.reference_loss(), class_shares(config.data),
@@ -214,7 +271,7 @@ def _percent(value):
 
 
 def _row(metrics, run, out):
-    keys = ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch",
+    keys = ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch", "evaluated",
             "mdsc", "miou", "dataset_mdsc", "dataset_miou", "mean_bf_score")
     row = {k: metrics.get(k) for k in keys}
     for kind in ("iou", "dice"):

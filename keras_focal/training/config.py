@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 
 from keras_focal.loss_names import LOSS_NAMES, TRAINER_LOSSES
@@ -20,6 +21,12 @@ MODEL_OPTIONS = {
     "vgg19_fcn": ("fc_filters", "dropout"),
     "unet": ("depth", "base_filters", "batch_norm"),
 }
+
+
+def _number(config, name, allowed, in_range):
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not in_range(value):
+        raise ValueError(f"`{name}` must be a finite number {allowed}. Received: {name}={value!r}")
 
 
 def _choice(value, allowed, name):
@@ -119,12 +126,19 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
-        if not 0 < self.drop_factor <= 1:
-            raise ValueError(f"`drop_factor` must be in (0, 1]. Received: {self.drop_factor!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"`validation_fraction` must be in [0, 1). Received: {self.validation_fraction!r}")
+        # Every number finite and in its range: `inf` or `nan` would train to NaN at
+        # epoch 1 and be reported as a finished run.
+        _number(self, "learning_rate", "> 0", lambda v: v > 0)
+        _number(self, "momentum", "in [0, 1)", lambda v: 0 <= v < 1)
+        _number(self, "drop_factor", "in (0, 1]", lambda v: 0 < v <= 1)
+        _number(self, "weight_decay", ">= 0", lambda v: v >= 0)
+        _number(self, "validation_fraction", "in [0, 1)", lambda v: 0 <= v < 1)
+        _number(self, "gamma", ">= 0", lambda v: v >= 0)
+        for name in ("augment", "deterministic", "mixed_precision"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false. Received: {name}={getattr(self, name)!r}")
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"`model_options` must be a mapping of builder options. Received: {self.model_options!r}")
         unknown = set(self.model_options) - set(MODEL_OPTIONS[self.model])
         if unknown:
             raise ValueError(

@@ -1,15 +1,15 @@
-"""A prepared data set (`keras-focal prep` output) and its tf.data pipelines."""
+"""The tf.data pipelines of a prepared data set.
 
-import json
+The format itself (files, schema, validation, the ignore label) is
+`keras_focal.data_prep.prepared`, beside its writer; `PreparedDataset` is
+re-exported here for the trainer's callers.
+"""
+
 import os
 
 import numpy as np
 
-from keras_focal.class_weights import inverse_frequency_weights
-
-IGNORE_LABEL = 255
-# What `PreparedDataset.check` found sound, by file size and modification time.
-CHECKED_NAME = ".checked.json"
+from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset  # noqa: F401 (re-exported)
 # --input auto streams the PNGs when the decoded training and validation images
 # and masks would take more memory than this.
 STREAM_ABOVE_BYTES = 2 * 1024**3
@@ -96,205 +96,7 @@ class Examples:
                        lambda: from_cache(content), decode_and_cache)
 
 
-class PreparedDataset:
-    """The images, masks, classes and folds of a folder written by `keras-focal prep`.
-
-    Raises:
-        ValueError: the folder lacks `manifest.csv`, `classes.json` or
-            `folds.csv`, or they disagree.
-    """
-
-    def __init__(self, path):
-        import pandas as pd
-
-        self.path = str(path)
-        missing = [n for n in ("manifest.csv", "classes.json", "folds.csv") if not os.path.isfile(os.path.join(self.path, n))]
-        if missing:
-            raise ValueError(
-                f"'{self.path}' is not a prepared data set: {', '.join(missing)} missing "
-                "(run `keras-focal prep ...` first; folds.csv needs at least as many cases as folds)."
-            )
-        with open(os.path.join(self.path, "classes.json")) as stream:
-            self.classes = json.load(stream)
-        self.class_names = list(self.classes["names"])
-        self.manifest = pd.read_csv(os.path.join(self.path, "manifest.csv"))
-        self.folds = pd.read_csv(os.path.join(self.path, "folds.csv"))
-        unknown = set(self.folds.case) - set(self.manifest.case)
-        if unknown or self.manifest.empty:
-            raise ValueError(f"folds.csv of '{self.path}' names cases without slices: {sorted(unknown)[:5]}")
-        self.num_folds = int(self.folds.fold.max()) + 1
-        self.name = os.path.basename(os.path.normpath(self.path))
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    def split(self, fold, validation_fraction=0.1, seed=0):
-        """`(train, validation, test)` case lists for a test fold.
-
-        Validation cases are drawn (with `seed`) from the training folds,
-        never from the test fold.
-        """
-        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < self.num_folds:
-            raise ValueError(f"fold {fold!r} is out of range: '{self.path}' has folds 0..{self.num_folds - 1}.")
-        test = sorted(self.folds.case[self.folds.fold == fold])
-        train = sorted(self.folds.case[self.folds.fold != fold])
-        count = int(round(validation_fraction * len(train)))
-        if validation_fraction > 0 and len(train) >= 2:
-            count = min(max(count, 1), len(train) - 1)
-        else:
-            count = 0
-        order = np.random.default_rng(seed).permutation(len(train))
-        validation = sorted(train[i] for i in order[:count])
-        train = sorted(train[i] for i in order[count:])
-        return train, validation, test
-
-    def class_weights(self, cases):
-        """Inverse pixel-frequency weights (Eq. 5) over `cases` only; absent classes get 0."""
-        per_case = self.classes["per_case"]
-        counts = np.sum([per_case[c]["pixel_count"] for c in cases], axis=0)
-        return inverse_frequency_weights(counts, absent="zero").tolist()
-
-    def rows(self, cases):
-        return self.manifest[self.manifest.case.isin(set(cases))].sort_values(["case", "slice"])
-
-    def image_shape(self):
-        from PIL import Image
-
-        with Image.open(os.path.join(self.path, self.manifest.image.iloc[0])) as image:
-            channels = 3 if image.mode in ("RGB", "RGBA") else 1
-            return (image.height, image.width, channels)
-
-    def examples(self, cases, channels, stream=False, cache=None):
-        """`Examples` of `cases`: decoded now (`stream=False`) or streamed from disk.
-
-        `cache`: a folder for the decoded slices of a streamed set (created
-        if needed; see `Examples`).
-        """
-        if not stream:
-            images, masks = self.load(cases, channels)
-            return Examples(images, masks, channels=channels)
-        rows = self.rows(cases)
-        image_paths = [os.path.join(self.path, p) for p in rows.image]
-        mask_paths = [os.path.join(self.path, p) for p in rows["mask"]]
-        cache_paths = None
-        if cache:
-            os.makedirs(cache, exist_ok=True)
-            cache_paths = [os.path.join(cache, _cache_name(image, mask, channels)) for image, mask in zip(image_paths, mask_paths)]
-        return Examples(image_paths=image_paths, mask_paths=mask_paths, channels=channels,
-                        cache_paths=cache_paths, shape=self.image_shape()[:2])
-
-    def check(self):
-        """Checks every slice of the manifest before any training; raises ValueError naming the file.
-
-        Every image and mask exists and decodes completely, all are the size
-        of the first image, images have its channels, masks are single
-        channel, and every mask label is a class (0..num_classes-1) or the
-        ignore label 255. Slices found sound are recorded (by file size and
-        modification time) in `.checked.json` when the folder is writable,
-        so a re-run only checks what changed.
-        """
-        import concurrent.futures
-
-        from keras_focal.files import write_json_atomically
-
-        shape = self.image_shape()
-        record_path = os.path.join(self.path, CHECKED_NAME)
-        key = {"shape": list(shape), "num_classes": self.num_classes}
-        try:
-            with open(record_path) as stream:
-                record = json.load(stream)
-            checked = record["files"] if record.get("key") == key else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            checked = {}
-
-        def stamp(relative):
-            status = os.stat(os.path.join(self.path, relative))
-            return [status.st_size, status.st_mtime_ns]
-
-        pending, sound, problems = [], {}, []
-        for image, mask in zip(self.manifest.image, self.manifest["mask"]):
-            try:
-                stamps = {image: stamp(image), mask: stamp(mask)}
-            except OSError:
-                missing = [p for p in (image, mask) if not os.path.isfile(os.path.join(self.path, p))]
-                problems.append(f"'{os.path.join(self.path, missing[0] if missing else image)}': missing (listed in manifest.csv)")
-                continue
-            if all(checked.get(p) == s for p, s in stamps.items()):
-                sound.update(stamps)
-            else:
-                pending.append((image, mask, stamps))
-        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            for (image, mask, stamps), found in zip(pending, pool.map(lambda item: self._slice_problem(*item[:2], shape), pending)):
-                if found:
-                    problems.append(found)
-                else:
-                    sound.update(stamps)
-        if pending and sound:
-            try:
-                write_json_atomically(record_path, {"key": key, "files": sound})
-            except OSError:
-                pass  # a read-only data set is checked on every run
-        if problems:
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise ValueError(
-                f"the prepared data set '{self.path}' has {len(problems)} bad slice file(s){more}:\n  "
-                + "\n  ".join(problems[:5])
-                + "\nre-run `keras-focal prep` into a new folder, or fix or remove these slices."
-            )
-
-    def _slice_problem(self, image_name, mask_name, shape):
-        """What is wrong with one slice's PNGs, or None."""
-        from PIL import Image
-
-        height, width, channels = shape
-        arrays = {}
-        for name in (image_name, mask_name):
-            path = os.path.join(self.path, name)
-            try:
-                with Image.open(path) as picture:
-                    picture.load()
-                    arrays[name] = np.asarray(picture)
-            except (OSError, SyntaxError, ValueError) as error:
-                return f"'{path}': cannot be decoded ({error})"
-        image, mask = arrays[image_name], arrays[mask_name]
-        image_path, mask_path = (os.path.join(self.path, n) for n in (image_name, mask_name))
-        if image.shape[:2] != (height, width):
-            return f"'{image_path}': {image.shape[1]}x{image.shape[0]} pixels, the data set's images are {width}x{height}"
-        image_channels = 1 if image.ndim == 2 else image.shape[2]
-        if image_channels != channels and not (channels == 3 and image_channels == 4):
-            return f"'{image_path}': {image_channels} channel(s), the data set's images have {channels}"
-        if mask.ndim != 2:
-            return f"'{mask_path}': a mask must be a single-channel image of class indices, found shape {mask.shape}"
-        if mask.shape != (height, width):
-            return f"'{mask_path}': {mask.shape[1]}x{mask.shape[0]} pixels, its image is {width}x{height}"
-        labels = np.unique(mask)
-        bad = labels[(labels >= self.num_classes) & (labels != IGNORE_LABEL)]
-        if bad.size:
-            return (
-                f"'{mask_path}': label(s) {bad[:5].tolist()} out of range for {self.num_classes} classes "
-                f"(allowed: 0..{self.num_classes - 1}, or {IGNORE_LABEL} = ignore)"
-            )
-        return None
-
-    def decoded_bytes(self, cases, channels):
-        """Memory the decoded images and masks of `cases` take (uint8)."""
-        height, width, _ = self.image_shape()
-        return len(self.rows(cases)) * height * width * (channels + 1)
-
-    def load(self, cases, channels):
-        """Decodes the PNGs of `cases` in parallel: `(images uint8 (N,H,W,C), masks uint8 (N,H,W))`."""
-        import tensorflow as tf
-
-        streamed = self.examples(cases, channels, stream=True)
-        if not len(streamed):
-            return np.zeros((0,) + self.image_shape()[:2] + (channels,), np.uint8), np.zeros((0,) + self.image_shape()[:2], np.uint8)
-        dataset = streamed.source().map(streamed.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
-        images, masks = zip(*((i.numpy(), m.numpy()) for i, m in dataset))
-        return np.concatenate(images), np.concatenate(masks)
-
-
-def _cache_name(image_path, mask_path, channels):
+def cache_name(image_path, mask_path, channels):
     """The cache file of a slice: changes when either PNG is rewritten or moved."""
     import hashlib
 

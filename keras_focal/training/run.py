@@ -5,12 +5,33 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
 
-from keras_focal.files import FolderBusyError, FolderLock, remove_temporaries, replacing, save_model_atomically, write_text_atomically
-from keras_focal.training.callbacks import BestCheckpoint, HistoryWriter, NaNRecorder, RunState, tensorboard_callbacks
+from keras_focal.data_prep.prepared import IGNORE_LABEL
+from keras_focal.files import (
+    LOCK_NAME,
+    OWNER_NAME,
+    FolderBusyError,
+    FolderLock,
+    check_output_folder,
+    remove_temporaries,
+    replacing,
+    save_model_atomically,
+    write_text_atomically,
+)
+from keras_focal.training.callbacks import (
+    BestCheckpoint,
+    HistoryWriter,
+    NaNRecorder,
+    RunInterrupted,  # noqa: F401 (the CLI catches it from here)
+    RunState,
+    RunStateError,
+    read_state,
+    tensorboard_callbacks,
+)
 from keras_focal.training import processes
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import (
@@ -20,8 +41,6 @@ from keras_focal.training.data import (
     evaluation_dataset,
     training_dataset,
 )
-
-IGNORE_LABEL = 255
 
 
 class RunSetupError(ValueError):
@@ -35,7 +54,7 @@ def build_model(config, input_shape, num_classes, acw_weights=None):
     return builders[config.model](input_shape, num_classes, acw_weights=acw_weights, **config.model_options)
 
 
-def build_loss(config, class_weights, class_names):
+def build_loss(config, class_weights, class_names, ignore_label=IGNORE_LABEL):
     """The loss of `config.loss` (names: `keras_focal.loss_names`; the ACW layer is the model's).
 
     The region losses leave class 0 out only when it is named "background":
@@ -49,7 +68,7 @@ def build_loss(config, class_weights, class_names):
 
     def part(class_name):
         loss_class = getattr(losses, class_name)
-        options = {"ignore_class": IGNORE_LABEL, **loss_names.TRAINER_OPTIONS.get(class_name, {})}
+        options = {"ignore_class": ignore_label, **loss_names.TRAINER_OPTIONS.get(class_name, {})}
         if "include_background" in options and not has_background:
             options["include_background"] = True
         if loss_class is losses.WeightedCrossEntropy:
@@ -64,12 +83,12 @@ def build_loss(config, class_weights, class_names):
     return part(entry.loss_class)
 
 
-def foreground_metrics(class_names):
+def foreground_metrics(class_names, ignore_label=IGNORE_LABEL):
     """Dice and IoU of the foreground classes, pooled over an epoch: comparable across losses, unlike the loss."""
     from keras_focal.evaluation import foreground_classes
     from keras_focal.metrics import DiceScore, IoUScore
 
-    common = {"num_classes": len(class_names), "class_ids": foreground_classes(class_names), "ignore_class": IGNORE_LABEL}
+    common = {"num_classes": len(class_names), "class_ids": foreground_classes(class_names), "ignore_class": ignore_label}
     return [DiceScore(name="foreground_dice", **common), IoUScore(name="foreground_iou", **common)]
 
 
@@ -205,7 +224,7 @@ def predict_label_maps(model, images, batch_size):
     return [label_map for label_map, _ in _predicted_pairs(model, examples, batch_size)]
 
 
-def evaluate_model(model, examples, class_names, batch_size):
+def evaluate_model(model, examples, class_names, batch_size, ignore_label=IGNORE_LABEL):
     """`evaluate_semantic_segmentation` of the model's predictions on `Examples`.
 
     Predictions and masks are paired lazily, so a streamed test set is never
@@ -218,7 +237,7 @@ def evaluate_model(model, examples, class_names, batch_size):
     first, second = itertools.tee(_predicted_pairs(model, examples, batch_size))
     return evaluate_semantic_segmentation(
         (label_map for label_map, _ in first), (mask for _, mask in second),
-        class_names, ignore_label=IGNORE_LABEL,
+        class_names, ignore_label=ignore_label,
     )
 
 
@@ -245,8 +264,15 @@ def _json_safe(value):
     return value
 
 
-def prepare_run(config):
-    """Checks everything that can be checked before training; raises `RunSetupError`."""
+def prepare_run(config, resume=True, force=False):
+    """Checks everything that can be checked before training; raises `RunSetupError`.
+
+    Nothing is written: the data set, the split, the model and loss for it,
+    the output folders, and an existing run in `config.out` (its settings,
+    the data it started on, its state files) are all checked first, so a
+    refused command leaves no file behind. `force` (start again) skips the
+    checks of the existing run.
+    """
     try:
         dataset = PreparedDataset(config.data)
         split = dataset.split(config.fold, config.validation_fraction, config.seed)
@@ -254,17 +280,16 @@ def prepare_run(config):
             raise ValueError(f"fold {config.fold} leaves no training case.")
         input_shape = dataset.image_shape()
         build_model(config, input_shape, dataset.num_classes)  # e.g. a U-Net too deep for the image size
+        build_loss(config, dataset.class_weights(split[0]), dataset.class_names, dataset.ignore_label)
+        check_output_folder(config.out, "the run folder")
+        if config.init_dir:
+            check_output_folder(config.init_dir, "the initial-weights folder")
+        if config.cache:
+            check_output_folder(config.cache, "the --cache folder")
+        if not force:
+            _check_existing_run(config, dataset, resume)
     except ValueError as error:
         raise RunSetupError(str(error)) from None
-    config_path = os.path.join(config.out, "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as stream:
-            saved = json.load(stream)
-        previous = RunConfig(**{k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__})
-        if previous.comparable() != config.comparable():
-            changed = sorted(k for k, v in config.comparable().items() if previous.comparable().get(k) != v)
-            state = "finished " if os.path.exists(os.path.join(config.out, "metrics.json")) else ""
-            raise RunSetupError(f"'{config.out}' holds a {state}run with other settings ({', '.join(changed)}); use another --out.")
     try:
         dataset.check()
     except ValueError as error:
@@ -272,36 +297,93 @@ def prepare_run(config):
     return dataset, split, input_shape
 
 
-def train_run(config, resume=False, verbose=1, callbacks=()):
+def _check_existing_run(config, dataset, resume):
+    """Refuses a run folder whose run has other settings or data, damaged state files, or (unfinished) no `resume`."""
+    config_path = os.path.join(config.out, "config.json")
+    if not os.path.exists(config_path):
+        return
+    state = "finished " if os.path.exists(os.path.join(config.out, "metrics.json")) else ""
+    try:
+        with open(config_path) as stream:
+            saved = json.load(stream)
+        previous = RunConfig(**{k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__})
+    except (ValueError, TypeError) as error:
+        raise RunSetupError(
+            f"'{config_path}' is damaged ({error}): start the run again with `keras-focal train --force`, or use another --out."
+        ) from None
+    if previous.comparable() != config.comparable():
+        changed = sorted(k for k, v in config.comparable().items() if previous.comparable().get(k) != v)
+        raise RunSetupError(f"'{config.out}' holds a {state}run with other settings ({', '.join(changed)}); use another --out.")
+    recorded = saved.get("data_fingerprint")
+    if recorded is not None and recorded != dataset.fingerprint():
+        raise RunSetupError(
+            f"'{config.out}' holds a {state}run started on other data: '{config.data}' has changed since (its manifest.csv, "
+            "folds.csv or classes.json differ; e.g. it was prepared again). Resuming would mix two splits. Start "
+            "again with `keras-focal train --force`, or use another --out."
+        )
+    if state:
+        return
+    try:
+        done, _ = read_state(config.out)
+    except RunStateError as error:
+        raise RunSetupError(str(error)) from None
+    if done and not resume:
+        raise RunSetupError(f"'{config.out}' holds an unfinished run ({done} epochs): pass --resume to continue it.")
+
+
+def _clear_run_folder(folder):
+    """Everything of a run in `folder` but its lock (train --force)."""
+    for name in os.listdir(folder):
+        if name in (LOCK_NAME, OWNER_NAME):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def train_run(config, resume=False, verbose=1, callbacks=(), force=False):
     """Trains and evaluates one run; returns its metrics (see `metrics.json`).
 
-    A finished run with the same settings (its `metrics.json` exists) is
-    not trained again. An unfinished one continues from its last completed
-    epoch when `resume` is true, and is refused otherwise. `callbacks` are
-    more Keras callbacks for `fit` (a progress display). The run folder
-    is locked while the run works in it; temporary files that a killed run
-    left there are removed.
+    A finished run with the same settings and data (its `metrics.json`
+    exists) is not trained again. An unfinished one continues from its last
+    completed epoch when `resume` is true, and is refused otherwise.
+    `force` discards whatever run `config.out` holds and starts again.
+    `callbacks` are more Keras callbacks for `fit` (a progress display).
+    The run folder is locked while the run works in it; temporary files
+    that a killed run left there are removed.
 
     Raises:
         RunSetupError: bad data folder or data, fold, model for the image
-            size, a folder holding a run with other settings (finished or
-            not), or a folder another process is working in; raised before
-            any training.
+            size, a folder holding a run with other settings or data, or
+            with damaged state files, or a folder another process is working
+            in; raised before any training, and a folder this call created
+            is removed again.
+        RunInterrupted: the run's state could not be saved (a full disk);
+            the run resumes once that is fixed.
     """
     group = check_strategy(config.strategy)
-    dataset, split, input_shape = prepare_run(config)
+    dataset, split, input_shape = prepare_run(config, resume=resume, force=force)
+    created = [folder for folder in (config.out, config.init_dir) if folder and not os.path.exists(folder)]
     try:
         with FolderLock(config.out):
             remove_temporaries(config.out)
             if config.init_dir:
                 remove_temporaries(config.init_dir)
+            if force:
+                _clear_run_folder(config.out)
             metrics_path = os.path.join(config.out, "metrics.json")
             if os.path.exists(metrics_path):
                 with open(metrics_path) as stream:
                     return json.load(stream)
             return _train_locked(config, resume, verbose, group, dataset, split, input_shape, callbacks)
-    except FolderBusyError as error:
-        raise RunSetupError(str(error)) from None
+    except (RunSetupError, FolderBusyError) as error:
+        for folder in created:  # a refusal leaves nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(error, FolderBusyError):
+            raise RunSetupError(str(error)) from None
+        raise
 
 
 def _train_locked(config, resume, verbose, group, dataset, split, input_shape, callbacks=()):
@@ -312,9 +394,13 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
     metrics_path = os.path.join(config.out, "metrics.json")
     recorder = NaNRecorder()
     state = RunState(config.out, recorder)  # its `best` is set below, with the monitored value
-    done, state_weights = state.load()
+    try:
+        done, state_weights = state.load()
+    except RunStateError as error:
+        raise RunSetupError(str(error)) from None
     if done and not resume:
         raise RunSetupError(f"'{config.out}' holds an unfinished run ({done} epochs): pass --resume to continue it.")
+    warnings = []
 
     policy = keras.config.dtype_policy()
     if config.mixed_precision:
@@ -323,6 +409,13 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
         tf.config.experimental.enable_op_determinism()
     try:
         class_weights = dataset.class_weights(train_cases)
+        absent = dataset.absent_classes(train_cases)
+        if absent:
+            warnings.append(
+                f"class(es) {absent} have no labelled pixel in the {len(train_cases)} training case(s) of fold "
+                f"{config.fold}: their class weight is 0 and the network never sees them (test scores for them are "
+                "not a measure of the loss)"
+            )
         channels = input_shape[-1]
         stream = config.input == "stream" or (
             config.input == "auto"
@@ -353,13 +446,19 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
             schedule = learning_rate_schedule(config, steps_per_epoch)
             model.compile(
                 optimizer=build_optimizer(config, schedule),
-                loss=build_loss(config, class_weights, dataset.class_names),
-                metrics=foreground_metrics(dataset.class_names),
+                loss=build_loss(config, class_weights, dataset.class_names, dataset.ignore_label),
+                metrics=foreground_metrics(dataset.class_names, dataset.ignore_label),
                 jit_compile=config.jit_compile,
             )
             if state_weights:
                 model.optimizer.build(model.trainable_variables)
-                model.load_weights(state_weights)
+                try:
+                    model.load_weights(state_weights)
+                except (OSError, ValueError, KeyError) as error:
+                    raise RunSetupError(
+                        f"'{state_weights}', the saved state of the run in '{config.out}', cannot be loaded ({error}): "
+                        "start the run again with `keras-focal train --force`."
+                    ) from None
             record = config.to_dict() | {
                 "data": os.path.abspath(config.data),  # readable from any working directory
                 "train_cases": train_cases,
@@ -372,6 +471,8 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
                 "backend": keras.backend.backend(),
                 "jit_compile_used": bool(model.jit_compile),  # what Keras resolved "auto" to
                 "input_mode": "stream" if stream else "memory",
+                # What the run started on: resuming on re-prepared data is refused.
+                "data_fingerprint": dataset.fingerprint(),
             }
             write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")
 
@@ -420,12 +521,17 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
             evaluated = config.evaluate
             if nan_epoch is not None or evaluated == "best":
                 evaluated = "best" if os.path.exists(best.path) else ("none" if nan_epoch is not None else "last")
+            if config.evaluate == "best" and evaluated == "last":
+                warnings.append(
+                    "--evaluate best: no best state was kept (no epoch improved the monitored loss, or a resumed run "
+                    "lost it), so the test scores are the last model's"
+                )
             scores = {"mdsc": float("nan"), "miou": float("nan"), "dataset_mdsc": float("nan"), "dataset_miou": float("nan"),
                       "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
             if evaluated != "none":
                 evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
                 test = dataset.examples(test_cases, channels, stream, config.cache)
-                result = evaluate_model(evaluation_model, test, dataset.class_names, config.batch_size)
+                result = evaluate_model(evaluation_model, test, dataset.class_names, config.batch_size, dataset.ignore_label)
                 write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
                 scores = _scores(result)
             trained_images = len(train) * max(epochs_run - done, 0)
@@ -444,6 +550,7 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
                 "train_seconds": round(train_seconds, 3),
                 "train_images_per_second": trained_images / train_seconds if trained_images and train_seconds > 0 else None,
                 "pipeline_images_per_second": pipeline_rate,
+                "warnings": warnings,
             }
             write_text_atomically(metrics_path, json.dumps(_json_safe(metrics), indent=2) + "\n")
             return _json_safe(metrics)

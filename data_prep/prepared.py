@@ -1,0 +1,391 @@
+"""The prepared data-set format: its files, their schema, and the reader that validates them.
+
+`keras_focal.data_prep.dataset` writes a folder; this module is the one
+place that says what such a folder holds and reads it back
+(`PreparedDataset`). Everything a run relies on is validated here before
+any work starts, and every refusal is a ValueError naming the file:
+
+- `classes.json`: valid JSON with `names` (unique, non-empty strings, at
+  least two) and `per_case` (pixel counts of every case, one per class);
+  `pixel_count` has one entry per class; `ignore_label` (255 when absent,
+  as older folders) is not a class index.
+- `folds.csv`: every case of `manifest.csv` exactly once, every fold from
+  0 to the last non-empty, nothing else.
+- the slices (`PreparedDataset.check`): every image and mask a PNG that
+  decodes completely, of one size; masks 8-bit single-channel (PIL mode
+  `L`), the one encoding that PIL and the training pipeline's
+  `tf.io.decode_png` read as the same class indices; labels within the
+  classes or the ignore label.
+
+The tf.data pipeline that streams these files is `keras_focal.training.data`.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+# The label of pixels no loss or metric counts (padding, unlabelled areas); a
+# folder's `classes.json` records the one it was written with.
+IGNORE_LABEL = 255
+MANIFEST = "manifest.csv"
+CLASSES = "classes.json"
+FOLDS = "folds.csv"
+# What `PreparedDataset.check` found sound, by file size and modification time.
+CHECKED_NAME = ".checked.json"
+# Bumped whenever `check` checks more: slices recorded by an older check are checked again.
+CHECK_VERSION = 2
+# The only mask encoding that PIL and tf.io.decode_png(channels=1) decode alike.
+MASK_MODE = "L"
+_MODE_PROBLEMS = {
+    "I;16": "a 16-bit grey PNG: the training pipeline decodes PNGs to 8 bits, which turns class indices 0..255 into 0",
+    "I": "a 32-bit grey PNG: the training pipeline decodes PNGs to 8 bits, which turns small class indices into 0",
+    "P": "a palette PNG: the training pipeline would read the brightness of its colours, not the palette indices",
+    "1": "a 1-bit PNG: the training pipeline would read its pixels as 0 and 255, not 0 and 1",
+}
+
+
+def check_class_names(names, what="class names"):
+    """Raises ValueError unless `names` are at least two unique non-empty strings (fewer than the ignore label)."""
+    names = list(names)
+    if len(names) < 2 or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"{what} must be at least two non-empty names. Received: {names!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} must be unique (each names one class index); repeated: {repeated}. Received: {names!r}")
+    if len(names) > IGNORE_LABEL:
+        raise ValueError(f"{what}: {len(names)} classes; masks are 8-bit with {IGNORE_LABEL} = ignore, so at most {IGNORE_LABEL}.")
+    return names
+
+
+def read_classes(path):
+    """`classes.json` validated: raises ValueError naming the file and the key at fault."""
+    try:
+        with open(path) as stream:
+            classes = json.load(stream)
+    except ValueError as error:
+        raise ValueError(f"'{path}' is not valid JSON ({error}): re-run `keras-focal prep` to rebuild it.") from None
+    if not isinstance(classes, dict):
+        raise ValueError(f"'{path}' must hold a JSON object with `names` and `per_case`.")
+    for key in ("names", "per_case"):
+        if key not in classes:
+            raise ValueError(f"'{path}' has no `{key}`: it was not written by `keras-focal prep`; re-run prep to rebuild it.")
+    if not isinstance(classes["names"], list):
+        raise ValueError(f"'{path}': `names` must be a list of class names. Received: {classes['names']!r}")
+    names = check_class_names(classes["names"], what=f"`names` in '{path}'")
+    count = len(names)
+    ignore = classes.get("ignore_label", IGNORE_LABEL)
+    if isinstance(ignore, bool) or not isinstance(ignore, int) or not count <= ignore <= 255:
+        raise ValueError(f"'{path}': `ignore_label` must be an integer in {count}..255 (not a class index). Received: {ignore!r}")
+    if "pixel_count" in classes and _length(classes["pixel_count"]) != count:
+        raise ValueError(
+            f"'{path}': `pixel_count` has {_length(classes['pixel_count'])} entries for {count} class names {names}: "
+            "the names and the counts disagree."
+        )
+    per_case = classes["per_case"]
+    if not isinstance(per_case, dict):
+        raise ValueError(f"'{path}': `per_case` must map each case to its pixel counts.")
+    for case, record in per_case.items():
+        counts = record.get("pixel_count") if isinstance(record, dict) else None
+        if _length(counts) != count:
+            raise ValueError(
+                f"'{path}': `per_case` of case {case!r} has {_length(counts)} pixel counts for {count} class names {names}: "
+                "the names and the counts disagree."
+            )
+    return classes
+
+
+def _length(value):
+    return len(value) if isinstance(value, list) else None
+
+
+def _read_table(path, columns):
+    import pandas as pd
+
+    try:
+        # Case names as written: "01" must not become the integer 1.
+        table = pd.read_csv(path, dtype={"case": str})
+    except (ValueError, pd.errors.ParserError) as error:  # EmptyDataError is a ValueError
+        raise ValueError(f"'{path}' cannot be read as CSV ({error}).") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"'{path}' lacks the column(s) {missing} (has {list(table.columns)}).")
+    return table
+
+
+def check_folds(folds, manifest_cases, path):
+    """Raises ValueError unless `folds` (case, fold) lists each case of `manifest_cases` exactly once, in folds 0..k-1, none empty."""
+    import pandas as pd
+
+    if not pd.api.types.is_integer_dtype(folds.fold) or (folds.fold < 0).any():
+        raise ValueError(f"'{path}': `fold` must hold integers >= 0. Received: {sorted(set(folds.fold.astype(str)))[:5]}")
+    cases = folds.case.astype(str)
+    repeated = sorted(set(cases[cases.duplicated()]))
+    if repeated:
+        raise ValueError(
+            f"'{path}' lists {len(repeated)} case(s) more than once: {repeated[:5]}. A case in two folds would be "
+            "trained on and tested on in one run; give each case one fold."
+        )
+    manifest_cases = {str(c) for c in manifest_cases}
+    unknown = sorted(set(cases) - manifest_cases)
+    if unknown:
+        raise ValueError(f"'{path}' names {len(unknown)} case(s) without slices in manifest.csv: {unknown[:5]}")
+    unassigned = sorted(manifest_cases - set(cases))
+    if unassigned:
+        raise ValueError(
+            f"'{path}' gives no fold to {len(unassigned)} case(s) of manifest.csv: {unassigned[:5]}; they would "
+            "never be used. Give each case a fold (or re-run `keras-focal prep`)."
+        )
+    present = set(int(f) for f in folds.fold)
+    empty = sorted(set(range(max(present) + 1)) - present)
+    if empty:
+        raise ValueError(f"'{path}': fold(s) {empty} have no case (folds must be numbered 0..k-1, each non-empty).")
+    if len(present) < 2:
+        raise ValueError(f"'{path}' has a single fold: a run needs a test fold and at least one training fold.")
+
+
+class PreparedDataset:
+    """The images, masks, classes and folds of a folder written by `keras-focal prep`.
+
+    Raises:
+        ValueError: the folder lacks `manifest.csv`, `classes.json` or
+            `folds.csv`, or they are malformed or disagree (see the module
+            docstring); the message names the file.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        missing = [n for n in (MANIFEST, CLASSES, FOLDS) if not os.path.isfile(os.path.join(self.path, n))]
+        if missing:
+            raise ValueError(
+                f"'{self.path}' is not a prepared data set: {', '.join(missing)} missing "
+                "(run `keras-focal prep ...` first; folds.csv needs at least as many cases as folds)."
+            )
+        self.classes = read_classes(os.path.join(self.path, CLASSES))
+        self.class_names = list(self.classes["names"])
+        manifest_path = os.path.join(self.path, MANIFEST)
+        self.manifest = _read_table(manifest_path, ("case", "slice", "image", "mask"))
+        if self.manifest.empty:
+            raise ValueError(f"'{manifest_path}' lists no slice.")
+        folds_path = os.path.join(self.path, FOLDS)
+        self.folds = _read_table(folds_path, ("case", "fold"))
+        check_folds(self.folds, self.manifest.case, folds_path)
+        without_counts = sorted(set(self.manifest.case) - set(self.classes["per_case"]))
+        if without_counts:
+            raise ValueError(
+                f"'{os.path.join(self.path, CLASSES)}' has no pixel counts (`per_case`) for {len(without_counts)} "
+                f"case(s) of manifest.csv: {without_counts[:5]}; re-run `keras-focal prep` to rebuild it."
+            )
+        self.num_folds = int(self.folds.fold.max()) + 1
+        self.name = os.path.basename(os.path.normpath(self.path))
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def ignore_label(self):
+        """The mask value of unlabelled pixels, as `classes.json` records it."""
+        return int(self.classes.get("ignore_label", IGNORE_LABEL))
+
+    def fingerprint(self):
+        """SHA-256 of manifest.csv, folds.csv and classes.json: changes whenever the slices, the split or the classes do."""
+        digest = hashlib.sha256()
+        for name in (MANIFEST, FOLDS, CLASSES):
+            digest.update(name.encode() + b"\0")
+            with open(os.path.join(self.path, name), "rb") as stream:
+                digest.update(stream.read())
+        return digest.hexdigest()
+
+    def split(self, fold, validation_fraction=0.1, seed=0):
+        """`(train, validation, test)` case lists for a test fold.
+
+        Validation cases are drawn (with `seed`) from the training folds,
+        never from the test fold.
+        """
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < self.num_folds:
+            raise ValueError(f"fold {fold!r} is out of range: '{self.path}' has folds 0..{self.num_folds - 1}.")
+        test = sorted(self.folds.case[self.folds.fold == fold])
+        train = sorted(self.folds.case[self.folds.fold != fold])
+        count = int(round(validation_fraction * len(train)))
+        if validation_fraction > 0 and len(train) >= 2:
+            count = min(max(count, 1), len(train) - 1)
+        else:
+            count = 0
+        order = np.random.default_rng(seed).permutation(len(train))
+        validation = sorted(train[i] for i in order[:count])
+        train = sorted(train[i] for i in order[count:])
+        return train, validation, test
+
+    def pixel_counts(self, cases):
+        """Labelled pixels of each class over `cases`."""
+        per_case = self.classes["per_case"]
+        return np.sum([per_case[c]["pixel_count"] for c in cases], axis=0).astype(np.int64)
+
+    def class_weights(self, cases):
+        """Inverse pixel-frequency weights (Eq. 5) over `cases` only; absent classes get 0."""
+        from keras_focal.class_weights import inverse_frequency_weights
+
+        return inverse_frequency_weights(self.pixel_counts(cases), absent="zero").tolist()
+
+    def absent_classes(self, cases):
+        """Names of the classes with no labelled pixel in `cases`."""
+        counts = self.pixel_counts(cases)
+        return [name for name, count in zip(self.class_names, counts) if count == 0]
+
+    def rows(self, cases):
+        return self.manifest[self.manifest.case.isin(set(cases))].sort_values(["case", "slice"])
+
+    def image_shape(self):
+        from PIL import Image
+
+        path = os.path.join(self.path, self.manifest.image.iloc[0])
+        try:
+            with Image.open(path) as image:
+                channels = 3 if image.mode in ("RGB", "RGBA") else 1
+                return (image.height, image.width, channels)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"'{path}': cannot be decoded ({error}).") from None
+
+    def examples(self, cases, channels, stream=False, cache=None):
+        """`keras_focal.training.data.Examples` of `cases`: decoded now (`stream=False`) or streamed from disk.
+
+        `cache`: a folder for the decoded slices of a streamed set (created
+        if needed; see `Examples`).
+        """
+        from keras_focal.training.data import Examples, cache_name
+
+        if not stream:
+            images, masks = self.load(cases, channels)
+            return Examples(images, masks, channels=channels)
+        rows = self.rows(cases)
+        image_paths = [os.path.join(self.path, p) for p in rows.image]
+        mask_paths = [os.path.join(self.path, p) for p in rows["mask"]]
+        cache_paths = None
+        if cache:
+            os.makedirs(cache, exist_ok=True)
+            cache_paths = [os.path.join(cache, cache_name(image, mask, channels)) for image, mask in zip(image_paths, mask_paths)]
+        return Examples(image_paths=image_paths, mask_paths=mask_paths, channels=channels,
+                        cache_paths=cache_paths, shape=self.image_shape()[:2])
+
+    def check(self):
+        """Checks every slice of the manifest before any training; raises ValueError naming the file.
+
+        Every image and mask exists and is a PNG that decodes completely, all
+        are the size of the first image, images have its channels, masks are
+        8-bit single-channel PNGs (mode `L`: other modes are decoded
+        differently by the training pipeline and are refused with their
+        mode), and every mask label is a class (0..num_classes-1) or the
+        ignore label. Slices found sound are recorded (by file size and
+        modification time) in `.checked.json` when the folder is writable,
+        so a re-run only checks what changed.
+        """
+        import concurrent.futures
+
+        from keras_focal.files import write_json_atomically
+
+        shape = self.image_shape()
+        record_path = os.path.join(self.path, CHECKED_NAME)
+        key = {"shape": list(shape), "num_classes": self.num_classes, "ignore_label": self.ignore_label,
+               "version": CHECK_VERSION}
+        try:
+            with open(record_path) as stream:
+                record = json.load(stream)
+            checked = record["files"] if record.get("key") == key else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            checked = {}
+
+        def stamp(relative):
+            status = os.stat(os.path.join(self.path, relative))
+            return [status.st_size, status.st_mtime_ns]
+
+        pending, sound, problems = [], {}, []
+        for image, mask in zip(self.manifest.image, self.manifest["mask"]):
+            try:
+                stamps = {image: stamp(image), mask: stamp(mask)}
+            except OSError:
+                missing = [p for p in (image, mask) if not os.path.isfile(os.path.join(self.path, p))]
+                problems.append(f"'{os.path.join(self.path, missing[0] if missing else image)}': missing (listed in manifest.csv)")
+                continue
+            if all(checked.get(p) == s for p, s in stamps.items()):
+                sound.update(stamps)
+            else:
+                pending.append((image, mask, stamps))
+        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            for (image, mask, stamps), found in zip(pending, pool.map(lambda item: self._slice_problem(*item[:2], shape), pending)):
+                if found:
+                    problems.append(found)
+                else:
+                    sound.update(stamps)
+        if pending and sound:
+            try:
+                write_json_atomically(record_path, {"key": key, "files": sound})
+            except OSError:
+                pass  # a read-only data set is checked on every run
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise ValueError(
+                f"the prepared data set '{self.path}' has {len(problems)} bad slice file(s){more}:\n  "
+                + "\n  ".join(problems[:5])
+                + "\nre-run `keras-focal prep` into a new folder, or fix or remove these slices."
+            )
+
+    def _slice_problem(self, image_name, mask_name, shape):
+        """What is wrong with one slice's PNGs, or None."""
+        from PIL import Image
+
+        from keras_focal.data_prep.slicing import labels_outside
+
+        height, width, channels = shape
+        arrays, modes = {}, {}
+        for name in (image_name, mask_name):
+            path = os.path.join(self.path, name)
+            try:
+                with Image.open(path) as picture:
+                    if picture.format != "PNG":
+                        return f"'{path}': a {picture.format} file; the data set's slices must be PNG files"
+                    picture.load()
+                    modes[name] = picture.mode
+                    arrays[name] = np.asarray(picture)
+            except (OSError, SyntaxError, ValueError) as error:
+                return f"'{path}': cannot be decoded ({error})"
+        image, mask = arrays[image_name], arrays[mask_name]
+        image_path, mask_path = (os.path.join(self.path, n) for n in (image_name, mask_name))
+        if image.shape[:2] != (height, width):
+            return f"'{image_path}': {image.shape[1]}x{image.shape[0]} pixels, the data set's images are {width}x{height}"
+        image_channels = 1 if image.ndim == 2 else image.shape[2]
+        if image_channels != channels and not (channels == 3 and image_channels == 4):
+            return f"'{image_path}': {image_channels} channel(s), the data set's images have {channels}"
+        mode = modes[mask_name]
+        if mode != MASK_MODE:
+            family = "I;16" if mode.startswith("I;16") else mode
+            problem = _MODE_PROBLEMS.get(family, f"a {mode} PNG, not a single-channel image of class indices")
+            return (f"'{mask_path}': {problem} (PIL mode {mode}). Masks must be 8-bit single-channel PNGs "
+                    f"(mode {MASK_MODE}) of class indices: convert it, e.g. with "
+                    "Image.fromarray(np.asarray(Image.open(path)).astype(np.uint8)).save(path) once its values are class indices")
+        if mask.shape != (height, width):
+            return f"'{mask_path}': {mask.shape[1]}x{mask.shape[0]} pixels, its image is {width}x{height}"
+        bad = labels_outside(mask, self.num_classes, self.ignore_label)
+        if bad.size:
+            return (
+                f"'{mask_path}': label(s) {bad[:5].tolist()} out of range for {self.num_classes} classes "
+                f"(allowed: 0..{self.num_classes - 1}, or {self.ignore_label} = ignore)"
+            )
+        return None
+
+    def decoded_bytes(self, cases, channels):
+        """Memory the decoded images and masks of `cases` take (uint8)."""
+        height, width, _ = self.image_shape()
+        return len(self.rows(cases)) * height * width * (channels + 1)
+
+    def load(self, cases, channels):
+        """Decodes the PNGs of `cases` in parallel: `(images uint8 (N,H,W,C), masks uint8 (N,H,W))`."""
+        import tensorflow as tf
+
+        streamed = self.examples(cases, channels, stream=True)
+        if not len(streamed):
+            return np.zeros((0,) + self.image_shape()[:2] + (channels,), np.uint8), np.zeros((0,) + self.image_shape()[:2], np.uint8)
+        dataset = streamed.source().map(streamed.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+        images, masks = zip(*((i.numpy(), m.numpy()) for i, m in dataset))
+        return np.concatenate(images), np.concatenate(masks)

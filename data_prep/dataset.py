@@ -46,7 +46,7 @@ from keras_focal.data_prep.slicing import (
     select_slices,
 )
 from keras_focal.data_prep.volume import CaseError
-from keras_focal.files import (  # noqa: F401 (check_output_folder: imported from here before)
+from keras_focal.files import (
     FolderBusyError,
     FolderLock,
     check_output_folder,

@@ -164,9 +164,8 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4):
     dataset.check()
     channels = int(model.input_shape[-1])
     parent, name = os.path.split(out)
-    os.makedirs(parent, exist_ok=True)
     try:
-        with FolderLock(parent, name=f".{name}.lock"):
+        with FolderLock(parent, name=f".{name}.lock"):  # creates `parent` if needed
             images, masks = dataset.load(cases, channels)
             if not len(images):
                 raise ValueError(f"no test slice for cases {cases}.")

@@ -92,7 +92,8 @@ class RunState(keras.callbacks.Callback):
         return read_state(self.folder)
 
     def on_epoch_end(self, epoch, logs=None):
-        previous = self.load()[1]
+        # This process wrote that file itself: no need to open it again every epoch.
+        previous = read_state(self.folder, check_weights=False)[1]
         name = f"state-epoch{epoch + 1:04d}.weights.h5"
         try:
             # Through a temporary name: a full disk leaves no half-written state file.
@@ -103,7 +104,7 @@ class RunState(keras.callbacks.Callback):
             write_text_atomically(self.path, json.dumps({"epoch": epoch + 1, "weights": name, "nan_epoch": self.recorder.nan_epoch}))
         except OSError as error:
             with contextlib.suppress(OSError):
-                if self.load()[1] != os.path.join(self.folder, name):
+                if read_state(self.folder, check_weights=False)[1] != os.path.join(self.folder, name):
                     os.remove(os.path.join(self.folder, name))
             full = " (the disk is full)" if error.errno == errno.ENOSPC else ""
             raise RunInterrupted(
@@ -123,8 +124,11 @@ class RunStateError(ValueError):
     """A run folder's state files are damaged or missing (exit status 2)."""
 
 
-def read_state(folder):
+def read_state(folder, check_weights=True):
     """`(completed epochs, weights file)` of a run folder's `state.json`, or `(0, None)` without one.
+
+    `check_weights`: also check that the weights file exists and opens as
+    HDF5 (what a resume needs; the callback that wrote it need not).
 
     Raises:
         RunStateError: naming the file, the run and what the user can do.
@@ -143,6 +147,8 @@ def read_state(folder):
     except (ValueError, KeyError, TypeError) as error:
         raise RunStateError(f"'{path}', the saved state of the run in '{folder}', is damaged ({type(error).__name__}: {error}). {again}") from None
     weights_path = os.path.join(folder, os.path.basename(weights))
+    if not check_weights:
+        return epoch, weights_path
     if not os.path.isfile(weights_path):
         raise RunStateError(f"'{weights_path}', the weights of epoch {epoch} that '{path}' names, is missing. {again}")
     import h5py

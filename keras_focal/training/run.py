@@ -395,11 +395,9 @@ def _train_locked(config, resume, verbose, group, dataset, split, input_shape, c
     recorder = NaNRecorder()
     state = RunState(config.out, recorder)  # its `best` is set below, with the monitored value
     try:
-        done, state_weights = state.load()
+        done, state_weights = state.load()  # without `resume`, prepare_run refused a run with epochs done
     except RunStateError as error:
         raise RunSetupError(str(error)) from None
-    if done and not resume:
-        raise RunSetupError(f"'{config.out}' holds an unfinished run ({done} epochs): pass --resume to continue it.")
     warnings = []
 
     policy = keras.config.dtype_policy()

@@ -82,6 +82,27 @@ def plain_fit_seconds(data, out, epochs):
     return float(np.median(seconds[1:]))
 
 
+def pipeline_images_per_second(data, out, shard):
+    """Images per second this process's tf.data input pipeline alone delivers (one epoch, no model).
+
+    The run's training slices, batches and augmentation as `train_run` feeds
+    them (the trainer itself no longer spends an epoch measuring this).
+    """
+    import time
+
+    from keras_focal.training.data import PreparedDataset, training_dataset
+
+    with open(os.path.join(out, "config.json")) as stream:
+        record = json.load(stream)
+    dataset = PreparedDataset(data)
+    train = dataset.examples(record["train_cases"], record["input_shape"][-1], record["input_mode"] == "stream")
+    start = time.perf_counter()
+    count = 0
+    for images, _ in training_dataset(train, record["batch_size"], 0, 1, record["seed"], record["augment"], shard=shard):
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)
+
+
 def measure(data, models, epochs, mixed_precision, jit, root, strategy="default"):
     """Trains each model in this process (and its group, if any); returns table rows."""
     from keras_focal.training import processes
@@ -91,7 +112,7 @@ def measure(data, models, epochs, mixed_precision, jit, root, strategy="default"
     rows = []
     for model in models:
         out = os.path.join(root, model)
-        metrics = train_run(
+        train_run(
             RunConfig(data=data, out=out, model=model, loss="adfl", epochs=epochs, validation_fraction=0.0,
                       mixed_precision=mixed_precision, jit_compile=JIT_MODES[jit], strategy=strategy),
             verbose=0,
@@ -104,7 +125,8 @@ def measure(data, models, epochs, mixed_precision, jit, root, strategy="default"
         with open(os.path.join(out, "config.json")) as stream:
             compiled = json.load(stream)["jit_compile_used"]
         baseline = plain_fit_seconds(data, out, epochs) if strategy == "default" and not mixed_precision else float("nan")
-        rows.append((model, images, seconds, images / seconds, metrics["pipeline_images_per_second"], compiled, seconds / baseline))
+        pipeline = pipeline_images_per_second(data, out, (group.process_id, group.num_processes))
+        rows.append((model, images, seconds, images / seconds, pipeline, compiled, seconds / baseline))
         print(f"  {model}: done", file=sys.stderr, flush=True)
     return rows
 

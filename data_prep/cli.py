@@ -1,12 +1,10 @@
 """`keras-focal prep ...`: the data-preparation subcommands."""
 
 import os
-import sys
 
 from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
 from keras_focal.data_prep.slicing import DEFAULT_PERCENTILES
 
-EXIT_BAD_INPUT = 2
 
 
 def _add_common(parser):
@@ -43,13 +41,13 @@ def add_prep_parser(commands):
     synth.add_argument("--prepare", action="store_true",
                        help="also prepare what was written: OUT/prepared/promise12, OUT/prepared/trus, OUT/prepared/camvid")
     _add_common(synth)
-    synth.set_defaults(handler=_synth)
+    synth.set_defaults(prepare_source=_synth)
 
     promise12 = sources.add_parser("promise12", help="PROMISE12 CaseNN.mhd + CaseNN_segmentation.mhd")
     promise12.add_argument("src", metavar="SRC")
     promise12.add_argument("out", metavar="OUT")
     _add_common(promise12)
-    promise12.set_defaults(handler=_promise12)
+    promise12.set_defaults(prepare_source=_promise12)
 
     dicom = sources.add_parser("dicom", help="one DICOM series folder (or multi-frame file) per case")
     dicom.add_argument("src", metavar="SRC")
@@ -58,7 +56,7 @@ def add_prep_parser(commands):
     dicom.add_argument("--series", help="SeriesInstanceUID or SeriesNumber when a folder holds several series")
     dicom.add_argument("--class-names", default="background,prostate", help="comma-separated (default: background,prostate)")
     _add_common(dicom)
-    dicom.set_defaults(handler=_dicom)
+    dicom.set_defaults(prepare_source=_dicom)
 
     camvid = sources.add_parser("camvid", help="RGB images + colour-coded label images (CamVid)")
     camvid.add_argument("src", metavar="SRC")
@@ -67,7 +65,7 @@ def add_prep_parser(commands):
     camvid.add_argument("--group-by", choices=("sequence", "image"), default="sequence",
                         help="a case is a video sequence (default) or one image")
     _add_common(camvid)
-    camvid.set_defaults(handler=_camvid)
+    camvid.set_defaults(prepare_source=_camvid)
     return prep
 
 
@@ -159,13 +157,11 @@ def _synth(args):
 
 
 def run_prep(args):
-    """Runs a parsed `prep` command; bad input exits with status 2 and a message."""
+    """Runs a parsed `prep` command; bad input (`keras_focal.errors`) is what the checks of its folders refuse."""
+    from keras_focal.errors import checking
     from keras_focal.files import check_not_inside, check_output_folder
 
-    try:
+    with checking():
         check_output_folder(args.out)
         check_not_inside(args.out, [getattr(args, "src", None), getattr(args, "masks", None)])
-        return args.handler(args)
-    except ValueError as error:
-        print(f"keras-focal prep {args.source}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return args.prepare_source(args)

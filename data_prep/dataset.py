@@ -574,7 +574,3 @@ def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabell
         folds_error=folds_error,
         notes=notes,
     )
-
-
-def print_report(report, stream=sys.stdout):
-    print(report.summary(), file=stream)

@@ -11,22 +11,25 @@ from keras_focal.data_prep.volume import CaseError, Volume
 GAP_TOLERANCE = 0.1
 
 
+# Values larger than this (the pixel data) are read from the file only when used.
+_DEFER_ABOVE = "64 KB"
+
+
 def _read_header(path):
+    """The file's dataset with its pixel data deferred (read once, by `_pixels`), or None if it is not DICOM."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path, defer_size=_DEFER_ABOVE)
     except (InvalidDicomError, OSError, ValueError, EOFError):
         return None
 
 
-def _pixels(path, dataset_header):
-    """Modality-rescaled pixels of one file, `(frames, rows, columns)` float32."""
-    import pydicom
+def _pixels(path, dataset):
+    """Modality-rescaled pixels of one file (`dataset`: its `_read_header`), `(frames, rows, columns)` float32."""
     from pydicom.pixels import apply_modality_lut
 
-    dataset = pydicom.dcmread(path)
     try:
         array = dataset.pixel_array
     except Exception as error:  # pydicom names the missing decoder; GDCM often has one

@@ -179,6 +179,8 @@ class PreparedDataset:
             )
         self.num_folds = int(self.folds.fold.max()) + 1
         self.name = os.path.basename(os.path.normpath(self.path))
+        self._fingerprint = self._image_shape = None
+        self._checked = False
 
     @property
     def num_classes(self):
@@ -190,13 +192,20 @@ class PreparedDataset:
         return int(self.classes.get("ignore_label", IGNORE_LABEL))
 
     def fingerprint(self):
-        """SHA-256 of manifest.csv, folds.csv and classes.json: changes whenever the slices, the split or the classes do."""
+        """SHA-256 of manifest.csv, folds.csv and classes.json: changes whenever the slices, the split or the classes do.
+
+        Read once per `PreparedDataset`: every run of a comparison records the
+        data its pre-flight checked.
+        """
+        if self._fingerprint is not None:
+            return self._fingerprint
         digest = hashlib.sha256()
         for name in (MANIFEST, FOLDS, CLASSES):
             digest.update(name.encode() + b"\0")
             with open(os.path.join(self.path, name), "rb") as stream:
                 digest.update(stream.read())
-        return digest.hexdigest()
+        self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def split(self, fold, validation_fraction=0.1, seed=0):
         """`(train, validation, test)` case lists for a test fold.
@@ -238,6 +247,12 @@ class PreparedDataset:
         return self.manifest[self.manifest.case.isin(set(cases))].sort_values(["case", "slice"])
 
     def image_shape(self):
+        """`(height, width, channels)` of the slices (the first image's; `check` holds every slice to it)."""
+        if self._image_shape is None:
+            self._image_shape = self._first_image_shape()
+        return self._image_shape
+
+    def _first_image_shape(self):
         from PIL import Image
 
         path = os.path.join(self.path, self.manifest.image.iloc[0])
@@ -279,8 +294,12 @@ class PreparedDataset:
         mode), and every mask label is a class (0..num_classes-1) or the
         ignore label. Slices found sound are recorded (by file size and
         modification time) in `.checked.json` when the folder is writable,
-        so a re-run only checks what changed.
+        so a re-run only checks what changed. Once a `PreparedDataset` has
+        passed, it is not checked again (a comparison checks its data set
+        once for all its runs).
         """
+        if self._checked:
+            return
         import concurrent.futures
 
         from keras_focal.files import write_json_atomically
@@ -330,6 +349,7 @@ class PreparedDataset:
                 + "\n  ".join(problems[:5])
                 + "\nre-run `keras-focal prep` into a new folder, or fix or remove these slices."
             )
+        self._checked = True
 
     def _slice_problem(self, image_name, mask_name, shape):
         """What is wrong with one slice's PNGs, or None."""

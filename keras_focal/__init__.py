@@ -4,7 +4,9 @@ Submodules:
 
 - `keras_focal.losses`: cross-entropy, weighted cross-entropy, the sigmoid and
   softmax focal losses (with the stabilising `epsilon` of Note on the Stability
-  of the Focal Loss), and Hossain et al.'s Dual Focal Loss.
+  of the Focal Loss), Hossain et al.'s Dual Focal Loss, the Dice and Tversky
+  losses and their weighted sums (`CombinedLoss`), each with its formula
+  function.
 - `keras_focal.layers`: the Adaptive Class Weight (ACW) layer.
 - `keras_focal.initializers`: the prior-probability bias initialiser and the
   bilinear kernel of FCN's upsampling layers.
@@ -13,7 +15,9 @@ Submodules:
 - `keras_focal.metrics`: `DiceScore` and `IoUScore` Keras metrics.
 - `keras_focal.evaluation`: MATLAB-style `evaluate_semantic_segmentation`.
 - `keras_focal.models`, `keras_focal.data_prep`, `keras_focal.training`:
-  network builders, data preparation and the trainer.
+  network builders, data preparation and the trainer; `keras_focal.loss_names`
+  and `keras_focal.model_names` are the tables of the trainer's losses and
+  models, `keras_focal.errors` the one rule of bad input and crashes.
 - `keras_focal.load_model`: `keras.models.load_model` with the package's
   classes registered.
 
@@ -29,8 +33,8 @@ import os
 # and the command line start without TensorFlow, Keras or JAX, and
 # `keras_focal.losses` etc. work as if imported here.
 _SUBMODULES = (
-    "class_weights", "data_prep", "evaluation", "experiments", "files", "initializers", "layers", "losses",
-    "metrics", "models", "reports", "training",
+    "class_weights", "data_prep", "errors", "evaluation", "experiments", "files", "initializers", "layers",
+    "loss_names", "losses", "metrics", "model_names", "models", "reports", "training",
 )
 # The modules that register Keras-serialisable classes (see `load_model`).
 _KERAS_OBJECT_MODULES = ("initializers", "layers", "losses", "metrics")

@@ -6,19 +6,14 @@ import sys
 
 
 def _demo(args):
+    """`keras-focal demo`: bad input is what `demo.check_options` and the comparison's pre-flight refuse."""
     from keras_focal import demo
-
-    from keras_focal.training.run import RunSetupError
+    from keras_focal.errors import checking
 
     options = {"epochs": args.epochs, "optimizers": args.optimizers, "folds": args.folds, "lr_sweep": args.lr_sweep}
-    try:
+    with checking():
         demo.check_options(**options)
-        return demo.run(out=args.out, seed=args.seed, quiet=args.quiet, **options)
-    except (ValueError, RunSetupError) as error:
-        if not isinstance(error, RunSetupError) and os.path.isdir(os.path.join(args.out, "runs")):
-            raise  # not a bad option: something failed during training
-        print(f"keras-focal demo: error: {error}", file=sys.stderr)
-        return 2
+    return demo.run(out=args.out, seed=args.seed, quiet=args.quiet, **options)
 
 
 def build_parser():
@@ -57,7 +52,7 @@ def build_parser():
                       help="also tune the learning rate per loss on validation cases, e.g. 1e-4,5e-4,2e-3")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(execute=_demo)
 
     from keras_focal.data_prep.cli import add_prep_parser, run_prep
     from keras_focal.training.cli import add_training_parsers
@@ -70,7 +65,7 @@ def build_parser():
 
     add_stability_parser(commands)
 
-    add_prep_parser(commands).set_defaults(run=run_prep)
+    add_prep_parser(commands).set_defaults(execute=run_prep)
     return parser
 
 
@@ -116,14 +111,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command not in _LIGHT_COMMANDS and "tensorflow" not in sys.modules:
         _import_backend(quietly=not verbose)
-    if getattr(args, "run_command", None) is not None:
-        return args.run_command(args)
-    if getattr(args, "run", None) is not None and callable(args.run):
-        return args.run(args)
-    if getattr(args, "handler", None) is not None:
-        return args.handler(args)
-    parser.print_help()
-    return 0
+    if getattr(args, "execute", None) is None:
+        parser.print_help()
+        return 0
+    from keras_focal.errors import run_command
+
+    name = " ".join(part for part in (args.command, getattr(args, "source", None)) if part)
+    return run_command(name, args.execute, args)
 
 
 if __name__ == "__main__":

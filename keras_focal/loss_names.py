@@ -37,6 +37,8 @@ class LossName:
             `bfl` is for one-logit outputs).
         aliases: long forms accepted by `losses.get`.
         parts: for a `CombinedLoss`, the class names of its parts (weights 1).
+        run_options: the trainer settings (`RunConfig` fields) the loss reads,
+            part of a run's identity only for the losses that read them.
     """
 
     name: str
@@ -46,6 +48,7 @@ class LossName:
     segmentation: bool = True
     aliases: tuple = ()
     parts: tuple = ()
+    run_options: tuple = ()
 
 
 LOSS_NAMES = {
@@ -53,14 +56,14 @@ LOSS_NAMES = {
     for entry in (
         LossName("ce", "CrossEntropy", "CE", aliases=("cross_entropy",)),
         LossName("wce", "WeightedCrossEntropy", "WCE", aliases=("weighted_cross_entropy",)),
-        LossName("fl", "CategoricalFocalLoss", "FL", aliases=("focal", "categorical_focal")),
+        LossName("fl", "CategoricalFocalLoss", "FL", aliases=("focal", "categorical_focal"), run_options=("gamma",)),
         LossName("dfl", "DualFocalLoss", "DFL", aliases=("dual_focal",)),
         LossName("acw_ce", "CrossEntropy", "ACW+CE", with_acw_layer=True),
         LossName("adfl", "DualFocalLoss", "ADFL", with_acw_layer=True),
         LossName("dice", "DiceLoss", "Dice"),
         LossName("tversky", "TverskyLoss", "Tversky"),
         LossName("dice_ce", "CombinedLoss", "Dice+CE", parts=("DiceLoss", "CrossEntropy")),
-        LossName("dice_fl", "CombinedLoss", "Dice+FL", parts=("DiceLoss", "CategoricalFocalLoss")),
+        LossName("dice_fl", "CombinedLoss", "Dice+FL", parts=("DiceLoss", "CategoricalFocalLoss"), run_options=("gamma",)),
         LossName("bfl", "BinaryFocalLoss", "BFL", segmentation=False, aliases=("binary_focal",)),
     )
 }

@@ -2,13 +2,12 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 
+from keras_focal.errors import BadInput
 from keras_focal.files import save_figure_atomically, save_png_atomically, write_text_atomically
 
-EXIT_BAD_INPUT = 2
 
 
 def draw_confusion_matrix(axis, matrix, class_names, title="Confusion matrix (rows sum to 1)"):
@@ -186,7 +185,7 @@ def add_evaluate_parser(commands):
     parser.add_argument("--data", help="a prepared data set")
     parser.add_argument("--fold", type=int, help="the test fold of --data")
     parser.add_argument("--out", help="output folder (default: RUN/evaluation or ./evaluation)")
-    parser.set_defaults(run_command=_evaluate)
+    parser.set_defaults(execute=_evaluate)
     return parser
 
 
@@ -219,8 +218,8 @@ def _evaluate(args):
             raise ValueError(f"no model at '{model_path}'.")
         result = evaluate_trained(model_path, data, cases, out)
     except (ValueError, FileNotFoundError, KeyError) as error:
-        print(f"keras-focal evaluate: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        # evaluate_trained checks its inputs and output first, and publishes its folder whole.
+        raise BadInput(str(error)) from None
     print(result.to_markdown())
     print(f"wrote {out}/evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png, overlay_*.png")
     return 0

@@ -22,6 +22,29 @@ ASPP_FILTERS = 256
 LOW_LEVEL_FILTERS = 48
 
 
+def check_deeplabv3_plus_arguments(
+    input_shape=(224, 224, 3), num_classes=2, output_stride=16, acw_weights=None, activation="softmax",
+    image_pooling=False, encoder_weights=None,
+):
+    """Raises ValueError for arguments `deeplabv3_plus` refuses; returns them normalised (without building)."""
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_input_shape(input_shape)
+    activation = check_activation(activation)
+    acw_weights = resolve_acw_weights(acw_weights, num_classes)
+    if output_stride not in ASPP_RATES:
+        raise ValueError(
+            f"`output_stride` must be one of {tuple(ASPP_RATES)} for DeepLabV3+. "
+            f"Received: output_stride={output_stride!r}"
+        )
+    if encoder_weights is not None and not (isinstance(encoder_weights, str) and os.path.isfile(encoder_weights)):
+        raise ValueError(
+            "`encoder_weights` must be None or the path of an existing ResNet-18 "
+            "`.weights.h5` file (Keras ships no ImageNet ResNet-18). "
+            f"Received: encoder_weights={encoder_weights!r}"
+        )
+    return input_shape, num_classes, acw_weights, activation
+
+
 def deeplabv3_plus(
     input_shape=(224, 224, 3),
     num_classes=2,
@@ -79,21 +102,9 @@ def deeplabv3_plus(
     >>> model.output.shape
     (None, 64, 64, 3)
     """
-    num_classes = check_num_classes(num_classes)
-    input_shape = check_input_shape(input_shape)
-    activation = check_activation(activation)
-    acw_weights = resolve_acw_weights(acw_weights, num_classes)
-    if output_stride not in ASPP_RATES:
-        raise ValueError(
-            f"`output_stride` must be one of {tuple(ASPP_RATES)} for DeepLabV3+. "
-            f"Received: output_stride={output_stride!r}"
-        )
-    if encoder_weights is not None and not (isinstance(encoder_weights, str) and os.path.isfile(encoder_weights)):
-        raise ValueError(
-            "`encoder_weights` must be None or the path of an existing ResNet-18 "
-            "`.weights.h5` file (Keras ships no ImageNet ResNet-18). "
-            f"Received: encoder_weights={encoder_weights!r}"
-        )
+    input_shape, num_classes, acw_weights, activation = check_deeplabv3_plus_arguments(
+        input_shape, num_classes, output_stride, acw_weights, activation, image_pooling, encoder_weights
+    )
 
     inputs = keras.Input(input_shape, name="image")
     backbone = resnet18_backbone(input_shape, output_stride=output_stride)

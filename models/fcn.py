@@ -37,6 +37,23 @@ def _check_encoder_weights(encoder_weights, channels):
     return 3
 
 
+def check_vgg19_fcn_arguments(
+    input_shape=(224, 224, 3), num_classes=2, acw_weights=None, activation="softmax", encoder_weights=None,
+    fc_filters=4096, dropout=0.5,
+):
+    """Raises ValueError for arguments `vgg19_fcn` refuses; returns them normalised and the encoder's channels."""
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_input_shape(input_shape)
+    activation = check_activation(activation)
+    acw_weights = resolve_acw_weights(acw_weights, num_classes)
+    if isinstance(fc_filters, bool) or not isinstance(fc_filters, int) or fc_filters < 1:
+        raise ValueError(f"`fc_filters` must be a positive integer. Received: fc_filters={fc_filters!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    encoder_channels = _check_encoder_weights(encoder_weights, input_shape[-1])
+    return input_shape, num_classes, acw_weights, activation, encoder_channels
+
+
 def vgg19_fcn(
     input_shape=(224, 224, 3),
     num_classes=2,
@@ -95,16 +112,10 @@ def vgg19_fcn(
     >>> model.output.shape
     (None, 64, 64, 2)
     """
-    num_classes = check_num_classes(num_classes)
-    input_shape = check_input_shape(input_shape)
-    activation = check_activation(activation)
-    acw_weights = resolve_acw_weights(acw_weights, num_classes)
-    if isinstance(fc_filters, bool) or not isinstance(fc_filters, int) or fc_filters < 1:
-        raise ValueError(f"`fc_filters` must be a positive integer. Received: fc_filters={fc_filters!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    input_shape, num_classes, acw_weights, activation, encoder_channels = check_vgg19_fcn_arguments(
+        input_shape, num_classes, acw_weights, activation, encoder_weights, fc_filters, dropout
+    )
     height, width, channels = input_shape
-    encoder_channels = _check_encoder_weights(encoder_weights, channels)
 
     inputs = keras.Input(input_shape, name="image")
     x = inputs

@@ -57,6 +57,22 @@ def _check_positive_int(value, argument):
     return value
 
 
+def check_unet_arguments(
+    input_shape=(224, 224, 1), num_classes=2, depth=4, base_filters=64, batch_norm=True, acw_weights=None,
+    activation="softmax",
+):
+    """Raises ValueError for arguments `unet` refuses; returns them normalised (without building)."""
+    num_classes = check_num_classes(num_classes)
+    depth = _check_positive_int(depth, "depth")
+    base_filters = _check_positive_int(base_filters, "base_filters")
+    input_shape = check_input_shape(
+        input_shape, min_size=2**depth, why=f" (2**depth for depth={depth}, so that the deepest level has a pixel)"
+    )
+    activation = check_activation(activation)
+    acw_weights = resolve_acw_weights(acw_weights, num_classes)
+    return input_shape, num_classes, depth, base_filters, acw_weights, activation
+
+
 def unet(
     input_shape=(224, 224, 1),
     num_classes=2,
@@ -101,14 +117,9 @@ def unet(
     >>> model.output.shape
     (None, 28, 28, 2)
     """
-    num_classes = check_num_classes(num_classes)
-    depth = _check_positive_int(depth, "depth")
-    base_filters = _check_positive_int(base_filters, "base_filters")
-    input_shape = check_input_shape(
-        input_shape, min_size=2**depth, why=f" (2**depth for depth={depth}, so that the deepest level has a pixel)"
+    input_shape, num_classes, depth, base_filters, acw_weights, activation = check_unet_arguments(
+        input_shape, num_classes, depth, base_filters, batch_norm, acw_weights, activation
     )
-    activation = check_activation(activation)
-    acw_weights = resolve_acw_weights(acw_weights, num_classes)
     inputs = keras.Input(input_shape, name="image")
     logits = unet_logits(inputs, num_classes, depth, base_filters, batch_norm, keras_default_initializers)
     outputs = segmentation_head(logits, num_classes, acw_weights, activation)

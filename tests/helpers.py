@@ -157,3 +157,45 @@ def hessian_vector_product(function, x, direction, mode):
         (product,) = torch.autograd.grad((gradient * torch.tensor(np.asarray(direction))).sum(), v)
         return product.detach().float().cpu().numpy()
     raise NotImplementedError(backend)
+
+
+# Shared by the loss tests ----------------------------------------------------------
+
+RTOL = 1e-5
+# Values below float32's smallest normal number cannot hold 1e-5 relative precision.
+ATOL = 10 * float(np.finfo(np.float32).tiny)
+
+
+def binary_inputs():
+    x = np.linspace(-30, 30, 241, dtype=np.float32)
+    logits = np.concatenate([x, x, x]).reshape(-1, 1)
+    labels = np.concatenate(
+        [np.ones_like(x), np.zeros_like(x), np.full_like(x, 0.3)]
+    ).reshape(-1, 1)
+    return labels, logits
+
+
+def categorical_inputs(num_classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.uniform(-30, 30, size=(200, num_classes)).astype(np.float32)
+    extremes = np.array(
+        [
+            [30, -30, -30, -30],
+            [-30, 30, -30, -30],
+            [30, 30, -30, -30],  # tied maxima
+            [0, 0, 0, 0],  # all tied (zero-initialised classifier)
+            [30, 29.9999, -30, 0],
+            [-30, -30, -30, 30],
+        ],
+        np.float32,
+    )[:, :num_classes]
+    logits = np.concatenate([logits, extremes])
+    sparse = rng.integers(0, num_classes, size=len(logits))
+    sparse[-6:] = [0, 0, 1, 2, 1, 0]
+    return sparse, logits
+
+
+# Logits from far below to far above float32's exp range, and 0.
+GRADIENT_LOGITS = np.array(
+    [-1e4, -1e3, -104, -88, -38, -17, -1, 0, 1, 17, 38, 88, 104, 1e3, 1e4], np.float32
+)

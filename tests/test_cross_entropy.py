@@ -6,8 +6,7 @@ import keras
 
 from keras_focal.losses import CrossEntropy, WeightedCrossEntropy
 from tests import reference
-from tests.helpers import to_numpy
-from tests.test_focal import _categorical_inputs
+from tests.helpers import categorical_inputs, to_numpy
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.backend_agnostic
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("weights", [None, [0.1, 0.2, 0.3, 0.4]])
 def test_matches_reference(sparse, weights):
-    labels, logits = _categorical_inputs()
+    labels, logits = categorical_inputs()
     one_hot = np.eye(4, dtype=np.float32)[labels]
     loss = WeightedCrossEntropy(weights, from_logits=True, reduction=None)
     log_p, _ = reference.softmax_logs(logits)

@@ -146,25 +146,6 @@ def test_get_builds_the_combined_names(name, parts):
         losses.get("dice_ce", gama=1.0)  # a misspelt option is not dropped silently
 
 
-def test_trainer_builds_nnunet_style_region_losses():
-    from keras_focal.training.config import RunConfig
-    from keras_focal.training.run import build_loss
-
-    def built(name, class_names=("background", "prostate")):
-        return build_loss(RunConfig(data="d", out="o", loss=name), [0.5, 0.5], list(class_names))
-
-    dice = built("dice")
-    assert (dice.include_background, dice.batch, dice.ignore_class) == (False, True, 255)
-    tversky = built("tversky")
-    assert (tversky.alpha, tversky.beta, tversky.include_background) == (0.3, 0.7, False)
-    dice_ce = built("dice_ce")
-    assert [type(p) for p in dice_ce.losses] == [DiceLoss, CrossEntropy] and dice_ce.losses[0].batch
-    # Class 0 of CamVid is Sky, a real class: it stays in the loss.
-    street = ("Sky", "Building", "Pole")
-    assert built("dice", street).include_background and built("tversky", street).include_background
-    assert built("dice_ce", street).losses[0].include_background
-
-
 @pytest.mark.parametrize(
     "build,message",
     [

@@ -9,8 +9,9 @@ from keras import ops
 
 from keras_focal.losses import DualFocalLoss
 from tests import reference
-from tests.helpers import central_differences, softmax_inputs, to_numpy, value_and_gradient
-from tests.test_focal import ATOL, GRADIENT_LOGITS, RTOL, _categorical_inputs
+from tests.helpers import (
+    ATOL, GRADIENT_LOGITS, RTOL, categorical_inputs, central_differences, softmax_inputs, to_numpy, value_and_gradient,
+)
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -34,7 +35,7 @@ def test_defaults_equal_the_papers_equation_7():
     ),
 )
 def test_matches_reference(alpha, beta, gamma, from_logits, sparse):
-    labels, logits = _categorical_inputs()
+    labels, logits = categorical_inputs()
     one_hot = np.eye(4, dtype=np.float32)[labels]
     loss = DualFocalLoss(alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits, reduction=None)
     y_pred, log_p, log_q = softmax_inputs(logits, from_logits)

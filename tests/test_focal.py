@@ -9,52 +9,21 @@ from keras import ops
 
 from keras_focal.losses import BinaryFocalLoss, CategoricalFocalLoss
 from tests import reference
-from tests.helpers import central_differences, sigmoid_inputs, softmax_inputs, to_numpy, value_and_gradient
+from tests.helpers import (
+    ATOL, GRADIENT_LOGITS, RTOL, binary_inputs, categorical_inputs, central_differences, sigmoid_inputs, softmax_inputs,
+    to_numpy, value_and_gradient,
+)
 
 pytestmark = pytest.mark.backend_agnostic
 
 GAMMAS = [0.0, 0.1, 0.5, 0.9, 1.0, 2.0, 5.0]
 EPSILONS = [0.0, 1e-3]
-RTOL = 1e-5
-# Values below float32's smallest normal number cannot hold 1e-5 relative precision.
-ATOL = 10 * float(np.finfo(np.float32).tiny)
-
-
-def _binary_inputs():
-    x = np.linspace(-30, 30, 241, dtype=np.float32)
-    logits = np.concatenate([x, x, x]).reshape(-1, 1)
-    labels = np.concatenate(
-        [np.ones_like(x), np.zeros_like(x), np.full_like(x, 0.3)]
-    ).reshape(-1, 1)
-    return labels, logits
-
-
-def _categorical_inputs(num_classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    logits = rng.uniform(-30, 30, size=(200, num_classes)).astype(np.float32)
-    extremes = np.array(
-        [
-            [30, -30, -30, -30],
-            [-30, 30, -30, -30],
-            [30, 30, -30, -30],  # tied maxima
-            [0, 0, 0, 0],  # all tied (zero-initialised classifier)
-            [30, 29.9999, -30, 0],
-            [-30, -30, -30, 30],
-        ],
-        np.float32,
-    )[:, :num_classes]
-    logits = np.concatenate([logits, extremes])
-    sparse = rng.integers(0, num_classes, size=len(logits))
-    sparse[-6:] = [0, 0, 1, 2, 1, 0]
-    return sparse, logits
-
-
 @pytest.mark.parametrize(
     "gamma,alpha,epsilon,from_logits",
     list(itertools.product(GAMMAS, [None, 0.25], EPSILONS, [True, False])),
 )
 def test_binary_focal_matches_reference(gamma, alpha, epsilon, from_logits):
-    labels, logits = _binary_inputs()
+    labels, logits = binary_inputs()
     loss = BinaryFocalLoss(
         gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction=None
     )
@@ -87,7 +56,7 @@ def test_binary_focal_with_epsilon_is_the_seed_modified_loss():
     ),
 )
 def test_categorical_focal_matches_reference(gamma, alpha, epsilon, from_logits, sparse):
-    labels, logits = _categorical_inputs()
+    labels, logits = categorical_inputs()
     one_hot = np.eye(4, dtype=np.float32)[labels]
     loss = CategoricalFocalLoss(
         gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction=None
@@ -116,7 +85,7 @@ def test_categorical_focal_soft_labels_and_channels_first(gamma):
 @pytest.mark.parametrize("gamma", [0.5, 2.0])
 @pytest.mark.parametrize("alpha", [None, 0.25])
 def test_binary_focal_equals_keras_where_keras_is_finite(gamma, alpha):
-    labels, logits = _binary_inputs()
+    labels, logits = binary_inputs()
     # Keras's JAX/PyTorch binary cross-entropy goes through clipped probabilities
     # and drifts from the exact value (and from ours) beyond |x| ~ 10.
     limit = 15 if keras.backend.backend() == "tensorflow" else 8
@@ -147,11 +116,6 @@ def test_categorical_focal_equals_keras_where_keras_is_not_clipped(gamma):
     np.testing.assert_allclose(
         to_numpy(ours(one_hot, logits)), to_numpy(theirs(one_hot, logits)), rtol=1e-4
     )
-
-
-GRADIENT_LOGITS = np.array(
-    [-1e4, -1e3, -104, -88, -38, -17, -1, 0, 1, 17, 38, 88, 104, 1e3, 1e4], np.float32
-)
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])

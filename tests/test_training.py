@@ -39,37 +39,93 @@ def _config(data, out, **kwargs):
     return RunConfig(data=data, out=str(out), **(TINY | kwargs))
 
 
-def test_tiny_compare_writes_runs_and_tables(prepared_trus, tmp_path):
-    config = CompareConfig(
-        data=prepared_trus, out=str(tmp_path / "cmp"), models=["unet"], losses=["ce", "adfl"],
-        optimizers=["adam", "sgdm"], folds=[0], seeds=[0], run_options=dict(TINY),
-    )
-    lines = []
-    table = compare(config, verbose=0, log=lines.append)
-    assert len(table) == 4 and len(lines) == 4 and lines[0].startswith("[1/4] unet ce adam fold 0 seed 0: mDSC ")
-    results = pd.read_csv(tmp_path / "cmp" / "results.csv")
-    assert list(results[["loss", "optimizer"]].itertuples(index=False, name=None)) == [
-        ("ce", "adam"), ("ce", "sgdm"), ("adfl", "adam"), ("adfl", "sgdm")]
-    assert results.epochs_run.eq(2).all() and results.nan_epoch.isna().all()
-    assert {"iou_background", "iou_prostate", "dice_prostate", "train_images_per_second", "pipeline_images_per_second"} <= set(results)
-    assert results.mdsc.between(0, 1).all()
-    markdown = (tmp_path / "cmp" / "results.md").read_text()
-    assert "## prepared, ADAM" in markdown and "| ADFL+U-net |" in markdown and "Test run #1 mDSC" in markdown
-    assert (tmp_path / "cmp" / "results.png").stat().st_size > 1000
+@pytest.fixture(scope="module")
+def tiny_comparison(prepared_trus, tmp_path_factory):
+    """A 4-run grid (CE and ADFL on both folds), run once for the tests below, counting what it builds and reads.
 
+    The grid order interleaves the two starting-weight sets (fold 0, fold 1,
+    fold 0, fold 1), so building each set once needs the runs of a set to
+    run one after another.
+    """
+    from keras_focal.data_prep.prepared import PreparedDataset
+    from keras_focal.model_names import ModelName
+
+    out = tmp_path_factory.mktemp("tiny") / "cmp"
+    config = CompareConfig(
+        data=prepared_trus, out=str(out), models=["unet"], losses=["ce", "adfl"], optimizers=["adam"],
+        folds=[0, 1], seeds=[0], run_options=dict(TINY),
+    )
+    counts = {"parsed": 0, "built": 0, "checked": 0}
+    parse, build, check = PreparedDataset.__init__, ModelName.build, PreparedDataset._slice_problem
+
+    def counted(key, function):
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    lines = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PreparedDataset, "__init__", counted("parsed", parse))
+        patch.setattr(ModelName, "build", counted("built", build))
+        patch.setattr(PreparedDataset, "_slice_problem", counted("checked", check))
+        record = os.path.join(prepared_trus, ".checked.json")
+        if os.path.exists(record):
+            os.remove(record)  # so that every slice is checked, and counted, in this grid
+        table = compare(config, verbose=0, log=lines.append)
+    return config, table, lines, counts
+
+
+def test_a_grid_builds_one_network_per_run_plus_one_per_weights_set_and_reads_its_data_once(tiny_comparison, prepared_trus):
+    _, table, lines, counts = tiny_comparison
+    assert len(table) == 4
+    assert counts["built"] == 4 + 2  # 4 runs, 2 starting-weight sets (folds 0 and 1)
+    assert counts["parsed"] == 1  # manifest.csv, folds.csv and classes.json read once for the grid
+    slices = len(pd.read_csv(os.path.join(prepared_trus, "manifest.csv")))
+    assert counts["checked"] == slices  # every slice checked once, not once per run
+    # The runs of a weights set run one after another; the tables keep the grid's order.
+    assert [line.split(":")[0] for line in lines] == [
+        "[1/4] unet ce adam fold 0 seed 0", "[2/4] unet adfl adam fold 0 seed 0",
+        "[3/4] unet ce adam fold 1 seed 0", "[4/4] unet adfl adam fold 1 seed 0"]
+
+
+def test_a_grid_writes_its_table_in_grid_order(tiny_comparison):
+    config, _, _, _ = tiny_comparison
+    results = pd.read_csv(os.path.join(config.out, "results.csv"))
+    assert list(results[["loss", "fold"]].itertuples(index=False, name=None)) == [("ce", 0), ("ce", 1), ("adfl", 0), ("adfl", 1)]
+    assert results.epochs_run.eq(2).all()
+    assert results.nan_epoch.isna().all()
+    assert {"iou_background", "iou_prostate", "dice_prostate", "train_images_per_second"} <= set(results)
+    assert "pipeline_images_per_second" not in results  # the throughput epoch left the run (bench/train.py)
+    assert results.mdsc.between(0, 1).all()
     assert results.run_dir[0] == os.path.join("runs", "unet", "ce-adam", "fold0-seed0")  # relative to the results
-    digests, weights = set(), []
-    for run_dir in read_results(tmp_path / "cmp").run_dir:
-        for name in ("history.csv", "config.json", "metrics.json", "last.keras", "best.keras", "state.json"):
-            assert os.path.exists(os.path.join(run_dir, name)), name
+
+
+def test_a_grid_writes_markdown_and_plot(tiny_comparison):
+    config, _, _, _ = tiny_comparison
+    markdown = open(os.path.join(config.out, "results.md")).read()
+    assert "## prepared, ADAM" in markdown
+    assert "| ADFL+U-net |" in markdown
+    assert "Test run #2 mDSC" in markdown
+    assert os.path.getsize(os.path.join(config.out, "results.png")) > 1000
+
+
+@pytest.mark.parametrize("name", ["history.csv", "config.json", "metrics.json", "last.keras", "best.keras", "state.json"])
+def test_every_run_folder_holds_its_files(tiny_comparison, name):
+    config, _, _, _ = tiny_comparison
+    for run_dir in read_results(config.out).run_dir:
+        assert os.path.exists(os.path.join(run_dir, name)), run_dir
+
+
+def test_every_run_logs_its_history_and_tensorboard_scalars(tiny_comparison):
+    config, _, _, _ = tiny_comparison
+    for run_dir in read_results(config.out).run_dir:
         saved = json.load(open(os.path.join(run_dir, "config.json")))
-        digests.add(saved["initial_weights_sha256"])
-        weights.append(saved["class_weights"])
         history = pd.read_csv(os.path.join(run_dir, "history.csv"))
         assert list(history.epoch) == [1, 2]
         assert {"loss", "val_loss", "learning_rate", "foreground_dice", "val_foreground_dice", "foreground_iou",
                 "val_foreground_iou"} <= set(history)
-        assert history.val_foreground_dice.between(0, 1).all() and history.val_foreground_iou.between(0, 1).all()
+        assert history.val_foreground_dice.between(0, 1).all()
         # IoU = Dice / (2 - Dice) for the one foreground class, pooled over the epoch.
         np.testing.assert_allclose(history.val_foreground_iou, history.val_foreground_dice / (2 - history.val_foreground_dice), rtol=1e-5)
         scalars = _tensorboard_scalars(os.path.join(run_dir, "logs", "train"))
@@ -78,21 +134,44 @@ def test_tiny_compare_writes_runs_and_tables(prepared_trus, tmp_path):
         validation = _tensorboard_scalars(os.path.join(run_dir, "logs", "validation"))
         np.testing.assert_allclose(list(validation["epoch_foreground_dice"].values()), history.val_foreground_dice, rtol=1e-5)
         if saved["loss"] == "adfl":  # the ACW weights per class, per epoch; they move from their start
-            assert list(scalars["acw_weight/background"]) == [0, 1] and list(scalars["acw_weight/prostate"]) == [0, 1]
+            assert list(scalars["acw_weight/background"]) == [0, 1]
+            assert list(scalars["acw_weight/prostate"]) == [0, 1]
             assert scalars["acw_weight/prostate"][1] != pytest.approx(saved["class_weights"][1], rel=1e-6)
         else:
             assert not [tag for tag in scalars if tag.startswith("acw")]
-    assert len(digests) == 1  # every loss and optimiser starts from the same weights
-    classes = json.load(open(os.path.join(prepared_trus, "classes.json")))
-    train_cases = saved["train_cases"]
-    expected = inverse_frequency_weights(np.sum([classes["per_case"][c]["pixel_count"] for c in train_cases], axis=0))
-    np.testing.assert_allclose(weights[0], expected)
-    assert not set(train_cases) & set(saved["test_cases"]) and not set(saved["validation_cases"]) & set(saved["test_cases"])
 
-    # A second call finds every run finished and only rebuilds the tables.
+
+def test_every_loss_of_a_fold_starts_from_the_same_weights_and_split(tiny_comparison, prepared_trus):
+    config, _, _, _ = tiny_comparison
+    classes = json.load(open(os.path.join(prepared_trus, "classes.json")))
+    by_fold = {}
+    for run_dir in read_results(config.out).run_dir:
+        saved = json.load(open(os.path.join(run_dir, "config.json")))
+        by_fold.setdefault(saved["fold"], []).append(saved)
+    assert sorted(by_fold) == [0, 1]
+    digests = {fold: {saved["initial_weights_sha256"] for saved in runs} for fold, runs in by_fold.items()}
+    assert [len(d) for d in digests.values()] == [1, 1]  # CE and ADFL share a fold's starting weights
+    # Each fold has its own set (file), built from the seed: one seed, the same weights on every fold.
+    assert len(os.listdir(os.path.join(config.out, "initial_weights"))) == 2
+    assert digests[0] == digests[1]
+    for runs in by_fold.values():
+        saved = runs[0]
+        train_cases = saved["train_cases"]
+        expected = inverse_frequency_weights(np.sum([classes["per_case"][c]["pixel_count"] for c in train_cases], axis=0))
+        np.testing.assert_allclose(saved["class_weights"], expected)
+        assert not set(train_cases) & set(saved["test_cases"])
+        assert not set(saved["validation_cases"]) & set(saved["test_cases"])
+        assert {r["train_cases"] == train_cases for r in runs} == {True}
+
+
+def test_a_second_compare_reads_the_finished_runs_and_writes_the_same_table(tiny_comparison):
+    config, _, _, _ = tiny_comparison
+    before = open(os.path.join(config.out, "results.csv")).read()
     again = []
     compare(config, verbose=0, log=again.append)
+    assert len(again) == 4
     assert all(line.endswith("(finished earlier)") for line in again)
+    assert open(os.path.join(config.out, "results.csv")).read() == before
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared_trus, tmp_path, monkeypatch):

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import sys
 
 PARTS = ("sweep", "table", "classification", "segmentation")
 
@@ -25,21 +24,21 @@ def add_stability_parser(commands):
     parser.add_argument("--data", choices=("auto", "mnist", "digits"), help="MNIST if on the machine (auto), or scikit-learn digits")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--quiet", action="store_true")
-    parser.set_defaults(run_command=_stability)
+    parser.set_defaults(execute=_stability)
 
 
 def _stability(args):
-    from keras_focal.experiments.stability import StudySettings, run_study
+    """`keras-focal stability`: bad input is what the settings and `check_study` refuse (`keras_focal.errors`)."""
+    from keras_focal.errors import checking
+    from keras_focal.experiments.stability import StudySettings, check_study, run_study
 
-    try:
+    with checking():
         settings = StudySettings.preset(args.preset)
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(settings) if getattr(args, f.name, None) is not None}
         overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
         settings = dataclasses.replace(settings, **overrides)
-        summary = run_study(args.out, settings, parts=tuple(args.parts), progress=not args.quiet)
-    except ValueError as error:
-        print(f"keras-focal stability: error: {error}", file=sys.stderr)
-        return 2
+        check_study(args.out, settings, tuple(args.parts))
+    summary = run_study(args.out, settings, parts=tuple(args.parts), progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
     print(f"wrote {args.out}/: gradient_sweep.csv/.png, table1.csv, classification.csv/.png, segmentation.csv/.png, summary.json")
     return 0

@@ -124,6 +124,12 @@ def make_loss(kind, gamma, alpha=0.5):
 
 # --- data ------------------------------------------------------------------
 
+MNIST_MISSING = (
+    "MNIST is not on this machine (tensorflow-datasets' data dir or ~/.keras/datasets/mnist.npz); "
+    "fetch it yourself (e.g. `python -c \"import keras; keras.datasets.mnist.load_data()\"`) or use --data digits."
+)
+
+
 def load_digits_images(source="auto"):
     """`(images float32 (N, 28, 28, 1) in [0, 1], labels int, description)`.
 
@@ -139,10 +145,7 @@ def load_digits_images(source="auto"):
         if found is not None:
             return found
         if source == "mnist":
-            raise ValueError(
-                "MNIST is not on this machine (tensorflow-datasets' data dir or ~/.keras/datasets/mnist.npz); "
-                "fetch it yourself (e.g. `python -c \"import keras; keras.datasets.mnist.load_data()\"`) or use --data digits."
-            )
+            raise ValueError(MNIST_MISSING)
     from skimage.transform import resize
     from sklearn.datasets import load_digits
 
@@ -235,7 +238,7 @@ def gradient_sweep(gammas=(0.1, 0.5, 0.9, 1.0, 2.0), logits=None, alpha=0.5):
     return pd.DataFrame(rows)
 
 
-def train_classifier(images, labels, loss, settings, seed, progress_epochs=False):
+def train_classifier(images, labels, loss, settings, seed):
     """Trains `stability_cnn` and returns the number of epochs completed before the first NaN."""
     import keras
 
@@ -447,27 +450,44 @@ def summarize(classification, segmentation, sweep):
     return summary
 
 
-def run_study(out, settings, parts=("sweep", "table", "classification", "segmentation"), progress=True, log=print):
-    """Runs the chosen parts into `out`; finished cells are skipped on a re-run. Returns the summary.
+def check_study(out, settings, parts=("sweep", "table", "classification", "segmentation")):
+    """The study's pre-flight: raises ValueError when it cannot run into `out` (writes nothing).
 
     Raises:
-        ValueError: `out` holds a study with other training settings.
+        ValueError: `out` is not a writable folder, or holds a study with
+            other training settings, or `--data mnist` is asked for and
+            MNIST is not on the machine.
     """
-    import pandas as pd
+    from keras_focal.files import check_output_folder
 
-    from keras_focal.files import write_json_atomically
-
-    os.makedirs(out, exist_ok=True)
+    check_output_folder(out, "the study folder")
+    if settings.data == "mnist" and set(parts) - {"sweep"} and _local_mnist() is None:
+        raise ValueError(MNIST_MISSING)
     settings_path = os.path.join(out, "settings.json")
-    description = dataclasses.asdict(settings)
     if os.path.exists(settings_path):
+        description = dataclasses.asdict(settings)
         with open(settings_path) as stream:
             previous = json.load(stream)
         keep = ("epochs", "segmentation_epochs", "subset", "segmentation_subset", "learning_rate", "momentum", "batch_size", "alpha", "segmentation_gamma", "data", "seed")
         changed = [k for k in keep if json.dumps(previous.get(k)) != json.dumps(description.get(k))]
         if changed:
             raise ValueError(f"'{out}' holds a study with other settings ({', '.join(changed)}); use another --out.")
-    write_json_atomically(settings_path, description)
+
+
+def run_study(out, settings, parts=("sweep", "table", "classification", "segmentation"), progress=True, log=print):
+    """Runs the chosen parts into `out`; finished cells are skipped on a re-run. Returns the summary.
+
+    Raises:
+        ValueError: `out` holds a study with other training settings
+            (`check_study`, before anything is written).
+    """
+    import pandas as pd
+
+    from keras_focal.files import write_json_atomically
+
+    check_study(out, settings, parts)
+    os.makedirs(out, exist_ok=True)
+    write_json_atomically(os.path.join(out, "settings.json"), dataclasses.asdict(settings))
 
     differences = settings.differences_from_paper()
     if differences:

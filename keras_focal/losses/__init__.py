@@ -13,7 +13,14 @@ Label formats of the softmax losses (`CrossEntropy`, `WeightedCrossEntropy`,
 - `y_true` of the shape of `y_pred`: one-hot or soft labels (non-negative; they
   need not sum to 1, as in Keras).
 
-All three forms run through one exact cross-entropy graph
+Each loss's formula is a short public function beside its class, in the
+paper's notation over exact `log p` and `log(1 - p)`
+(`weighted_cross_entropy`, `binary_focal_loss`, `categorical_focal_loss`,
+`dual_focal_loss`; the region losses' `class_losses`): the class calls it for
+probabilities, and the logits paths below compute the same values with
+closed-form gradients.
+
+From logits, all three forms run through one exact cross-entropy graph
 (`keras_focal.losses._softmax`) and give the same values and gradients for the
 same labels. Dense labels that are one-hot in every pixel are detected at run
 time (one fused reduction) and take the per-pixel path of integer masks; soft
@@ -28,10 +35,14 @@ be inspected, so validate masks in the input pipeline
 from keras_focal.losses.combined import CombinedLoss
 from keras_focal.losses.cross_entropy import CrossEntropy
 from keras_focal.losses.cross_entropy import WeightedCrossEntropy
+from keras_focal.losses.cross_entropy import weighted_cross_entropy
 from keras_focal.losses.dual_focal import DualFocalLoss
+from keras_focal.losses.dual_focal import dual_focal_loss
 from keras_focal.losses.dice import DiceLoss
 from keras_focal.losses.focal import BinaryFocalLoss
 from keras_focal.losses.focal import CategoricalFocalLoss
+from keras_focal.losses.focal import binary_focal_loss
+from keras_focal.losses.focal import categorical_focal_loss
 from keras_focal.losses.tversky import TverskyLoss
 
 
@@ -105,5 +116,9 @@ __all__ = [
     "DualFocalLoss",
     "TverskyLoss",
     "WeightedCrossEntropy",
+    "binary_focal_loss",
+    "categorical_focal_loss",
+    "dual_focal_loss",
     "get",
+    "weighted_cross_entropy",
 ]

@@ -14,6 +14,8 @@ mapped back to logits are clipped as Keras clips them and use the per-class
 formulas of `_ProbabilityPrediction`.
 """
 
+import typing
+
 import numpy as np
 import keras
 from keras import ops
@@ -96,24 +98,41 @@ class _ProbabilityPrediction:
     def complements(self):
         return 1.0 - self.p
 
-    def gathered(self, labels):
-        p_t = ops.take_along_axis(self.p, labels, axis=self.axis)
-        return ops.log(p_t), ops.log1p(-p_t)
+
+class LossInputs(typing.NamedTuple):
+    """What every softmax loss starts from (`CategoricalLoss.inputs`).
+
+    Attributes:
+        axis: the non-negative class axis.
+        num_classes: the static size of the class axis.
+        logits: float32 logits (given, or recovered from a Keras softmax),
+            or None when the predictions cannot be mapped back to logits.
+        probabilities: the float32 predictions when `logits` is None.
+        labels: for integer maps, int32 class indices with a size-1 class
+            axis (ignored pixels set to 0); else None.
+        dense: for dense labels, the float32 labels; else None.
+        valid: boolean mask of the pixels that count (size-1 class axis), or
+            None when every pixel counts.
+    """
+
+    axis: int
+    num_classes: int
+    logits: object
+    probabilities: object
+    labels: object
+    dense: object
+    valid: object
 
 
 class CategoricalLoss(keras.losses.Loss):
     """Base class of the softmax losses: labels, masks, dtype, validation.
 
     Subclasses implement `logits_loss(logits, y, labels, axis)` (the path for
-    logits, every label form) and, for clipped probabilities,
-    `dense_loss(y_true, prediction)` plus either `sparse_loss(labels,
-    prediction)` or, for losses that depend on the labelled class's
-    probability `p_t` only, `pointwise_loss(log_pt, log_1mpt, labels)`
-    returning the per-pixel loss. All return per-pixel values with a size-1
-    class axis.
+    logits, every label form) and `dense_loss(y_true, prediction)` (clipped
+    probabilities, dense labels; integer maps arrive one-hot), which calls
+    the loss's public formula function. Both return per-pixel values with a
+    size-1 class axis.
     """
-
-    pointwise_loss = None
 
     def __init__(
         self,
@@ -155,11 +174,8 @@ class CategoricalLoss(keras.losses.Loss):
         raise NotImplementedError
 
     def dense_loss(self, y_true, prediction):
+        """Per-pixel loss (keepdims) of clipped probabilities (`_ProbabilityPrediction`) against dense labels."""
         raise NotImplementedError
-
-    def sparse_loss(self, labels, prediction):
-        log_pt, log_1mpt = prediction.gathered(labels)
-        return self.pointwise_loss(log_pt, log_1mpt, labels)
 
     # -- shared logic ---------------------------------------------------
     def _logits(self, y_pred, keras_logits):
@@ -170,19 +186,8 @@ class CategoricalLoss(keras.losses.Loss):
             return ops.cast(keras_logits, "float32")
         return None
 
-    def labels_and_logits(self, y_true, y_pred, min_rank=2):
-        """Validates the inputs and returns what every softmax loss starts from.
-
-        Returns:
-            `(axis, num_classes, logits, probabilities, labels, dense,
-            valid)`: the non-negative class axis; float32 logits, or None
-            with `probabilities` the float32 predictions when they cannot be
-            mapped back to logits; for integer maps `labels` (int32,
-            size-1 class axis, ignored pixels set to 0) and `dense` None,
-            for dense labels `labels` None and `dense` the float32 labels;
-            `valid` the boolean mask of pixels that count (size-1 class
-            axis), or None when every pixel counts.
-        """
+    def read_inputs(self, y_true, y_pred, min_rank=2):
+        """Validates the inputs and returns what every softmax loss starts from (`LossInputs`)."""
         keras_logits = getattr(y_pred, "_keras_logits", None)
         y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
         rank = len(y_pred.shape)
@@ -209,7 +214,7 @@ class CategoricalLoss(keras.losses.Loss):
         logits = self._logits(y_pred, keras_logits)
         probabilities = ops.cast(y_pred, "float32") if logits is None else None
         valid = labels = dense = None
-        if self._is_sparse(y_true, y_pred, axis, num_classes):
+        if self._is_sparse(y_true, y_pred, axis):
             labels = ops.cast(y_true, "int32")
             if len(y_true.shape) == rank - 1:
                 labels = ops.expand_dims(labels, axis)
@@ -226,29 +231,28 @@ class CategoricalLoss(keras.losses.Loss):
                         f"ignore_class={self.ignore_class}"
                     )
                 valid = ops.take(dense, [self.ignore_class], axis=axis) < 0.5
-        return axis, num_classes, logits, probabilities, labels, dense, valid
+        return LossInputs(axis, num_classes, logits, probabilities, labels, dense, valid)
 
     def call(self, y_true, y_pred):
-        axis, num_classes, logits, probabilities, labels, dense, valid = self.labels_and_logits(y_true, y_pred)
-        if logits is not None:
-            if labels is not None:
-                dense = _softmax.one_hot(labels, num_classes, axis)
-            losses = self.logits_loss(logits, dense, labels, axis)
+        inputs = self.read_inputs(y_true, y_pred)
+        axis, labels = inputs.axis, inputs.labels
+        if inputs.logits is not None:
+            dense = inputs.dense if labels is None else _softmax.one_hot(labels, inputs.num_classes, axis)
+            losses = self.logits_loss(inputs.logits, dense, labels, axis)
         else:
-            prediction = _ProbabilityPrediction(probabilities, axis)
-            if labels is not None:
-                losses = self.sparse_loss(labels, prediction)
-            else:
-                losses = self.dense_loss(dense, prediction)
+            # Clipped probabilities: the loss's formula function, per class (integer maps as one-hot labels).
+            prediction = _ProbabilityPrediction(inputs.probabilities, axis)
+            dense = inputs.dense if labels is None else _softmax.one_hot(labels, inputs.num_classes, axis)
+            losses = self.dense_loss(dense, prediction)
         losses = ops.squeeze(losses, axis=axis)
-        if valid is not None:
-            valid = ops.squeeze(valid, axis=axis)
+        if inputs.valid is not None:
+            valid = ops.squeeze(inputs.valid, axis=axis)
             losses = ops.where(valid, losses, 0.0)
             if _set_keras_mask is not None:
                 _set_keras_mask(losses, mask=valid)
         return losses
 
-    def _is_sparse(self, y_true, y_pred, axis, num_classes):
+    def _is_sparse(self, y_true, y_pred, axis):
         true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
         rank = len(pred_shape)
         if len(true_shape) == rank - 1:

@@ -49,14 +49,14 @@ class OverlapLoss(_base.CategoricalLoss):
 
     def call(self, y_true, y_pred):
         rank = len(y_pred.shape)
-        axis, num_classes, logits, probabilities, labels, truth, valid = self.labels_and_logits(
-            y_true, y_pred, min_rank=3)
+        inputs = self.read_inputs(y_true, y_pred, min_rank=3)
+        axis, probabilities, truth, valid = inputs.axis, inputs.probabilities, inputs.dense, inputs.valid
         if axis == 0:
             raise ValueError(f"`axis` must not be the batch axis 0. Received: axis={self.axis}")
-        if logits is not None:
-            probabilities = ops.softmax(logits, axis=axis)
-        if labels is not None:
-            truth = _softmax.one_hot(labels, num_classes, axis)
+        if inputs.logits is not None:
+            probabilities = ops.softmax(inputs.logits, axis=axis)
+        if inputs.labels is not None:
+            truth = _softmax.one_hot(inputs.labels, inputs.num_classes, axis)
         if valid is not None:
             weight = ops.cast(valid, "float32")
             probabilities, truth = probabilities * weight, truth * weight

@@ -19,7 +19,8 @@ gradient is `phi'(l) * (p - y)`: autodiff differentiates the cross-entropy
 graph and the focal modulation gets a closed-form derivative on the per-pixel
 tensor only (`bench/losses.py` measures the cost on every path). With soft
 labels the focal loss is a sum of such functions over the classes;
-`soft_focal_loss` gives it a closed-form gradient as well.
+`keras_focal.losses._focal_terms.soft_focal_loss` gives it a closed-form
+gradient as well. The focal factors themselves live there.
 """
 
 import numpy as np
@@ -124,10 +125,7 @@ class SoftmaxStatistics:
         """
         below = ops.logical_not(self.is_max)
         # A constant for autodiff: the value is invariant to the frame.
-        second = ops.stop_gradient(second_largest(self.shifted, below, self.axis))
-        # exp of 0 at the arg-max (masked out below): no overflow there, no 0 * inf.
-        relative = ops.where(below, ops.exp(ops.where(below, self.shifted - second, 0.0)), 0.0)
-        relative_sum = self._sum(relative)
+        second, relative, relative_sum = second_frame(self.shifted, below, self.axis, constant_frame=True)
         scale = ops.exp(second)
         self.others = relative_sum * scale  # sum of the exponentials of the other classes
         self.log_others = second + ops.log(ops.maximum(relative_sum, TINY))
@@ -245,17 +243,28 @@ def second_largest(shifted, below_max, axis):
     return ops.where(ops.isfinite(second), second, 0.0)
 
 
-def second_frame_log_sum(shifted, below_max, axis):
-    """`(m2, log sum_k exp(s_k - m2))` over the classes below the maximum.
+def second_frame(shifted, below_max, axis, constant_frame=False):
+    """The classes below the maximum in the frame of the second-largest logit: `(m2, exp(s - m2), sum)`.
 
-    `m2` is the second-largest shifted logit (`second_largest`), so the sum is
-    >= 1 and nothing underflows however far the maximum is ahead;
-    `log(sum of the non-maximal exponentials) = m2 + log_sum`.
+    `m2` is the second-largest shifted logit (`second_largest`), so the sum
+    of `exp(s_k - m2)` over the classes below the maximum is >= 1 and
+    nothing underflows however far the maximum is ahead: `sum of the
+    non-maximal exponentials = exp(m2) * sum`, `log of it = m2 + log(sum)`.
+    The relative exponentials are 0 at the maximum (exp of 0 there: no
+    overflow, no 0 * inf). `constant_frame`: `m2` is a constant for
+    autodiff (the values are invariant to the frame).
     """
     second = second_largest(shifted, below_max, axis)
+    if constant_frame:
+        second = ops.stop_gradient(second)
     relative = ops.where(below_max, ops.exp(ops.where(below_max, shifted - second, 0.0)), 0.0)
-    total = ops.maximum(ops.sum(relative, axis=axis, keepdims=True), TINY)
-    return second, ops.log(total)
+    return second, relative, ops.sum(relative, axis=axis, keepdims=True)
+
+
+def second_frame_log_sum(shifted, below_max, axis):
+    """`(m2, log sum_k exp(s_k - m2))` over the classes below the maximum (see `second_frame`)."""
+    second, _, total = second_frame(shifted, below_max, axis)
+    return second, ops.log(ops.maximum(total, TINY))
 
 
 @ops.custom_gradient
@@ -304,81 +313,3 @@ def with_gradient(value, logits, gradient, axis):
     """
     # The upstream gradient of a pixel (size-1 class axis) times `gradient` has the logits' shape.
     return _attach_derivative(logits, ops.stop_gradient(value), gradient)
-
-
-# Focusing exponents the focal losses multiply out (no transcendental); other
-# values go through log space.
-MULTIPLIED_GAMMAS = (1.0, 2.0, 3.0)
-
-
-def power_below(base, gamma):
-    """`base^(gamma - 1)` for `gamma` in `MULTIPLIED_GAMMAS`; None for 1 (no factor)."""
-    if gamma == 1.0:
-        return None
-    return base if gamma == 2.0 else base * base
-
-
-def focal_value_and_derivative(cross_entropy, p, q, gamma, epsilon):
-    """`(phi(l), phi'(l))` for `phi(l) = l * (1 - p + epsilon)^gamma`, `l = -log p`.
-
-    `phi'(l) = f + gamma * l * p * (1 - p + epsilon)^(gamma - 1)` with
-    `f = (1 - p + epsilon)^gamma`. `p` and `q = 1 - p` must be given with their
-    relative precision (`q` is tiny where `p` rounds to 1). Integer `gamma` in
-    `MULTIPLIED_GAMMAS` is multiplied out and `gamma = 0.5` is a square root (no
-    transcendental); other values are taken in log space, where the negative power `gamma - 1` stays finite (and
-    the product 0 in the limit) where `1 - p` underflows; autodiff of the
-    textbook form gives `0 * inf` there.
-    """
-    l = cross_entropy
-    base = q + epsilon if epsilon else q
-    if gamma in MULTIPLIED_GAMMAS:
-        power = power_below(base, gamma)
-        factor = base if power is None else base * power
-        focus = l * p if power is None else l * p * power
-    elif gamma == 0.5:  # the stability paper's value: a square root, no transcendental
-        factor = ops.sqrt(ops.maximum(base, 0.0))
-        # l <= q / (1 - q) and l = 0 where q = 0, so l * q^(-1/2) is finite (0 there).
-        focus = l * p * ops.rsqrt(ops.maximum(base, TINY))
-    else:
-        log_base = log_floored(base)
-        factor = ops.exp(gamma * log_base)
-        focus = ops.exp((gamma - 1.0) * log_base + log_floored(l) - l)
-    return l * factor, factor + gamma * focus
-
-
-def focal_modulation(cross_entropy, gamma, epsilon):
-    """`phi(l) = l * (1 - exp(-l) + epsilon)^gamma` with a closed-form derivative.
-
-    `l = -log p` is a cross-entropy (per pixel, or per class), so
-    `1 - p = -expm1(-l)` keeps its relative precision as `p -> 1`; see
-    `focal_value_and_derivative` for the derivative.
-    """
-    gamma, epsilon = float(gamma), float(epsilon)
-    q = -ops.expm1(-cross_entropy)
-    p = 1.0 - q  # multiplies a term that the factor dominates near p = 0
-    value, derivative = focal_value_and_derivative(cross_entropy, p, q, gamma, epsilon)
-    return with_derivative(value, cross_entropy, derivative)
-
-
-def soft_focal_loss(logits, y, axis, gamma, epsilon, class_weights=None):
-    """`sum_k w_k y_k phi(-log p_k)` per pixel (keepdims), any dense labels, closed-form gradient.
-
-    With `l_k = -log p_k = log S - s_k` and `dl_k/dx_j = p_j - [j = k]`, the
-    gradient is `p_j sum_k c_k - c_j` with `c_k = w_k y_k phi'(l_k)`: one
-    exponential per class (the softmax's) and products, no logarithm or
-    `expm1` per class for `gamma` in `MULTIPLIED_GAMMAS`. `1 - p_k` is
-    `1 - p_k` below the arg-max (`p_k <= 1/2` there) and `(S - 1) / S` at it,
-    with `S - 1` the plain sum of the other exponentials (`SoftmaxStatistics`).
-    The statistics are those of the logits themselves (no stop-gradient), so
-    that the attached gradient is differentiable again.
-    """
-    stats = SoftmaxStatistics(logits, y, axis, hard=False)
-    p = stats.probabilities()
-    value, derivative = focal_value_and_derivative(
-        stats.class_cross_entropies(), p, stats.complements(), float(gamma), float(epsilon)
-    )
-    weights = y if class_weights is None else y * class_weights
-    loss = ops.sum(weights * value, axis=axis, keepdims=True)
-    weighted = weights * derivative
-    slope = p * ops.sum(weighted, axis=axis, keepdims=True) - weighted
-    return with_gradient(loss, logits, slope, axis)

@@ -7,6 +7,21 @@ from keras_focal.losses import _base
 from keras_focal.losses import _softmax
 
 
+def weighted_cross_entropy(y, log_p, class_weights=None, axis=-1):
+    """The ADFL paper's Eq. (4) per pixel (keepdims): `-sum_i w_i y_i log p_i`.
+
+    Args:
+        y: labels (one-hot or soft) of the shape of `log_p`.
+        log_p: the log-probabilities.
+        class_weights: weights broadcastable along `axis`, or None for 1.
+        axis: the class axis.
+    """
+    terms = y * log_p
+    if class_weights is not None:
+        terms = terms * class_weights
+    return -ops.sum(terms, axis=axis, keepdims=True)
+
+
 @keras.saving.register_keras_serializable(package="keras_focal")
 class WeightedCrossEntropy(_base.CategoricalLoss):
     """Weighted softmax cross-entropy (the ADFL paper's Eq. 4).
@@ -75,12 +90,13 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
             )
 
     def dense_loss(self, y_true, prediction):
-        terms = y_true * prediction.log_p()
-        if self.class_weights is not None:
-            rank = len(y_true.shape)
-            weights = _base.broadcast_class_vector(self.class_weights, rank, prediction.axis)
-            terms = terms * weights
-        return -ops.sum(terms, axis=prediction.axis, keepdims=True)
+        return weighted_cross_entropy(y_true, prediction.log_p(), self._weights(len(y_true.shape), prediction.axis),
+                                      prediction.axis)
+
+    def _weights(self, rank, axis):
+        if self.class_weights is None:
+            return None
+        return _base.broadcast_class_vector(self.class_weights, rank, axis)
 
     def logits_loss(self, logits, y, labels, axis):
         # W log S - sum_k w_k y_k s_k with W = sum_k w_k y_k: one formula for
@@ -90,15 +106,10 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
             return stats.cross_entropy()
         if labels is not None:  # hard labels: w_t * (-log p_t)
             return self._label_weights(labels) * stats.cross_entropy()
-        return stats.cross_entropy(_base.broadcast_class_vector(self.class_weights, len(y.shape), axis))
+        return stats.cross_entropy(self._weights(len(y.shape), axis))
 
     def _label_weights(self, labels):
         return ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
-
-    def pointwise_loss(self, log_pt, log_1mpt, labels):
-        if self.class_weights is None:
-            return -log_pt
-        return -self._label_weights(labels) * log_pt
 
     def get_config(self):
         config = super().get_config()

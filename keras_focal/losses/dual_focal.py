@@ -13,6 +13,44 @@ from keras_focal.losses import _softmax
 _PLAIN_SUM_LIMIT = 1e-30
 
 
+def dual_focal_loss(y, log_p, log_1mp, alpha=1.0, beta=1.0, gamma=1.0, axis=-1):
+    """The ADFL paper's Eq. (7) per pixel (keepdims), as its MATLAB code sums it over the classes:
+
+    `sum_i ( -[y_i log p_i + beta (1 - y_i) log(1 - p_i)] + alpha |y_i - p_i|^gamma )`.
+
+    Args:
+        y: labels (one-hot or soft) of the shape of `log_p`.
+        log_p, log_1mp: exact `log p` and `log(1 - p)` of every class.
+        alpha, beta, gamma: as `DualFocalLoss`.
+        axis: the class axis.
+    """
+    terms = -y * log_p
+    if beta:
+        terms = terms - beta * (1.0 - y) * log_1mp
+    if alpha:
+        terms = terms + alpha * focal_difference_power(y, log_p, log_1mp, gamma)
+    return ops.sum(terms, axis=axis, keepdims=True)
+
+
+def focal_difference_power(y, log_p, log_1mp, gamma):
+    """`|y - p|^gamma` per class from exact logs.
+
+    `y - p = y (1 - p) - (1 - y) p` is exact for hard labels, and there
+    `|y - p|^gamma` is taken in log space (`(1 - p)^gamma` or `p^gamma`), so
+    it is exact where `1 - p` or `p` is tiny; soft entries go through a
+    float32-tiny floor (the cusp of `|d|^gamma` at `d = 0` for `gamma < 1`).
+    """
+    p, q = ops.exp(log_p), ops.exp(log_1mp)
+    difference = ops.abs(y * q - (1.0 - y) * p)
+    if gamma == 1:
+        return difference
+    if gamma == 0:
+        return ops.ones_like(difference)
+    hard = ops.logical_or(y == 0, y == 1)
+    log_difference = ops.where(hard, y * log_1mp + (1.0 - y) * log_p, _numerics.log_floored(difference))
+    return ops.exp(gamma * log_difference)
+
+
 @keras.saving.register_keras_serializable(package="keras_focal")
 class DualFocalLoss(_base.CategoricalLoss):
     """Dual Focal Loss (DFL) of "Adaptive Class Weight based Dual Focal Loss
@@ -92,33 +130,10 @@ class DualFocalLoss(_base.CategoricalLoss):
             _base._check_non_negative(arg_name, value)
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
 
-    def _focal_power(self, log_abs_difference):
-        return ops.exp(self.gamma * log_abs_difference)
-
     def dense_loss(self, y_true, prediction):
-        axis = prediction.axis
-        log_p, log_1mp = prediction.log_p(), prediction.log_1mp()
-        terms = -y_true * log_p
-        if self.beta:
-            terms = terms - self.beta * (1.0 - y_true) * log_1mp
-        if self.alpha:
-            p, q = prediction.probabilities(), prediction.complements()
-            # y - p = y (1 - p) - (1 - y) p: exact for hard labels.
-            difference = ops.abs(y_true * q - (1.0 - y_true) * p)
-            if self.gamma == 1:
-                focal = difference
-            elif self.gamma == 0:
-                focal = ops.ones_like(difference)
-            else:
-                hard = ops.logical_or(y_true == 0, y_true == 1)
-                log_difference = ops.where(
-                    hard,
-                    y_true * log_1mp + (1.0 - y_true) * log_p,
-                    _numerics.log_floored(difference),
-                )
-                focal = self._focal_power(log_difference)
-            terms = terms + self.alpha * focal
-        return ops.sum(terms, axis=axis, keepdims=True)
+        return dual_focal_loss(
+            y_true, prediction.log_p(), prediction.log_1mp(), self.alpha, self.beta, self.gamma, prediction.axis
+        )
 
     def logits_loss(self, logits, y, labels, axis):
         if self.gamma in (0.0, 1.0):  # the defaults: one closed form for every label form
@@ -228,38 +243,10 @@ class DualFocalLoss(_base.CategoricalLoss):
             log_p = stats.shifted - stats.log_total
             others = ops.sum((1.0 - y) * ops.exp(self.gamma * log_p), axis=axis, keepdims=True)
             return others + ops.exp(self.gamma * stats.log_label_complement())
-        log_p = stats.shifted - stats.log_total
-        log_1mp = stats.log_complements()
-        p, q = ops.exp(log_p), ops.exp(log_1mp)
-        # y - p = y (1 - p) - (1 - y) p: exact for hard labels.
-        difference = ops.abs(y * q - (1.0 - y) * p)
-        hard_entry = ops.logical_or(y == 0, y == 1)
-        log_difference = ops.where(
-            hard_entry,
-            y * log_1mp + (1.0 - y) * log_p,
-            _numerics.log_floored(difference),
+        return ops.sum(
+            focal_difference_power(y, stats.shifted - stats.log_total, stats.log_complements(), self.gamma),
+            axis=axis, keepdims=True,
         )
-        return ops.sum(self._focal_power(log_difference), axis=axis, keepdims=True)
-
-    def sparse_loss(self, labels, prediction):
-        """Integer labels against clipped probabilities (the logits go through `logits_loss`)."""
-        axis = prediction.axis
-        log_pt, log_1mpt = prediction.gathered(labels)
-        loss = -log_pt
-        classes = _base.broadcast_class_vector(list(range(prediction.num_classes)), len(labels.shape), axis)
-        is_label = ops.equal(classes, ops.cast(labels, "float32"))
-        if self.beta:
-            others = ops.where(is_label, 0.0, prediction.log_1mp())
-            loss = loss - self.beta * ops.sum(others, axis=axis, keepdims=True)
-        if self.alpha:
-            if self.gamma == 0:
-                focal = float(prediction.num_classes)
-            else:
-                powers = self._focal_power(prediction.log_p())
-                others = ops.sum(ops.where(is_label, 0.0, powers), axis=axis, keepdims=True)
-                focal = others + self._focal_power(log_1mpt)
-            loss = loss + self.alpha * focal
-        return loss
 
     def get_config(self):
         config = super().get_config()

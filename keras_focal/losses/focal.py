@@ -17,15 +17,15 @@ in that paper); it changes the loss slightly and is not needed for finiteness
 here, but is kept so that the paper's loss can be reproduced exactly.
 """
 
-import math
-
 import numpy as np
 import keras
 from keras import ops
 
 from keras_focal.losses import _base
+from keras_focal.losses import _focal_terms
 from keras_focal.losses import _numerics
 from keras_focal.losses import _softmax
+from keras_focal.losses._focal_terms import modulating_factor
 
 
 def _validate_focal_arguments(gamma, epsilon):
@@ -34,13 +34,44 @@ def _validate_focal_arguments(gamma, epsilon):
     return float(gamma), float(epsilon)
 
 
-def modulating_factor(log_one_minus_pt, gamma, epsilon):
-    """`(1 - p_t + epsilon)^gamma` from `log(1 - p_t)`; None when it is 1."""
-    if gamma == 0:
-        return None
-    if epsilon > 0:
-        log_one_minus_pt = _numerics.log_add_exp(log_one_minus_pt, math.log(epsilon))
-    return ops.exp(gamma * log_one_minus_pt)
+def binary_focal_loss(y, log_p, log_q, gamma=2.0, alpha=0.25, epsilon=0.0):
+    """Lin et al.'s sigmoid focal loss, element-wise (the stability paper's Eq. 11 with `epsilon`):
+
+    `-alpha_t (1 - p_t + epsilon)^gamma [y log p + (1 - y) log(1 - p)]`, with
+    `1 - p_t = y (1 - p) + (1 - y) p` and `alpha_t = alpha y + (1 - alpha)(1 - y)`.
+
+    Args:
+        y: targets in [0, 1].
+        log_p, log_q: exact `log p` and `log(1 - p)`.
+        gamma, alpha, epsilon: as `BinaryFocalLoss` (`alpha=None`: no `alpha_t`).
+    """
+    loss = -(y * log_p + (1.0 - y) * log_q)
+    # 1 - p_t = y (1 - p) + (1 - y) p, exact for hard labels.
+    factor = modulating_factor(_numerics.log_mixture(y, log_q, log_p), gamma, epsilon)
+    if factor is not None:
+        loss = loss * factor
+    if alpha is not None:
+        loss = loss * (alpha * y + (1.0 - alpha) * (1.0 - y))
+    return loss
+
+
+def categorical_focal_loss(y, log_p, log_1mp, gamma=2.0, alpha=None, epsilon=0.0, axis=-1):
+    """The ADFL paper's Eq. (6) per pixel (keepdims): `-sum_i alpha_i y_i (1 - p_i + epsilon)^gamma log p_i`.
+
+    Args:
+        y: labels (one-hot or soft) of the shape of `log_p`.
+        log_p, log_1mp: exact `log p` and `log(1 - p)` of every class.
+        gamma, epsilon: as `CategoricalFocalLoss`.
+        alpha: None, a number, or per-class weights broadcastable along `axis`.
+        axis: the class axis.
+    """
+    terms = y * log_p
+    factor = modulating_factor(log_1mp, gamma, epsilon)
+    if factor is not None:
+        terms = terms * factor
+    if alpha is not None:
+        terms = terms * alpha
+    return -ops.sum(terms, axis=axis, keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -131,15 +162,7 @@ class BinaryFocalLoss(keras.losses.Loss):
             loss = self._loss_from_logits(y_true, ops.cast(logits, "float32"))
         else:
             log_p, log_q = _numerics.sigmoid_log_probabilities(ops.cast(y_pred, "float32"), False)
-            loss = -(y_true * log_p + (1.0 - y_true) * log_q)
-            # 1 - p_t = y (1 - p) + (1 - y) p, exact for hard labels.
-            factor = modulating_factor(
-                _numerics.log_mixture(y_true, log_q, log_p), self.gamma, self.epsilon
-            )
-            if factor is not None:
-                loss = loss * factor
-            if self.alpha is not None:
-                loss = loss * self._alpha_t(y_true)
+            loss = binary_focal_loss(y_true, log_p, log_q, self.gamma, self.alpha, self.epsilon)
         return ops.mean(loss, axis=-1)
 
     def _alpha_t(self, y):
@@ -183,8 +206,8 @@ class BinaryFocalLoss(keras.losses.Loss):
             value = cross_entropy
         else:
             # power = (w + eps)^(gamma - 1), so that f / (w + eps) needs no division.
-            if gamma in _softmax.MULTIPLIED_GAMMAS:
-                power = _softmax.power_below(base, gamma)
+            if gamma in _focal_terms.MULTIPLIED_GAMMAS:
+                power = _focal_terms.power_below(base, gamma)
             else:
                 power = ops.exp((gamma - 1.0) * ops.log(ops.maximum(base, _numerics.TINY)))
             factor = base if power is None else power * base
@@ -285,17 +308,12 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             )
 
     def dense_loss(self, y_true, prediction):
-        terms = y_true * prediction.log_p()
-        factor = modulating_factor(prediction.log_1mp(), self.gamma, self.epsilon)
-        if factor is not None:
-            terms = terms * factor
-        if isinstance(self.alpha, list):
-            rank = len(y_true.shape)
-            terms = terms * _base.broadcast_class_vector(self.alpha, rank, prediction.axis)
-        loss = -ops.sum(terms, axis=prediction.axis, keepdims=True)
-        if isinstance(self.alpha, float):
-            loss = loss * self.alpha
-        return loss
+        alpha = self.alpha
+        if isinstance(alpha, list):
+            alpha = _base.broadcast_class_vector(alpha, len(y_true.shape), prediction.axis)
+        return categorical_focal_loss(
+            y_true, prediction.log_p(), prediction.log_1mp(), self.gamma, alpha, self.epsilon, prediction.axis
+        )
 
     def logits_loss(self, logits, y, labels, axis):
         # -log p is a cross-entropy l, and the focal loss is phi(l) = l (1 - p + eps)^gamma:
@@ -328,7 +346,7 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=True)
         loss = stats.cross_entropy()
         if self.gamma:
-            loss = _softmax.focal_modulation(loss, self.gamma, self.epsilon)
+            loss = _focal_terms.focal_modulation(loss, self.gamma, self.epsilon)
         if alpha_t is not None:
             loss = loss * alpha_t
         elif isinstance(self.alpha, float):
@@ -344,19 +362,8 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=False)
             loss = stats.cross_entropy(weights)
         else:
-            loss = _softmax.soft_focal_loss(logits, y, axis, self.gamma, self.epsilon, weights)
+            loss = _focal_terms.soft_focal_loss(logits, y, axis, self.gamma, self.epsilon, weights)
         if isinstance(self.alpha, float):
-            loss = loss * self.alpha
-        return loss
-
-    def pointwise_loss(self, log_pt, log_1mpt, labels):
-        loss = -log_pt
-        factor = modulating_factor(log_1mpt, self.gamma, self.epsilon)
-        if factor is not None:
-            loss = loss * factor
-        if isinstance(self.alpha, list):
-            loss = loss * ops.take(ops.convert_to_tensor(self.alpha, "float32"), labels)
-        elif isinstance(self.alpha, float):
             loss = loss * self.alpha
         return loss
 

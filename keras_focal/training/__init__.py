@@ -1,6 +1,7 @@
 """Training and comparison of segmentation runs (`keras-focal train|compare|demo`).
 
 - `RunConfig`: one run's settings (MATLAB `trainingOptions` defaults).
+- `prepare_run`: a run's pre-flight (checks everything, writes nothing) -> `PreparedRun`.
 - `train_run`: train, resume, evaluate one run and write its files.
 - `compare`: the grid models x losses x optimisers x folds x seeds, with
   `results.csv`, `results.md` and `results.png`.
@@ -11,7 +12,7 @@ import importlib
 # Imported on first use, so that the command line's parser needs no Keras.
 _EXPORTS = {
     "LOSSES": "config", "MODELS": "config", "OPTIMIZERS": "config", "RunConfig": "config",
-    "PreparedDataset": "data", "RunSetupError": "run", "train_run": "run",
+    "PreparedDataset": "data", "PreparedRun": "run", "RunSetupError": "run", "prepare_run": "run", "train_run": "run",
 }
 
 

@@ -10,6 +10,7 @@ import time
 
 import keras
 
+from keras_focal.errors import Stopped
 from keras_focal.files import replacing, save_model_atomically, write_text_atomically
 
 
@@ -116,7 +117,7 @@ class RunState(keras.callbacks.Callback):
             os.remove(previous)
 
 
-class RunInterrupted(RuntimeError):
+class RunInterrupted(Stopped):
     """Training stopped because the run's state could not be saved (exit status 1); resumable."""
 
 
@@ -237,7 +238,9 @@ class ClassWeightLogger(keras.callbacks.Callback):
     def _layers(self):
         from keras_focal.layers import AdaptiveClassWeight
 
-        return [layer for layer in self.model._flatten_layers() if isinstance(layer, AdaptiveClassWeight)]
+        # The segmentation builders name the layer "acw" (keras_focal.models); other models have none.
+        layer = next((layer for layer in self.model.layers if layer.name == "acw"), None)
+        return [layer] if isinstance(layer, AdaptiveClassWeight) else []
 
     def on_epoch_end(self, epoch, logs=None):
         layers = self._layers()

@@ -3,12 +3,11 @@
 import json
 import sys
 
+from keras_focal.errors import BadInput, checking
 from keras_focal.training.config import INPUTS, LOSSES, MODELS, OPTIMIZERS, STRATEGIES, RunConfig
 
-EXIT_BAD_INPUT = 2
 
-
-def _add_run_options(parser, with_axes=False):
+def _add_run_options(parser):
     parser.add_argument("--epochs", type=int, help="epochs (default: 30)")
     parser.add_argument("--batch-size", type=int, help="mini-batch size (default: 4, as MATLAB)")
     parser.add_argument("--learning-rate", type=float, help="initial learning rate (default: 5e-4)")
@@ -75,7 +74,7 @@ def add_training_parsers(commands):
     train.add_argument("--force", action="store_true",
                        help="discard the run --out holds (finished, unfinished or damaged) and start again")
     _add_run_options(train)
-    train.set_defaults(run=_train)
+    train.set_defaults(execute=_train)
 
     compare = commands.add_parser("compare", help="the grid models x losses x optimisers x folds x seeds")
     compare.add_argument("--config", help="YAML file with data, out, models, losses, optimizers, folds, seeds and run options")
@@ -92,12 +91,7 @@ def add_training_parsers(commands):
                          help="also train every run at these learning rates, choose one per loss, optimiser and test "
                               "fold on validation cases only, and report the tuned table beside the fixed-rate one")
     _add_run_options(compare)
-    compare.set_defaults(run=_compare)
-
-
-def _bad_input(command, error):
-    print(f"keras-focal {command}: error: {error}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    compare.set_defaults(execute=_compare)
 
 
 def _join_group(strategy):
@@ -114,31 +108,25 @@ def _join_group(strategy):
 
 
 def _train(args):
+    """`keras-focal train`: bad input is what `RunConfig` and the run's pre-flight refuse (`keras_focal.errors`)."""
     import dataclasses
 
     from keras_focal.training import processes
-    from keras_focal.training.run import RunInterrupted, RunSetupError, train_run
+    from keras_focal.training.run import train_run
 
     if args.resume and args.force:
-        return _bad_input("train", "--resume continues the run in --out and --force discards it: give one of them.")
-    try:
+        raise BadInput("--resume continues the run in --out and --force discards it: give one of them.")
+    with checking():
         config = RunConfig(
             data=args.data, out=args.out, model=args.model, loss=args.loss, optimizer=args.optimizer,
             fold=args.fold, seed=args.seed, **_run_options(args),
         )
-        group = _join_group(config.strategy)
-        with processes.private_folders(group, config.out, config.init_dir) as (out, init_dir):
-            metrics = train_run(
-                dataclasses.replace(config, out=out, init_dir=init_dir),
-                resume=args.resume, verbose=1 if group.is_chief else 0, force=args.force,
-            )
-    except RunInterrupted as error:
-        print(f"keras-focal train: stopped: {error}", file=sys.stderr)
-        return 1
-    except (RunSetupError, ValueError, TypeError) as error:
-        if isinstance(error, RunSetupError) or not _training_started(args.out):
-            return _bad_input("train", error)
-        raise
+    group = _join_group(config.strategy)
+    with processes.private_folders(group, config.out, config.init_dir) as (out, init_dir):
+        metrics = train_run(
+            dataclasses.replace(config, out=out, init_dir=init_dir),
+            resume=args.resume, verbose=1 if group.is_chief else 0, force=args.force,
+        )
     if not group.is_chief:
         return 0
     for warning in metrics.get("warnings") or ():
@@ -147,20 +135,14 @@ def _train(args):
     return 0
 
 
-def _training_started(out):
-    import os
-
-    return os.path.exists(os.path.join(out, "state.json"))
-
-
 def _compare(args):
+    """`keras-focal compare`: bad input is what the grid's settings and every run's pre-flight refuse."""
     import dataclasses
 
     from keras_focal.training import processes
     from keras_focal.training.compare import CompareConfig, compare
-    from keras_focal.training.run import RunInterrupted, RunSetupError
 
-    try:
+    with checking():
         if args.config:
             config = CompareConfig.from_yaml(args.config)
         else:
@@ -171,18 +153,14 @@ def _compare(args):
                                                         "reference", "lr_sweep") if getattr(args, axis, None)}
         # replace() validates the command line's axes as the file's.
         config = dataclasses.replace(config, **given, run_options={**config.run_options, **_run_options(args)})
-        group = _join_group(config.run_options.get("strategy", "default"))
-        with processes.private_folders(group, config.out) as (out,):
-            table = compare(dataclasses.replace(config, out=out), verbose=0, progress=group.is_chief,
-                            log=print if group.is_chief else (lambda line: None))
-    except RunInterrupted as error:
-        print(f"keras-focal compare: stopped: {error}", file=sys.stderr)
-        return 1
-    except (RunSetupError, ValueError, TypeError) as error:
-        return _bad_input("compare", error)
+    group = _join_group(config.run_options.get("strategy", "default"))
+    with processes.private_folders(group, config.out) as (out,):
+        table = compare(dataclasses.replace(config, out=out), verbose=0, progress=group.is_chief,
+                        log=print if group.is_chief else (lambda line: None))
     if not group.is_chief:
         return 0
     print()
-    print(open(f"{config.out}/results.md").read())
+    with open(f"{config.out}/results.md") as stream:
+        print(stream.read())
     print(f"{len(table)} runs: {config.out}/results.csv, results.md, results.png")
     return 0

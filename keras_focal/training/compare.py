@@ -6,8 +6,10 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
 
+from keras_focal.errors import checking
 from keras_focal.files import (
     FolderBusyError,
     FolderLock,
@@ -17,12 +19,10 @@ from keras_focal.files import (
     write_text_atomically,
 )
 from keras_focal.loss_names import LOSS_LABELS  # noqa: F401 (notebooks import it from here)
-from keras_focal.training.config import RunConfig
+from keras_focal.model_names import MODEL_LABELS
+from keras_focal.training.config import OPTIMIZER_LABELS, RunConfig
 from keras_focal.training.lr_sweep import validation_score
-from keras_focal.training.run import RunSetupError, check_strategy, prepare_run, train_run
-
-MODEL_LABELS = {"deeplabv3_plus": "DeepLabV3+", "vgg19_fcn": "VGG19 FCN", "unet": "U-net"}
-OPTIMIZER_LABELS = {"adam": "ADAM", "sgdm": "SGDM"}
+from keras_focal.training.run import InitialWeights, RunSetupError, check_strategy, initial_weights_path, prepare_run, train_run
 GRID_AXES = ("models", "losses", "optimizers", "folds", "seeds")
 GRID_EXAMPLES = {"models": "[unet]", "losses": "[ce, adfl]", "optimizers": "[adam]", "folds": "[0, 1, 2]", "seeds": "[0]"}
 
@@ -166,30 +166,45 @@ def compare(config, verbose=0, log=print, progress=False):
     Returns:
         The results as a pandas DataFrame (one row per run).
     """
-    runs = list(config.runs())
-    if not runs:
-        raise ValueError("the grid is empty: give at least one model, loss, optimiser, fold and seed.")
-    config.reference_loss()  # a bad --reference stops the comparison before any training
-    try:
-        check_output_folder(config.out, "the comparison folder")
-    except ValueError as error:
-        raise RunSetupError(str(error)) from None
-    for run in runs:
-        check_strategy(run.strategy)
-        _, split, _ = prepare_run(run)
-        if config.lr_sweep and not split[1]:
-            raise RunSetupError(
-                f"--lr-sweep chooses the rate on validation cases, but fold {run.fold} has none "
-                f"(validation_fraction={run.validation_fraction}, {len(split[0])} training case(s)): "
-                "give validation_fraction > 0 and at least two training cases."
-            )
+    prepared = prepare_comparison(config)
     try:
         with FolderLock(config.out):
             for folder in (config.out, os.path.join(config.out, "initial_weights")):
                 remove_temporaries(folder)
-            return _compare_locked(config, runs, verbose, log, progress)
+            return _compare_locked(config, prepared, verbose, log, progress)
     except FolderBusyError as error:
         raise RunSetupError(str(error)) from None
+
+
+def prepare_comparison(config):
+    """The pre-flight of every run of the grid (`PreparedRun`s, in grid order); writes nothing.
+
+    The data set is read and its slices checked once, the strategy checked
+    once, and each run's split, model arguments, loss, optimiser and folder
+    are checked before the first run trains, so a bad setting of any run
+    stops the comparison at once (`RunSetupError`).
+    """
+    from keras_focal.training.data import PreparedDataset
+
+    with checking(RunSetupError):
+        runs = list(config.runs())  # every run's settings (RunConfig validates each)
+        if not runs:
+            raise ValueError("the grid is empty: give at least one model, loss, optimiser, fold and seed.")
+        config.reference_loss()  # a bad --reference stops the comparison before any training
+        check_output_folder(config.out, "the comparison folder")
+        dataset = PreparedDataset(config.data)
+    group = check_strategy(runs[0].strategy)  # run_options are shared: one strategy for the grid
+    prepared = []
+    for run in runs:
+        one = prepare_run(run, resume=True, dataset=dataset, group=group)
+        if config.lr_sweep and not one.validation_cases:
+            raise RunSetupError(
+                f"--lr-sweep chooses the rate on validation cases, but fold {run.fold} has none "
+                f"(validation_fraction={run.validation_fraction}, {len(one.train_cases)} training case(s)): "
+                "give validation_fraction > 0 and at least two training cases."
+            )
+        prepared.append(one)
+    return prepared
 
 
 def _epochs_done(run):
@@ -212,8 +227,6 @@ def _progress_bar(runs, enabled):
 
 
 def _epoch_callback(bar, label):
-    import keras
-
     class EpochProgress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             loss = (logs or {}).get("loss")
@@ -223,9 +236,17 @@ def _epoch_callback(bar, label):
     return EpochProgress()
 
 
-def _compare_locked(config, runs, verbose, log, progress=False):
+def _compare_locked(config, prepared, verbose, log, progress=False):
     write_text_atomically(os.path.join(config.out, "compare.json"), json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    rows = []
+    runs = [one.config for one in prepared]
+    # The runs that share starting weights (model, options, fold, seed) one after another, so
+    # that each set is built once and one set is held at a time; the tables keep the grid's order.
+    first = {}
+    for position, one in enumerate(prepared):
+        first.setdefault(_weights_set(one), position)
+    order = sorted(range(len(prepared)), key=lambda position: first[_weights_set(prepared[position])])
+    weights = InitialWeights()
+    rows = [None] * len(prepared)
     bar = _progress_bar(runs, progress)
     if not bar.disable and log is print:
         from tqdm.auto import tqdm
@@ -233,9 +254,10 @@ def _compare_locked(config, runs, verbose, log, progress=False):
         log = tqdm.write  # lines above the bar, not through it
     sweep = bool(config.lr_sweep)
     try:
-        for index, run in enumerate(runs, start=1):
-            metrics, status = _one_run(run, index, len(runs), verbose, bar)
-            rows.append(_row(metrics, run, config.out))
+        for index, position in enumerate(order, start=1):
+            run = runs[position]
+            metrics, status = _one_run(prepared[position], index, len(runs), verbose, bar, weights)
+            rows[position] = _row(metrics, run, config.out)
             nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
             rate = f" lr {run.learning_rate:g}" if sweep else ""
             log(
@@ -246,12 +268,18 @@ def _compare_locked(config, runs, verbose, log, progress=False):
                 log(f"    warning: {warning}")
     finally:
         bar.close()
-    return write_results(rows, config.out, config.reference_loss(), class_shares(config.data),
+    return write_results(rows, config.out, config.reference_loss(), class_shares(prepared[0].dataset),
                          fixed_rate=config.fixed_learning_rate() if sweep else None)
 
 
-def _one_run(run, index, count, verbose, bar):
+def _weights_set(prepared):
+    """The order key of a run's starting-weights set: its file, which names model, options, fold and seed."""
+    return initial_weights_path(prepared.config, prepared.input_shape, prepared.dataset.num_classes)
+
+
+def _one_run(prepared, index, count, verbose, bar, weights):
     """Trains (or reads) one run of the grid; returns its metrics and a status for the log line."""
+    run = prepared.config
     finished = os.path.exists(os.path.join(run.out, "metrics.json"))
     start = time.perf_counter()
     label = f"run {index}/{count} ({run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed})"
@@ -259,7 +287,7 @@ def _one_run(run, index, count, verbose, bar):
     if not bar.disable and not finished:
         bar.set_postfix_str(f"{label} starting")
         callbacks.append(_epoch_callback(bar, label))
-    metrics = train_run(run, resume=True, verbose=verbose, callbacks=callbacks)
+    metrics = train_run(prepared, verbose=verbose, callbacks=callbacks, initial_weights=weights)
     if callbacks and (metrics.get("epochs_run") or run.epochs) < run.epochs:
         bar.update(run.epochs - metrics["epochs_run"])  # a NaN loss stopped it early
     status = "finished earlier" if finished else f"{time.perf_counter() - start:.0f} s"
@@ -277,7 +305,7 @@ def _row(metrics, run, out):
     for kind in ("iou", "dice"):
         for name, value in (metrics.get(kind) or {}).items():
             row[f"{kind}_{name}"] = value
-    row.update({k: metrics.get(k) for k in ("train_seconds", "train_images_per_second", "pipeline_images_per_second")})
+    row.update({k: metrics.get(k) for k in ("train_seconds", "train_images_per_second")})
     row["learning_rate"] = run.learning_rate
     row["validation_dice"] = validation_score(run.out, metrics.get("evaluated", run.evaluate), metrics.get("epochs_run"))
     # Relative to the results folder: the table stays valid wherever it is read from, or moved to.
@@ -304,11 +332,12 @@ def read_results(folder):
     return table
 
 
-def class_shares(data):
-    """`{class name: share of the labelled pixels}` of a prepared data set (its `classes.json`)."""
+def class_shares(dataset):
+    """`{class name: share of the labelled pixels}` of a `PreparedDataset` (or its folder), from its `classes.json`."""
     from keras_focal.training.data import PreparedDataset
 
-    dataset = PreparedDataset(data)
+    if not isinstance(dataset, PreparedDataset):
+        dataset = PreparedDataset(dataset)
     counts = np.asarray(dataset.classes["pixel_count"], dtype=float)
     return dict(zip(dataset.class_names, counts / max(counts.sum(), 1.0)))
 

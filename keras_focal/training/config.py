@@ -6,21 +6,24 @@ import math
 import os
 
 from keras_focal.loss_names import LOSS_NAMES, TRAINER_LOSSES
+from keras_focal.model_names import MODEL_NAMES, TRAINER_MODELS
 
-MODELS = ("deeplabv3_plus", "vgg19_fcn", "unet")
+MODELS = TRAINER_MODELS  # one table with the builders and the reports (keras_focal.model_names)
 LOSSES = TRAINER_LOSSES  # one table with keras_focal.losses.get (keras_focal.loss_names)
-OPTIMIZERS = ("adam", "sgdm")
+# Each optimiser's label in tables and the settings it reads (MATLAB's "adam" and "sgdm").
+OPTIMIZER_NAMES = {"adam": ("ADAM", ()), "sgdm": ("SGDM", ("momentum",))}
+OPTIMIZERS = tuple(OPTIMIZER_NAMES)
+OPTIMIZER_LABELS = {name: label for name, (label, _) in OPTIMIZER_NAMES.items()}
 STRATEGIES = ("default", "mirrored", "data-parallel", "multiworker")
 EVALUATE = ("last", "best")
 INPUTS = ("auto", "memory", "stream")
 # Keras's own compile modes: "auto" compiles the train step on JAX always and on
 # TensorFlow where Keras turns XLA on (an accelerator); torch runs eagerly.
 JIT_COMPILE = ("auto", True, False)
-MODEL_OPTIONS = {
-    "deeplabv3_plus": ("output_stride", "image_pooling"),
-    "vgg19_fcn": ("fc_filters", "dropout"),
-    "unet": ("depth", "base_filters", "batch_norm"),
-}
+# Settings that only some losses or optimisers read: a run's identity holds them only where they are read.
+_READ_BY_SOME = {"gamma", "momentum"}
+# Settings that change memory use or where files go, not results.
+_NOT_IDENTITY = ("out", "init_dir", "input", "cache")
 
 
 def _number(config, name, allowed, in_range):
@@ -139,12 +142,10 @@ class RunConfig:
                 raise ValueError(f"`{name}` must be true or false. Received: {name}={getattr(self, name)!r}")
         if not isinstance(self.model_options, dict):
             raise ValueError(f"`model_options` must be a mapping of builder options. Received: {self.model_options!r}")
-        unknown = set(self.model_options) - set(MODEL_OPTIONS[self.model])
+        allowed = MODEL_NAMES[self.model].options
+        unknown = set(self.model_options) - set(allowed)
         if unknown:
-            raise ValueError(
-                f"unknown model option(s) {sorted(unknown)} for {self.model}; "
-                f"allowed: {', '.join(MODEL_OPTIONS[self.model])}."
-            )
+            raise ValueError(f"unknown model option(s) {sorted(unknown)} for {self.model}; allowed: {', '.join(allowed)}.")
 
     @property
     def uses_acw(self):
@@ -154,9 +155,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def comparable(self):
-        """The settings that must match for a run folder to be resumed."""
-        # The input mode changes memory use, not results.
-        settings = {k: v for k, v in self.to_dict().items() if k not in ("out", "init_dir", "input", "cache")}
+        """The run's identity: the settings that must match for a run folder to be resumed or reused.
+
+        Only what the run reads: `gamma` for the losses that take it
+        (`LossName.run_options`), `momentum` for SGDM; not the input mode or
+        the folders, which change memory use or places, not results.
+        """
+        read = set(LOSS_NAMES[self.loss].run_options) | set(OPTIMIZER_NAMES[self.optimizer][1])
+        settings = {
+            k: v for k, v in self.to_dict().items()
+            if k not in _NOT_IDENTITY and (k not in _READ_BY_SOME or k in read)
+        }
         settings["data"] = os.path.abspath(settings["data"])  # config.json records it absolute
         return settings
 

@@ -7,8 +7,6 @@ re-exported here for the trainer's callers.
 
 import os
 
-import numpy as np
-
 from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset  # noqa: F401 (re-exported)
 # --input auto streams the PNGs when the decoded training and validation images
 # and masks would take more memory than this.

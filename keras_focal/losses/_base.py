@@ -236,14 +236,12 @@ class CategoricalLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         inputs = self.read_inputs(y_true, y_pred)
         axis, labels = inputs.axis, inputs.labels
+        dense = inputs.dense if labels is None else _softmax.one_hot(labels, inputs.num_classes, axis)
         if inputs.logits is not None:
-            dense = inputs.dense if labels is None else _softmax.one_hot(labels, inputs.num_classes, axis)
             losses = self.logits_loss(inputs.logits, dense, labels, axis)
         else:
             # Clipped probabilities: the loss's formula function, per class (integer maps as one-hot labels).
-            prediction = _ProbabilityPrediction(inputs.probabilities, axis)
-            dense = inputs.dense if labels is None else _softmax.one_hot(labels, inputs.num_classes, axis)
-            losses = self.dense_loss(dense, prediction)
+            losses = self.dense_loss(dense, _ProbabilityPrediction(inputs.probabilities, axis))
         losses = ops.squeeze(losses, axis=axis)
         if inputs.valid is not None:
             valid = ops.squeeze(inputs.valid, axis=axis)

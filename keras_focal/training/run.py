@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from keras_focal.data_prep.prepared import IGNORE_LABEL
-from keras_focal.errors import BadInput
+from keras_focal.errors import BadInput, checking
 from keras_focal.files import (
     LOCK_NAME,
     OWNER_NAME,
@@ -344,7 +344,7 @@ def prepare_run(config, resume=True, force=False, dataset=None, group=None):
     """
     if group is None:
         group = check_strategy(config.strategy)
-    try:
+    with checking(RunSetupError):
         if dataset is None:
             dataset = PreparedDataset(config.data)
         train, validation, test = dataset.split(config.fold, config.validation_fraction, config.seed)
@@ -383,10 +383,6 @@ def prepare_run(config, resume=True, force=False, dataset=None, group=None):
         if not force:
             _check_existing_run(config, dataset, resume)
         dataset.check()
-    except BadInput:
-        raise
-    except ValueError as error:
-        raise RunSetupError(str(error)) from None
     warnings = []
     absent = dataset.absent_classes(train)
     if absent:

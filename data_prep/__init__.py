@@ -5,7 +5,9 @@
   (`OUT/images`, `OUT/masks`, manifest.csv, classes.json, folds.csv) safely
   and resumably.
 - `read_volume` (SimpleITK) and `read_dicom_volume` (pydicom, sorted along
-  the slice normal, rescaled) return `Volume`s with their geometry.
+  the slice normal, rescaled) return `Volume`s with their geometry
+  (`Volume.geometry()`, a `Geometry`: size, spacing, origin, direction; each
+  prepared case records it, and `Geometry.image` writes an array on it).
 - `make_promise12_like`, `make_ultrasound_like`: the built-in synthetic data.
 - `CAMVID_11`, `rgb_to_labels`, `read_palette_csv`: colour label images.
 
@@ -18,10 +20,10 @@ from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.slicing import normalize_intensity, resize_image, resize_mask, select_slices
 from keras_focal.data_prep.sources import find_dicom_cases, find_promise12_cases, find_rgb_label_cases
 from keras_focal.data_prep.synthetic import make_promise12_like, make_ultrasound_like
-from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
+from keras_focal.data_prep.volume import CaseError, Geometry, Volume, check_same_grid, read_volume
 
 __all__ = [
-    "CAMVID_11", "Case", "CaseData", "CaseError", "PrepOptions", "PrepReport", "Volume",
+    "CAMVID_11", "Case", "CaseData", "CaseError", "Geometry", "PrepOptions", "PrepReport", "Volume",
     "assign_folds", "check_same_grid", "find_dicom_cases", "find_promise12_cases", "find_rgb_label_cases",
     "make_promise12_like", "make_ultrasound_like", "normalize_intensity", "prepare_dataset",
     "read_dicom_volume", "read_palette_csv", "read_volume", "resize_image", "resize_mask",

@@ -93,6 +93,23 @@ class PrepOptions:
             raise ValueError(f"`min_foreground` must be in [0, 1). Received: {self.min_foreground!r}")
         object.__setattr__(self, "percentiles", (float(low), float(high)))
 
+    @classmethod
+    def from_description(cls, options):
+        """The options as `prep.json` records them (its `options`)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ValueError(f"unknown preparation option(s) {unknown}; known: {sorted(fields)}")
+        return cls(**{**options, "percentiles": tuple(options.get("percentiles", DEFAULT_PERCENTILES))})
+
+    def network_image(self, image):
+        """One normalised uint8 slice `(H, W)` or `(H, W, C)` as the network sees it: resized (or padded and resized) to `size`.
+
+        `prep` writes its PNG slices with this, and `keras-focal predict`
+        prepares a new volume's slices with it: one code path.
+        """
+        return resize_image(image, (self.size, self.size), self.keep_aspect)
+
 
 @dataclasses.dataclass
 class CaseData:
@@ -105,6 +122,9 @@ class CaseData:
         sources: `(image source, mask source)` per slice, or one pair for all.
         spacing: `(x, y, z)` mm, or None for photographs.
         notes: warnings to keep in the record.
+        geometry: the source volume's grid (`keras_focal.data_prep.volume.Geometry`),
+            or None for photographs; recorded so that slices can be put back
+            into the patient's space (`keras-focal predict`, `evaluate --volumes`).
     """
 
     images: np.ndarray
@@ -112,6 +132,7 @@ class CaseData:
     sources: list
     spacing: tuple = None
     notes: list = dataclasses.field(default_factory=list)
+    geometry: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +186,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
     rows, resized_masks = [], []
     for index in keep:
         stem = f"{case.name}_{index:03d}"
-        image = resize_image(images[index], size, options.keep_aspect)
+        image = options.network_image(images[index])
         mask = resize_mask(masks[index], size, options.keep_aspect, IGNORE_LABEL)
         _write_png(os.path.join(partial, f"image_{stem}.png"), image)
         _write_png(os.path.join(partial, f"mask_{stem}.png"), mask)
@@ -201,6 +222,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
         "notes": list(data.notes),
         "pixel_count": pixel_count.tolist(),
         "image_pixel_count": image_pixel_count.tolist(),
+        "geometry": None if data.geometry is None else data.geometry.to_dict(),
     }
     for row in rows:
         stem = os.path.basename(row["image"])[: -len(".png")]

@@ -137,6 +137,31 @@ def _describe(uid, files):
     )
 
 
+def series_files(folder, series=None):
+    """`[(path, header), ...]` of the one DICOM series under `folder` (its headers only; pixel data deferred).
+
+    With several series, `series` (a SeriesInstanceUID or a SeriesNumber)
+    picks one; otherwise the error lists them.
+
+    Raises:
+        CaseError: no DICOM image under `folder`, or the series is ambiguous.
+    """
+    groups = find_series(folder)
+    if not groups:
+        raise CaseError(f"no DICOM image under '{folder}'.")
+    if len(groups) == 1:
+        return next(iter(groups.values()))
+    chosen = [
+        uid for uid, group in groups.items()
+        if series is not None and (uid == str(series) or str(group[0][1].get("SeriesNumber", "")) == str(series))
+    ]
+    if len(chosen) != 1:
+        listing = "; ".join(_describe(uid, group) for uid, group in groups.items())
+        reason = "pick one with --series" if series is None else f"--series {series!r} matches {len(chosen)}"
+        raise CaseError(f"'{folder}' holds {len(groups)} series ({reason}): {listing}")
+    return groups[chosen[0]]
+
+
 def read_dicom_volume(path, series=None):
     """Reads a DICOM series folder, or one (multi-frame) DICOM file, as a `Volume`.
 
@@ -162,21 +187,7 @@ def read_dicom_volume(path, series=None):
             raise CaseError(f"'{path}' is not a DICOM file.")
         files = [(path, header)]
     elif os.path.isdir(path):
-        groups = find_series(path)
-        if not groups:
-            raise CaseError(f"no DICOM image under '{path}'.")
-        if len(groups) > 1:
-            chosen = [
-                uid for uid, group in groups.items()
-                if series is not None and (uid == str(series) or str(group[0][1].get("SeriesNumber", "")) == str(series))
-            ]
-            if len(chosen) != 1:
-                listing = "; ".join(_describe(uid, group) for uid, group in groups.items())
-                reason = "pick one with --series" if series is None else f"--series {series!r} matches {len(chosen)}"
-                raise CaseError(f"'{path}' holds {len(groups)} series ({reason}): {listing}")
-            files = groups[chosen[0]]
-        else:
-            files = next(iter(groups.values()))
+        files = series_files(path, series)
     else:
         raise CaseError(f"'{path}' does not exist.")
 

@@ -32,6 +32,8 @@ IGNORE_LABEL = 255
 MANIFEST = "manifest.csv"
 CLASSES = "classes.json"
 FOLDS = "folds.csv"
+PREP = "prep.json"
+CASES = "cases"
 # What `PreparedDataset.check` found sound, by file size and modification time.
 CHECKED_NAME = ".checked.json"
 # Bumped whenever `check` checks more: slices recorded by an older check are checked again.
@@ -190,6 +192,47 @@ class PreparedDataset:
     def ignore_label(self):
         """The mask value of unlabelled pixels, as `classes.json` records it."""
         return int(self.classes.get("ignore_label", IGNORE_LABEL))
+
+    def preparation(self):
+        """`prep.json`: how the slices were made (`source`, `options` of `PrepOptions`), validated.
+
+        `keras-focal predict` prepares a new volume with exactly these settings.
+        Raises ValueError naming the file when it is missing or malformed.
+        """
+        from keras_focal.data_prep.dataset import PrepOptions
+
+        path = os.path.join(self.path, PREP)
+        try:
+            with open(path) as stream:
+                description = json.load(stream)
+            options = PrepOptions.from_description(description["options"])
+        except FileNotFoundError:
+            raise ValueError(f"'{path}' is missing: the data set's preparation settings are unknown (re-run `keras-focal prep`).") from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"'{path}' does not hold `keras-focal prep` settings ({type(error).__name__}: {error}).") from None
+        return str(description.get("source", "")), options
+
+    # What rebuilding a case's volume needs from the manifest (`keras_focal.prediction`).
+    VOLUME_COLUMNS = ("spacing_x", "spacing_y", "spacing_z", "original_height", "original_width", "original_slices")
+
+    def has_volumes(self):
+        """True when every slice comes from a volume with a known spacing (not photographs), so cases can be rebuilt in 3-D."""
+        import pandas as pd
+
+        columns = [c for c in self.VOLUME_COLUMNS if c in self.manifest]
+        if len(columns) < len(self.VOLUME_COLUMNS):
+            return False
+        values = self.manifest[list(self.VOLUME_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+        return bool(np.isfinite(values.to_numpy(dtype=float)).all())
+
+    def case_record(self, case):
+        """`cases/<case>.json`, the record `prep` wrote for `case` (its slices, pixel counts and the source volume's geometry; folders prepared before `keras-focal predict` existed have no geometry)."""
+        path = os.path.join(self.path, CASES, f"{case}.json")
+        try:
+            with open(path) as stream:
+                return json.load(stream)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"'{path}': the case's record cannot be read ({error}).") from None
 
     def fingerprint(self):
         """SHA-256 of manifest.csv, folds.csv and classes.json: changes whenever the slices, the split or the classes do.

@@ -77,6 +77,68 @@ def resize_image(image, size, keep_aspect=False):
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
 
 
+def linear_interpolation_matrix(old, size):
+    """The `(size, old)` matrix of 1-D linear interpolation from `old` to `size` samples (pixel centres aligned, edges clamped).
+
+    Output sample i reads the input at (i + 0.5) * old / new - 0.5, as
+    scikit-image's `resize(order=1, mode="edge", anti_aliasing=False)` and
+    TensorFlow's half-pixel bilinear resize do. Each row sums to 1, so
+    interpolated class probabilities still sum to 1.
+    """
+    coordinates = np.clip((np.arange(size, dtype=np.float64) + 0.5) * (old / size) - 0.5, 0, old - 1)
+    below = np.floor(coordinates).astype(np.intp)
+    above = np.minimum(below + 1, old - 1)
+    weight = coordinates - below
+    matrix = np.zeros((size, old), np.float64)
+    np.add.at(matrix, (np.arange(size), below), 1.0 - weight)
+    np.add.at(matrix, (np.arange(size), above), weight)
+    return matrix.astype(np.float32)
+
+
+def restore_probabilities(probabilities, height, width, keep_aspect=False):
+    """The inverse of `resize_image` for class probabilities: `(n, S, S, C)` -> `(n, height, width, C)`.
+
+    Bilinear interpolation of the probabilities (never nearest-neighbour
+    labels: the arg-max is taken afterwards, on the original grid), as two
+    matrix products per slice and class (`linear_interpolation_matrix`),
+    then, with `keep_aspect`, the centred crop that removes the square
+    padding `resize_image` added. An identity when the slices were not
+    resized. The result is a view whose class planes are contiguous
+    (`labels_of` reads them one at a time).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if probabilities.ndim != 4:
+        raise ValueError(f"`probabilities` must be (slices, height, width, classes). Received shape {probabilities.shape}")
+    side = max(height, width)
+    target = (side, side) if keep_aspect else (height, width)
+    if probabilities.shape[1:3] != target:
+        planes = np.moveaxis(probabilities, 3, 1)  # (n, C, S, S)
+        rows = linear_interpolation_matrix(planes.shape[2], target[0])
+        columns = linear_interpolation_matrix(planes.shape[3], target[1])
+        probabilities = np.moveaxis(np.matmul(np.matmul(rows, planes), columns.T), 1, 3)
+    if keep_aspect:
+        top, left = (side - height) // 2, (side - width) // 2  # as `_pad_to_square` placed the slice
+        probabilities = probabilities[:, top: top + height, left: left + width]
+    return probabilities
+
+
+def labels_of(probabilities):
+    """`argmax(probabilities, axis=-1)` as uint8, one class plane at a time (ties: the lower class, as argmax).
+
+    NumPy's arg-max over a short last axis walks the array with a stride
+    per element; comparing whole planes is several times faster on a
+    512² x 54 volume.
+    """
+    best = np.array(probabilities[..., 0], dtype=np.float32)
+    labels = np.zeros(best.shape, np.uint8)
+    for index in range(1, probabilities.shape[-1]):
+        plane = probabilities[..., index]
+        higher = plane > best
+        labels[higher] = index
+        np.maximum(best, plane, out=best)
+    return labels
+
+
 def resize_mask(mask, size, keep_aspect=False, fill=255):
     """Nearest-neighbour resize of a label map to `size` (no new label values).
 

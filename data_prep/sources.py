@@ -29,6 +29,20 @@ def _integer_mask(volume, what):
     return array.astype(np.uint8)
 
 
+def grey_volume_images(image, options, notes):
+    """A grey `Volume`'s slices normalised to uint8 on its own percentiles (`prep` and `predict` alike).
+
+    Raises:
+        CaseError: the image is not a scalar volume, or no voxel is finite.
+    """
+    if image.array.ndim != 3:
+        raise CaseError(f"'{image.source}': the image must be a scalar (grey) volume; got shape {image.array.shape}.")
+    try:
+        return normalize_intensity(image.array, options.percentiles, notes=notes)
+    except ValueError as error:
+        raise CaseError(f"image '{image.source}': {error}") from None
+
+
 def _grey_volume_case(image, mask, options, what):
     if image.array.ndim != 3:
         raise CaseError(f"the image must be a scalar (grey) volume; got shape {image.array.shape}.")
@@ -38,16 +52,14 @@ def _grey_volume_case(image, mask, options, what):
         raise CaseError(f"{error} (image '{image.source}', mask '{mask.source}')") from None
     masks = _integer_mask(mask, f"mask '{mask.source}'")
     notes = image.notes + mask.notes
-    try:
-        images = normalize_intensity(image.array, options.percentiles, notes=notes)
-    except ValueError as error:
-        raise CaseError(f"image '{image.source}': {error}") from None
+    images = grey_volume_images(image, options, notes)
     return CaseData(
         images=images,
         masks=masks,
         sources=[(image.source, mask.source)],
         spacing=image.spacing,
         notes=notes,
+        geometry=image.geometry(),
     )
 
 

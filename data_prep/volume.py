@@ -31,6 +31,73 @@ class Volume:
     source: str = ""
     notes: list = dataclasses.field(default_factory=list)
 
+    def geometry(self):
+        """The volume's grid as a JSON-ready dict (`Geometry.to_dict`)."""
+        return Geometry(tuple(int(n) for n in self.array.shape[:3][::-1]), self.spacing, self.origin, self.direction)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """A volume's grid in SimpleITK's terms: where each voxel of a `(z, y, x)` array lies in the patient.
+
+    Attributes:
+        size: `(x, y, z)` voxels.
+        spacing: `(x, y, z)` mm.
+        origin: the first voxel's centre, mm.
+        direction: 3x3 direction cosines, row-major.
+    """
+
+    size: tuple
+    spacing: tuple
+    origin: tuple = (0.0, 0.0, 0.0)
+    direction: tuple = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def to_dict(self):
+        return {k: [float(v) for v in getattr(self, k)] if k != "size" else [int(v) for v in self.size]
+                for k in ("size", "spacing", "origin", "direction")}
+
+    @classmethod
+    def from_dict(cls, record):
+        return cls(tuple(int(v) for v in record["size"]), tuple(float(v) for v in record["spacing"]),
+                   tuple(float(v) for v in record["origin"]), tuple(float(v) for v in record["direction"]))
+
+    @property
+    def shape(self):
+        """The `(z, y, x)` NumPy shape of a scalar array on this grid."""
+        return tuple(self.size[::-1])
+
+    def image(self, array, is_vector=False):
+        """A SimpleITK image of `array` (`(z, y, x)`, or `(z, y, x, components)` with `is_vector`) on this grid."""
+        import SimpleITK as sitk
+
+        array = np.asarray(array)
+        if array.shape[:3] != self.shape:
+            raise ValueError(f"an array of shape {array.shape} does not fit the grid of (z, y, x) size {self.shape}.")
+        image = sitk.GetImageFromArray(array, isVector=is_vector)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+
+def write_image_atomically(image, path):
+    """Writes a SimpleITK image to `path` (format from its extension) through a temporary file renamed into place.
+
+    One-file formats only (`.nii.gz`, `.nii`, `.mha`, `.nrrd`): a `.mhd`
+    header and its data file could not be replaced together.
+    """
+    import SimpleITK as sitk
+
+    from keras_focal.files import replacing
+
+    if not str(path).lower().endswith(VOLUME_OUTPUT_FORMATS):
+        raise ValueError(f"'{path}': write a volume as one of {', '.join(VOLUME_OUTPUT_FORMATS)} (a single file).")
+    with replacing(str(path)) as temporary:  # the temporary name keeps the extension, which sets the format
+        sitk.WriteImage(image, temporary, useCompression=True)
+
+
+VOLUME_OUTPUT_FORMATS = (".nii.gz", ".nii", ".mha", ".nrrd")
+
 
 # Bytes per element of the MetaImage element types whose size is fixed.
 _MET_SIZES = {

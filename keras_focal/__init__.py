@@ -13,7 +13,11 @@ Submodules:
 - `keras_focal.class_weights`: MATLAB-style `countEachLabel` and class-weight
   helpers.
 - `keras_focal.metrics`: `DiceScore` and `IoUScore` Keras metrics.
-- `keras_focal.evaluation`: MATLAB-style `evaluate_semantic_segmentation`.
+- `keras_focal.evaluation`: MATLAB-style `evaluate_semantic_segmentation`, and
+  `volume_metrics`, per-patient 3-D Dice, HD95, ASSD and RVD in millimetres.
+- `keras_focal.prediction`: trained networks on whole volumes, label volumes
+  back in the input's geometry (`keras-focal predict`); `keras_focal.export`:
+  SavedModel and ONNX export.
 - `keras_focal.models`, `keras_focal.data_prep`, `keras_focal.training`:
   network builders, data preparation and the trainer; `keras_focal.loss_names`
   and `keras_focal.model_names` are the tables of the trainer's losses and
@@ -33,8 +37,8 @@ import os
 # and the command line start without TensorFlow, Keras or JAX, and
 # `keras_focal.losses` etc. work as if imported here.
 _SUBMODULES = (
-    "class_weights", "data_prep", "errors", "evaluation", "experiments", "files", "initializers", "layers",
-    "loss_names", "losses", "metrics", "model_names", "models", "reports", "training",
+    "class_weights", "data_prep", "errors", "evaluation", "experiments", "export", "files", "initializers", "layers",
+    "loss_names", "losses", "metrics", "model_names", "models", "prediction", "prediction_cli", "reports", "training",
 )
 # The modules that register Keras-serialisable classes (see `load_model`).
 _KERAS_OBJECT_MODULES = ("initializers", "layers", "losses", "metrics")

@@ -61,6 +61,10 @@ def build_parser():
     from keras_focal.reports import add_evaluate_parser
 
     add_evaluate_parser(commands)
+    from keras_focal.prediction_cli import add_export_parser, add_predict_parser
+
+    add_predict_parser(commands)
+    add_export_parser(commands)
     from keras_focal.experiments.cli import add_stability_parser
 
     add_stability_parser(commands)

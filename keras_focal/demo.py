@@ -75,9 +75,26 @@ def run(out="demo_output", epochs=30, seed=0, quiet=False, optimizers=("adam",),
         run_options={"epochs": epochs, "model_options": DEMO_MODEL_OPTIONS},
         lr_sweep=lr_sweep,
     )
-    compare(config, verbose=0, progress=not quiet)
+    table = compare(config, verbose=0, progress=not quiet)
     print()
     with open(os.path.join(out, "results.md")) as stream:
         print(stream.read())
-    print(f"Wrote {out}/results.csv, results.md, results.png and one folder per run under {out}/runs/")
+    print(f"Wrote {out}/results.csv, results.md, volume_results.csv, results.png and one folder per run under {out}/runs/")
+    print(_predict_hint(out, source, prepared, table))
     return 0
+
+
+def _predict_hint(out, source, prepared, table):
+    """The command that segments one of the demo's DICOM cases with the ADFL model that never saw it."""
+    import pandas as pd
+
+    folds = pd.read_csv(os.path.join(prepared, "folds.csv"), dtype={"case": str})
+    case, fold = folds.case.iloc[0], int(folds.fold.iloc[0])
+    runs = table[(table.loss == "adfl") & (table.fold == fold)]
+    run_dir = os.path.join(out, runs.run_dir.iloc[0])
+    return (
+        f"\nNext, a label volume in the patient's geometry: {case} is a test case of the ADFL run of fold {fold}:\n"
+        f"  keras-focal predict {os.path.join(source, 'dicom', case)} {os.path.join(out, 'predictions')} "
+        f"--run {run_dir} --truth {os.path.join(source, 'masks')}\n"
+        f"(writes {os.path.join(out, 'predictions', case + '.nii.gz')} with the series' spacing, origin and direction)"
+    )

@@ -139,7 +139,20 @@ def check_model_fits(model, dataset, name="the model"):
         raise ValueError(f"'{name}' does not fit the data set '{dataset.path}': " + "; ".join(problems) + ".")
 
 
-def evaluate_trained(model_path, data, cases, out, batch_size=4):
+def write_volume_metrics(rows, out, title):
+    """`volume_metrics.csv` (one row per case and class) and `volume_summary.md` (mean ± sample std per class) in `out`."""
+    import pandas as pd
+
+    from keras_focal.evaluation import summarise_volume_metrics, volume_summary_markdown
+
+    table = pd.DataFrame(rows)
+    write_text_atomically(os.path.join(out, "volume_metrics.csv"), table.to_csv(index=False))
+    markdown = f"{title}\n\n" + volume_summary_markdown(summarise_volume_metrics(table))
+    write_text_atomically(os.path.join(out, "volume_summary.md"), markdown)
+    return markdown
+
+
+def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     """Evaluates a saved model on `cases` of a prepared data set and writes the report files.
 
     Everything is checked before predicting (the model file, the data set,
@@ -147,6 +160,10 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4):
     folder beside `out` that then replaces `out` whole, under a lock beside
     it: a second evaluation into the same `out` is refused, and a killed
     one leaves the previous outputs untouched, never a mix of two models'.
+
+    `volumes`: also rebuild each case's volume from its slices on the
+    original grid and write its per-patient 3-D metrics
+    (`write_volume_metrics`); returns `(result, volume summary)` then.
     """
     import keras_focal
 
@@ -161,6 +178,9 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4):
     model = keras_focal.load_model(model_path)
     check_model_fits(model, dataset, model_path)
     dataset.check()
+    if volumes and not dataset.has_volumes():
+        raise ValueError(f"--volumes: the slices of '{dataset.path}' have no voxel spacing or original size in its "
+                         "manifest.csv (photographs are not volumes).")
     channels = int(model.input_shape[-1])
     parent, name = os.path.split(out)
     try:
@@ -170,11 +190,19 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4):
                 raise ValueError(f"no test slice for cases {cases}.")
             predictions = predict_label_maps(model, images, batch_size)
             result = evaluate_semantic_segmentation(predictions, list(masks), dataset.class_names, ignore_label=dataset.ignore_label)
+            summary = None
+            if volumes:
+                from keras_focal.prediction import score_prepared_cases
+
+                rows = score_prepared_cases([model], dataset, cases, batch_size)
             with publishing_folder(out) as temporary:
                 write_evaluation(result, dataset.rows(cases), images, masks, predictions, temporary)
+                if volumes:
+                    summary = write_volume_metrics(rows, temporary, f"Per-patient 3-D metrics of '{model_path}' "
+                                                   f"(cases {', '.join(map(str, cases))}; mean ± sample std over cases)")
     except FolderBusyError as error:
         raise ValueError(f"another evaluation is writing '{out}': {error}") from None
-    return result
+    return (result, summary) if volumes else result
 
 
 def add_evaluate_parser(commands):
@@ -185,6 +213,9 @@ def add_evaluate_parser(commands):
     parser.add_argument("--data", help="a prepared data set")
     parser.add_argument("--fold", type=int, help="the test fold of --data")
     parser.add_argument("--out", help="output folder (default: RUN/evaluation or ./evaluation)")
+    parser.add_argument("--volumes", action="store_true",
+                        help="also rebuild each test case's volume on its original grid and write per-patient 3-D "
+                             "metrics in mm (volume_metrics.csv, volume_summary.md)")
     parser.set_defaults(execute=_evaluate)
     return parser
 
@@ -194,17 +225,9 @@ def _evaluate(args):
 
     try:
         if args.run:
-            config_path = os.path.join(args.run, "config.json")
-            try:
-                with open(config_path) as stream:
-                    config = json.load(stream)
-            except FileNotFoundError:
-                raise ValueError(f"'{args.run}' is not a run folder: it has no config.json.") from None
-            except ValueError as error:
-                raise ValueError(f"'{config_path}' is damaged ({error}).") from None
-            missing = [key for key in ("data", "test_cases") if key not in config]
-            if missing:
-                raise ValueError(f"'{config_path}' lacks {missing}: it was not written by `keras-focal train`.")
+            from keras_focal.prediction import read_run_config
+
+            config = read_run_config(args.run)
             model_path = os.path.join(args.run, f"{args.checkpoint}.keras")
             data, cases = PreparedDataset(config["data"]), config["test_cases"]
             out = args.out or os.path.join(args.run, "evaluation")
@@ -216,10 +239,16 @@ def _evaluate(args):
             raise ValueError("give --run RUN_DIR, or --model FILE --data PREP_DIR --fold K.")
         if not os.path.exists(model_path):
             raise ValueError(f"no model at '{model_path}'.")
-        result = evaluate_trained(model_path, data, cases, out)
+        result = evaluate_trained(model_path, data, cases, out, volumes=args.volumes)
     except (ValueError, FileNotFoundError, KeyError) as error:
         # evaluate_trained checks its inputs and output first, and publishes its folder whole.
         raise BadInput(str(error)) from None
+    summary = None
+    if args.volumes:
+        result, summary = result
     print(result.to_markdown())
-    print(f"wrote {out}/evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png, overlay_*.png")
+    if summary:
+        print(summary)
+    print(f"wrote {out}/evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png, overlay_*.png"
+          + (", volume_metrics.csv, volume_summary.md" if args.volumes else ""))
     return 0

@@ -66,3 +66,41 @@ def test_label_check_names_the_bad_labels():
     check_labels(np.array([[0, 1], [255, 1]]), 2)
     with pytest.raises(ValueError, match=r"mask holds labels \[2, 7\]; allowed are 0\.\.1 and 255 \(ignore\)"):
         check_labels(np.array([[0, 2], [7, 255]]), 2)
+
+
+@pytest.mark.parametrize("height, width", [(512, 512), (192, 256), (100, 300), (16, 16)])
+def test_restored_probabilities_are_scikit_image_bilinear_resizes_summing_to_one(height, width):
+    from skimage.transform import resize
+
+    from keras_focal.data_prep.slicing import restore_probabilities
+
+    logits = np.random.default_rng(0).normal(size=(3, 32, 32, 3))
+    probabilities = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
+    restored = restore_probabilities(probabilities, height, width)
+    expected = resize(probabilities, (3, height, width, 3), order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+    assert restored.shape == (3, height, width, 3)
+    np.testing.assert_allclose(restored, expected, atol=1e-6)
+    np.testing.assert_allclose(restored.sum(-1), 1.0, atol=1e-6)
+
+
+def test_restoring_a_padded_slice_removes_the_padding():
+    from keras_focal.data_prep.slicing import resize_image, restore_probabilities
+
+    image = np.zeros((20, 12), np.uint8)
+    image[:, :6] = 200  # left half bright
+    padded = resize_image(image, (20, 20), keep_aspect=True)  # padding only, no resize
+    probabilities = np.stack([padded == 0, padded != 0], axis=-1).astype(np.float32)[None]
+    restored = restore_probabilities(probabilities, 20, 12, keep_aspect=True)
+    np.testing.assert_array_equal(restored[0].argmax(-1), (image != 0).astype(int))
+
+
+def test_labels_of_is_argmax_with_ties_to_the_lower_class():
+    from keras_focal.data_prep.slicing import labels_of
+
+    probabilities = np.random.default_rng(1).random((2, 5, 7, 4)).astype(np.float32)
+    probabilities[0, 0, 0] = [0.25, 0.25, 0.25, 0.25]
+    probabilities[0, 0, 1] = [0.1, 0.4, 0.4, 0.1]
+    labels = labels_of(probabilities)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, probabilities.argmax(-1))
+    assert labels[0, 0, 0] == 0 and labels[0, 0, 1] == 1

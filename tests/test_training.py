@@ -110,6 +110,44 @@ def test_a_grid_writes_markdown_and_plot(tiny_comparison):
     assert os.path.getsize(os.path.join(config.out, "results.png")) > 1000
 
 
+def test_a_grid_scores_every_test_patient_in_3d(tiny_comparison, prepared_trus):
+    config, table, _, _ = tiny_comparison
+    volumes = pd.read_csv(os.path.join(config.out, "volume_results.csv"), dtype={"case": str})
+    folds = pd.read_csv(os.path.join(prepared_trus, "folds.csv"), dtype={"case": str})
+    # Every patient once per loss (in its test fold's run), one row per foreground class.
+    for loss in ("ce", "adfl"):
+        rows = volumes[volumes.loss == loss]
+        assert sorted(rows.case) == sorted(folds.case) and set(rows["class"]) == {"prostate"}
+        for row in rows.itertuples():
+            assert row.fold == int(folds.fold[folds.case == row.case].iloc[0])
+    assert volumes.dice.between(0, 1).all()
+    markdown = open(os.path.join(config.out, "results.md")).read()
+    assert "# Per-patient 3-D metrics" in markdown and "## prepared, ADAM (3-D)" in markdown
+    assert "## Paired differences against ADFL: 3-D Dice of each patient" in markdown
+    # Each run's own table, and the summary's numbers are its rows'.
+    adfl = volumes[volumes.loss == "adfl"].dice.to_numpy()
+    assert f"{100 * adfl.mean():.2f} ± {100 * adfl.std(ddof=1):.2f} (n = {adfl.size})" in markdown
+    for run_dir in read_results(config.out).run_dir:
+        assert os.path.exists(os.path.join(run_dir, "volume_metrics.csv"))
+
+
+def test_predict_takes_every_fold_model_of_one_loss_from_a_comparison(tiny_comparison, prepared_trus, tmp_path, capsys):
+    import SimpleITK as sitk
+
+    config, _, _, _ = tiny_comparison
+    case = os.path.join(os.path.dirname(prepared_trus), "trus", "dicom", "TRUS01")
+    assert main(["predict", case, str(tmp_path / "refused"), "--compare", config.out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "compares several losses (adfl, ce): choose one with --loss" in err
+    assert not (tmp_path / "refused").exists()
+    assert main(["predict", case, str(tmp_path / "out"), "--compare", config.out, "--loss", "adfl", "--quiet"]) == 0
+    record = json.load(open(tmp_path / "out" / "cases" / "TRUS01.json"))
+    runs = read_results(config.out)
+    expected = [os.path.abspath(os.path.join(d, "last.keras")) for d in runs[runs.loss == "adfl"].run_dir]
+    assert record["settings"]["models"] == expected  # both folds' models, averaged
+    assert list(sitk.ReadImage(str(tmp_path / "out" / "TRUS01.nii.gz")).GetSize()) == record["geometry"]["size"]
+
+
 @pytest.mark.parametrize("name", ["history.csv", "config.json", "metrics.json", "last.keras", "best.keras", "state.json"])
 def test_every_run_folder_holds_its_files(tiny_comparison, name):
     config, _, _, _ = tiny_comparison

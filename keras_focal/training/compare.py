@@ -245,8 +245,11 @@ def _compare_locked(config, prepared, verbose, log, progress=False):
     for position, one in enumerate(prepared):
         first.setdefault(_weights_set(one), position)
     order = sorted(range(len(prepared)), key=lambda position: first[_weights_set(prepared[position])])
+    import pandas as pd
+
     weights = InitialWeights()
     rows = [None] * len(prepared)
+    volumes = [None] * len(prepared)
     bar = _progress_bar(runs, progress)
     if not bar.disable and log is print:
         from tqdm.auto import tqdm
@@ -266,10 +269,24 @@ def _compare_locked(config, prepared, verbose, log, progress=False):
             )
             for warning in metrics.get("warnings") or ():
                 log(f"    warning: {warning}")
+            volumes[position] = _volume_rows(prepared[position], rows[position])
     finally:
         bar.close()
+    volume_table = pd.concat([v for v in volumes if v is not None], ignore_index=True) if any(
+        v is not None for v in volumes) else None
     return write_results(rows, config.out, config.reference_loss(), class_shares(prepared[0].dataset),
-                         fixed_rate=config.fixed_learning_rate() if sweep else None)
+                         fixed_rate=config.fixed_learning_rate() if sweep else None, volumes=volume_table)
+
+
+def _volume_rows(prepared, row):
+    """The run's per-patient 3-D metrics (`run_volume_metrics`) with the run's keys, or None (no model, or photographs)."""
+    from keras_focal.prediction import run_volume_metrics
+
+    table = run_volume_metrics(prepared.config.out, prepared.config.batch_size, prepared.dataset)
+    if table is None:
+        return None
+    keys = {k: row[k] for k in ("model", "dataset", "loss", "optimizer", "seed", "fold", "run_dir")}
+    return table.assign(**keys)
 
 
 def _weights_set(prepared):
@@ -342,8 +359,13 @@ def class_shares(dataset):
     return dict(zip(dataset.class_names, counts / max(counts.sum(), 1.0)))
 
 
-def write_results(rows, out, reference=None, shares=None, fixed_rate=None):
+def write_results(rows, out, reference=None, shares=None, fixed_rate=None, volumes=None):
     """`results.csv`, `results.md` (the paper's Tables 2-4 layout, the per-class IoU, the paired differences) and `results.png`.
+
+    `volumes`: the runs' per-patient 3-D metrics (`volume_metrics` rows with
+    the run's keys and `run_dir`); written to `volume_results.csv`, and
+    `results.md` ends with their table (`volume_tables`) for the runs of
+    `results.csv`.
 
     With `fixed_rate` (a learning-rate sweep): `results.*` hold the runs at
     the fixed rate; `lr_sweep.csv` every run with the rate chosen per
@@ -374,6 +396,10 @@ def write_results(rows, out, reference=None, shares=None, fixed_rate=None):
                                  "validation cases only (table below); `tuned.csv` lists them."),
             lr_sweep.markdown(choices, {**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS}),
         ])
+    if volumes is not None and not volumes.empty:
+        volumes = volumes[volumes.run_dir.isin(set(table.run_dir))]
+        write_text_atomically(os.path.join(out, "volume_results.csv"), volumes.to_csv(index=False))
+        markdown = markdown.rstrip("\n") + "\n\n" + volume_tables(volumes, reference)
     write_text_atomically(os.path.join(out, "results.csv"), table.to_csv(index=False))
     write_text_atomically(os.path.join(out, "results.md"), markdown)
     bar_plot(table, os.path.join(out, "results.png"))
@@ -440,6 +466,57 @@ def markdown_tables(table, reference=None, shares=None, title="Results", note=No
         label = LOSS_LABELS.get(reference, reference)
         differences = statistics.paired_differences(table, reference, label=label)
         lines.append(statistics.markdown(differences, label, labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS}))
+    return "\n".join(lines)
+
+
+VOLUME_COLUMNS = (("dice", "Dice (%)", 100.0), ("hd95_mm", "HD95 (mm)", 1.0), ("assd_mm", "ASSD (mm)", 1.0),
+                  ("rvd_percent", "RVD (%)", 1.0))
+
+
+def volume_tables(volumes, reference=None):
+    """The per-patient 3-D table of a comparison: mean ± sample std over patients per loss and class, and paired Dice differences.
+
+    `volumes`: `volume_results.csv` rows (one per run, case and foreground
+    class). Each patient is in one test fold, so a loss's n is the number
+    of patients times seeds. With a `reference` loss, the paired differences
+    of each patient's Dice (mean over the foreground classes) against it
+    follow, pairs being the same patient and seed.
+    """
+    from keras_focal.evaluation import mean_std_cell
+    from keras_focal.training import statistics
+
+    lines = [
+        "# Per-patient 3-D metrics",
+        "",
+        "Each test case's volume rebuilt from its slices on its original grid (spacing in mm) and scored as a whole",
+        "(`keras_focal.evaluation.volume_metrics`: Dice, MONAI's HD95 and symmetric ASSD, signed RVD). Mean ± *sample*",
+        "std over the patients (n; each patient is in one test fold); *undefined*: patients with an empty prediction",
+        "or truth, where a distance has no value. Per run and case: `volume_results.csv`.",
+        "",
+    ]
+    for (dataset, optimizer), group in volumes.groupby(["dataset", "optimizer"], sort=False):
+        lines += [f"## {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)} (3-D)", ""]
+        header = ["Loss + model", "class"] + [label for _, label, _ in VOLUME_COLUMNS]
+        lines += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(VOLUME_COLUMNS)]
+        for (model, loss, name), rows in group.groupby(["model", "loss", "class"], sort=False):
+            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}", str(name)]
+            for column, _, scale in VOLUME_COLUMNS:
+                values = rows[column].to_numpy(dtype=float)
+                finite = values[np.isfinite(values)]
+                cells.append(mean_std_cell(finite.mean() if finite.size else np.nan,
+                                           finite.std(ddof=1) if finite.size > 1 else np.nan,
+                                           finite.size, values.size - finite.size, scale))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if reference is not None and reference in set(volumes.loss) and volumes.loss.nunique() > 1:
+        per_patient = (volumes.groupby(["dataset", "model", "optimizer", "loss", "case", "seed"], sort=False)
+                       .dice.mean().reset_index())
+        label = LOSS_LABELS.get(reference, reference)
+        differences = statistics.paired_differences(per_patient, reference, metric="dice", label=label,
+                                                    pair_keys=("case", "seed"))
+        lines.append(statistics.markdown(differences, label, labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS},
+                                         metric_name="3-D Dice of each patient",
+                                         pairs="the same patient and seed (the runs of its test fold)"))
     return "\n".join(lines)
 
 

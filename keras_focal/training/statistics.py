@@ -12,7 +12,8 @@ import numpy as np
 MIN_PAIRS = 3
 
 
-def paired_differences(table, reference, metric="mdsc", keys=("dataset", "model", "optimizer"), label=None):
+def paired_differences(table, reference, metric="mdsc", keys=("dataset", "model", "optimizer"), label=None,
+                       pair_keys=("fold", "seed")):
     """One row per (data set, model, optimiser, loss other than `reference`): the paired statistics.
 
     Pairs are the runs of `reference` and of the other loss with the same
@@ -26,6 +27,8 @@ def paired_differences(table, reference, metric="mdsc", keys=("dataset", "model"
         metric: the score column, in [0, 1]; differences are in points (%).
         keys: the columns that define a condition.
         label: how conclusions name the reference (default: its name).
+        pair_keys: the columns that pair two scores (a run's fold and seed;
+            a patient's case and seed for per-patient scores).
 
     Returns:
         A DataFrame with columns `keys`, `loss`, `pairs`, `left_out`,
@@ -41,13 +44,13 @@ def paired_differences(table, reference, metric="mdsc", keys=("dataset", "model"
     rows = []
     for condition, group in table.groupby(keys, sort=False):
         condition = condition if isinstance(condition, tuple) else (condition,)
-        base = group[group.loss == reference].set_index(["fold", "seed"])[metric]
+        base = group[group.loss == reference].set_index(list(pair_keys))[metric]
         if base.empty:
             continue
         for loss in dict.fromkeys(group.loss):
             if loss == reference:
                 continue
-            other = group[group.loss == loss].set_index(["fold", "seed"])[metric]
+            other = group[group.loss == loss].set_index(list(pair_keys))[metric]
             joined = pd.concat([base.rename("reference"), other.rename("other")], axis=1, join="inner")
             finite = np.isfinite(joined.reference) & np.isfinite(joined.other)
             difference = 100 * (joined.reference[finite] - joined.other[finite]).to_numpy(dtype=float)
@@ -92,23 +95,26 @@ def _conclusion(row, reference):
     return text
 
 
-def markdown(differences, reference_label, labels=None, metric_name="mDSC"):
-    """The paired-difference tables as Markdown, one per condition."""
+RUN_PAIRS = "the runs of the same fold and seed (same data, same initial weights)"
+
+
+def markdown(differences, reference_label, labels=None, metric_name="mDSC", pairs=RUN_PAIRS, heading="##"):
+    """The paired-difference tables as Markdown, one per condition; `pairs` says what a pair is."""
     labels = labels or {}
     if differences.empty:
         return ""
     keys = [k for k in ("dataset", "model", "optimizer") if k in differences]
     lines = [
-        f"## Paired differences against {reference_label}",
+        f"{heading} Paired differences against {reference_label}" + ("" if metric_name == "mDSC" else f": {metric_name}"),
         "",
-        f"{reference_label} minus each loss in foreground {metric_name} (points), over the runs of the same fold and",
-        "seed (same data, same initial weights). 95% CI: t interval of the mean difference; p: paired t-test and",
+        f"{reference_label} minus each loss in foreground {metric_name} (points), over {pairs}.",
+        "95% CI: t interval of the mean difference; p: paired t-test and",
         "Wilcoxon signed-rank test (exact). Fewer than 3 pairs: no interval or test.",
         "",
     ]
     for condition, group in differences.groupby(keys, sort=False):
         condition = condition if isinstance(condition, tuple) else (condition,)
-        lines.append("### " + ", ".join(str(labels.get(value, value)) for value in condition))
+        lines.append(f"{heading}# " + ", ".join(str(labels.get(value, value)) for value in condition))
         lines.append("")
         lines.append(f"| {reference_label} vs | pairs | mean difference | 95% CI | paired t p | Wilcoxon p | "
                      f"{reference_label} better in | conclusion |")

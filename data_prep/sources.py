@@ -109,10 +109,15 @@ def find_promise12_cases(src):
 
 # --- DICOM -----------------------------------------------------------------
 
+def read_mask_volume(path):
+    """A label volume found by `find_mask`: a DICOM folder, or any file SimpleITK reads."""
+    return read_dicom_volume(path) if os.path.isdir(path) else read_volume(path)
+
+
 def load_dicom_case(case, options):
     image_path, mask_path, series = case.inputs
     image = read_dicom_volume(image_path, series=series)
-    mask = read_dicom_volume(mask_path) if os.path.isdir(mask_path) else read_volume(mask_path)
+    mask = read_mask_volume(mask_path)
     return _grey_volume_case(image, mask, options, "image and mask")
 
 

@@ -326,6 +326,12 @@ def _cropped_pair(prediction, truth):
     return (np.pad(prediction[box], 1), np.pad(truth[box], 1))
 
 
+def dice_of_masks(predicted, true):
+    """2|P∩T| / (|P| + |T|) of two boolean masks; NaN when both are empty."""
+    total = int(np.count_nonzero(predicted)) + int(np.count_nonzero(true))
+    return float("nan") if total == 0 else 2.0 * int(np.count_nonzero(predicted & true)) / total
+
+
 def volume_metrics(prediction, truth, spacing, classes):
     """Per-class 3-D overlap and surface-distance metrics of one patient, distances in millimetres.
 
@@ -390,7 +396,7 @@ def volume_metrics(prediction, truth, spacing, classes):
             row["rvd_percent"] = 100.0 * (predicted_voxels - truth_voxels) / truth_voxels
         if predicted_voxels or truth_voxels:
             overlap = int(np.count_nonzero(predicted & true))
-            row["dice"] = 2.0 * overlap / (predicted_voxels + truth_voxels)
+            row["dice"] = dice_of_masks(predicted, true)
             row["iou"] = overlap / (predicted_voxels + truth_voxels - overlap)
         if predicted_voxels and truth_voxels:
             cropped_prediction, cropped_truth = _cropped_pair(predicted, true)

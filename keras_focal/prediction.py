@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from keras_focal.data_prep.slicing import labels_of
+from keras_focal.data_prep.slicing import labels_of, restore_probabilities
 from keras_focal.data_prep.volume import CaseError
 
 # Post-processing modes of `keras-focal predict --postprocess`.
@@ -293,8 +293,6 @@ def restore_volume(probabilities, slice_indices, slices, height, width, keep_asp
     Slices that were not predicted (dropped by `prep --slices foreground`)
     are background with probability 1.
     """
-    from keras_focal.data_prep.slicing import restore_probabilities
-
     restored = restore_probabilities(probabilities, height, width, keep_aspect)
     if list(slice_indices) == list(range(slices)):
         return restored
@@ -337,6 +335,10 @@ class _CaseLayout:
         slices, height, width = self.geometry.shape
         return restore_volume(probabilities, self.indices, slices, height, width, self.keep_aspect)
 
+    def labels_of_masks(self, masks, num_classes):
+        """The prepared masks as a label volume on the original grid (their one-hot restored, then the arg-max)."""
+        return labels_of(self.restore(one_hot(masks, num_classes)))
+
 
 def _case_layout(dataset, case):
     from keras_focal.data_prep.volume import Geometry
@@ -373,7 +375,7 @@ def prepared_case_truth(dataset, case):
     """
     layout = _case_layout(dataset, case)
     _, masks = dataset.load([case], int(dataset.image_shape()[2]))
-    return labels_of(layout.restore(one_hot(masks, dataset.num_classes))), layout.geometry
+    return layout.labels_of_masks(masks, dataset.num_classes), layout.geometry
 
 
 def prepared_case_volumes(models, dataset, case, batch_size=8, tta="none"):
@@ -389,8 +391,7 @@ def prepared_case_volumes(models, dataset, case, batch_size=8, tta="none"):
     layout = _case_layout(dataset, case)
     images, masks = dataset.load([case], int(dataset.image_shape()[2]))
     predicted = layout.restore(slice_probabilities(models, images, batch_size, tta))
-    truth = layout.restore(one_hot(masks, dataset.num_classes))
-    return CaseVolumes(case, labels_of(predicted), labels_of(truth), layout.geometry)
+    return CaseVolumes(case, labels_of(predicted), layout.labels_of_masks(masks, dataset.num_classes), layout.geometry)
 
 
 def score_prepared_cases(models, dataset, cases, batch_size=8, tta="none", postprocess=()):
@@ -495,9 +496,9 @@ def decide_postprocessing(models, batch_size=8, tta="none"):
 
 
 def _dice(prediction, truth, label):
-    predicted, true = prediction == label, truth == label
-    total = int(predicted.sum()) + int(true.sum())
-    return float("nan") if total == 0 else 2.0 * int(np.count_nonzero(predicted & true)) / total
+    from keras_focal.evaluation import dice_of_masks
+
+    return dice_of_masks(prediction == label, truth == label)
 
 
 # --- New volumes ------------------------------------------------------------------
@@ -516,7 +517,8 @@ class InputCase:
     kind: str  # "volume" or "dicom"
 
 
-def _strip_suffix(name):
+def strip_volume_suffix(name):
+    """A volume file's name without its (possibly double) extension: `Case01.nii.gz` -> `Case01`."""
     lower = name.lower()
     for suffix in VOLUME_SUFFIXES + (".dcm",):
         if lower.endswith(suffix):
@@ -543,7 +545,7 @@ def find_input_cases(path):
     from keras_focal.data_prep.dataset import safe_case_name
 
     if os.path.isfile(path):
-        return [InputCase(safe_case_name(_strip_suffix(os.path.basename(path))), os.path.abspath(path), "volume")]
+        return [InputCase(safe_case_name(strip_volume_suffix(os.path.basename(path))), os.path.abspath(path), "volume")]
     if not os.path.isdir(path):
         raise ValueError(f"the input '{path}' does not exist.")
     if _holds_dicom(path):
@@ -556,7 +558,7 @@ def find_input_cases(path):
         if os.path.isdir(full):
             cases.append(InputCase(safe_case_name(entry), os.path.abspath(full), "dicom"))
         elif entry.lower().endswith(VOLUME_SUFFIXES + (".dcm",)):
-            cases.append(InputCase(safe_case_name(_strip_suffix(entry)), os.path.abspath(full),
+            cases.append(InputCase(safe_case_name(strip_volume_suffix(entry)), os.path.abspath(full),
                                    "dicom" if entry.lower().endswith(".dcm") else "volume"))
     if not cases:
         raise ValueError(f"'{path}' holds no volume file ({', '.join(VOLUME_SUFFIXES)}) and no DICOM series.")
@@ -594,7 +596,7 @@ def check_input_case(case, series=None):
         last = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise ValueError(f"'{case.path}' is not a volume SimpleITK can read: {last}") from None
     dimension = reader.GetDimension()
-    if dimension == 2 or (dimension == 3 and reader.GetSize()[2] == 1 and case.path.lower().endswith((".png", ".jpg"))):
+    if dimension == 2:
         raise ValueError(f"'{case.path}' is a 2-D image {reader.GetSize()}, not a volume.")
     if dimension > 4:
         raise ValueError(f"'{case.path}' is {dimension}-D; expected a 3-D volume.")

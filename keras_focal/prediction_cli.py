@@ -153,8 +153,9 @@ def _compare_model_paths(args):
 
 def _find_truth(folder, case):
     from keras_focal.data_prep.sources import _find_mask
+    from keras_focal.prediction import strip_volume_suffix
 
-    return _find_mask(folder, case.name) or _find_mask(folder, os.path.basename(case.path).split(".")[0])
+    return _find_mask(folder, case.name) or _find_mask(folder, strip_volume_suffix(os.path.basename(case.path)))
 
 
 def _label_path(out, case, args):
@@ -337,7 +338,7 @@ def _predict_locked(plan):
 
 def _predict_case(plan, case, postprocess, partial):
     """Predicts one case into `partial`, records it, then renames its volumes into OUT; returns its notes."""
-    from keras_focal.data_prep.volume import CaseError, check_same_grid, read_volume, write_image_atomically
+    from keras_focal.data_prep.volume import CaseError, check_same_grid, write_image_atomically
     from keras_focal.files import write_text_atomically
     from keras_focal.prediction import predict_volume, read_input_volume
 
@@ -359,10 +360,10 @@ def _predict_case(plan, case, postprocess, partial):
     metrics = None
     if case.name in plan.truths:
         truth_path = plan.truths[case.name]
-        from keras_focal.data_prep.dicom import read_dicom_volume
+        from keras_focal.data_prep.sources import read_mask_volume
         from keras_focal.evaluation import volume_metrics
 
-        truth = read_dicom_volume(truth_path) if os.path.isdir(truth_path) else read_volume(truth_path)
+        truth = read_mask_volume(truth_path)
         check_same_grid(volume, truth, f"the prediction of '{case.path}' and its truth '{truth_path}'")
         metrics = [{"case": case.name, **row} for row in
                    volume_metrics(labels, truth.array, volume.spacing, list(plan.models[0].settings.class_names))]

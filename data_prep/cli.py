@@ -23,6 +23,12 @@ def _add_common(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_class_names(parser):
+    parser.add_argument("--class-names", default="background,prostate",
+                        help="comma-separated class names, marked 0, 1, ... in the masks (default: background,prostate); "
+                             "NAME=VALUE pairs give other label values, e.g. background=0,edema=2,tumour=4")
+
+
 def add_prep_parser(commands):
     prep = commands.add_parser(
         "prep",
@@ -38,8 +44,13 @@ def add_prep_parser(commands):
                        help="DICOM ultrasound cases, 0 for none (default: 5, as the paper's TRUS set)")
     synth.add_argument("--scenes", type=int, default=0,
                        help="CamVid-style street scenes with 11 classes, several rare, in OUT/camvid (default: 0, none)")
+    synth.add_argument("--msd", type=int, default=0,
+                       help="two-zone prostate MRI cases (T2 + ADC; peripheral and transition zone) written as a Decathlon "
+                            "task (OUT/msd/Task05_Prostate) and as an nnU-Net v2 data set (OUT/nnunet/Dataset005_Prostate) "
+                            "(default: 0, none)")
     synth.add_argument("--prepare", action="store_true",
-                       help="also prepare what was written: OUT/prepared/promise12, OUT/prepared/trus, OUT/prepared/camvid")
+                       help="also prepare what was written: OUT/prepared/promise12, OUT/prepared/trus, OUT/prepared/camvid, "
+                            "OUT/prepared/msd and OUT/prepared/nnunet")
     _add_common(synth)
     synth.set_defaults(prepare_source=_synth)
 
@@ -52,11 +63,37 @@ def add_prep_parser(commands):
     dicom = sources.add_parser("dicom", help="one DICOM series folder (or multi-frame file) per case")
     dicom.add_argument("src", metavar="SRC")
     dicom.add_argument("out", metavar="OUT")
-    dicom.add_argument("--masks", required=True, help="folder with <case>.mhd/.nrrd/.nii.gz or <case>/ DICOM masks")
+    dicom.add_argument("--masks", required=True,
+                       help="folder with <case>.mhd/.nrrd/.nii.gz label volumes, <case>/ DICOM masks, or a DICOM SEG or "
+                            "RTSTRUCT per case (<case>.dcm, or the one such file in <case>/)")
     dicom.add_argument("--series", help="SeriesInstanceUID or SeriesNumber when a folder holds several series")
-    dicom.add_argument("--class-names", default="background,prostate", help="comma-separated (default: background,prostate)")
+    _add_class_names(dicom)
+    dicom.add_argument("--roi", action="append", default=[], metavar="NAME=CLASS",
+                       help="SEG/RTSTRUCT masks: the segment or ROI NAME becomes class CLASS (repeatable); without it, "
+                            "segments and ROIs named like a class are used")
     _add_common(dicom)
     dicom.set_defaults(prepare_source=_dicom)
+
+    msd = sources.add_parser("msd", help="a Medical Segmentation Decathlon task folder (dataset.json, 4-D NIfTI channels)")
+    msd.add_argument("src", metavar="TASK_DIR")
+    msd.add_argument("out", metavar="OUT")
+    _add_common(msd)
+    msd.set_defaults(prepare_source=_msd)
+
+    nnunet = sources.add_parser("nnunet", help="an nnU-Net v2 raw data set (dataset.json, imagesTr/CASE_0000, labelsTr/CASE)")
+    nnunet.add_argument("src", metavar="DATASET_DIR")
+    nnunet.add_argument("out", metavar="OUT")
+    _add_common(nnunet)
+    nnunet.set_defaults(prepare_source=_nnunet)
+
+    volumes = sources.add_parser("volumes", help="image and label volumes matched by name, any SimpleITK format")
+    volumes.add_argument("src", metavar="IMAGES_DIR")
+    volumes.add_argument("masks", metavar="MASKS_DIR")
+    volumes.add_argument("out", metavar="OUT")
+    _add_class_names(volumes)
+    volumes.add_argument("--channel-names", help="comma-separated names of a multi-channel set's channels (default: channel 0, ...)")
+    _add_common(volumes)
+    volumes.set_defaults(prepare_source=_volumes)
 
     camvid = sources.add_parser("camvid", help="RGB images + colour-coded label images (CamVid)")
     camvid.add_argument("src", metavar="SRC")
@@ -79,10 +116,11 @@ def _options(args):
     )
 
 
-def _run(args, cases, out, class_names, source, unlabelled=(), failures=None):
+def _run(args, cases, out, class_names, source, unlabelled=(), failures=None, channels=None):
     report = prepare_dataset(
         cases, out, class_names, _options(args), source=source, folds=args.folds, seed=args.seed,
         workers=args.workers, force=args.force, unlabelled=unlabelled, failures=failures, progress=not args.quiet,
+        channels=channels,
     )
     print(report.summary())
     print(f"dataset: {os.path.abspath(out)}")
@@ -96,14 +134,51 @@ def _promise12(args):
     return _run(args, cases, args.out, PROSTATE_CLASSES, "promise12", unlabelled, problems)
 
 
+def _roi_map(pairs):
+    mapping = {}
+    for pair in pairs:
+        name, _, target = pair.rpartition("=")
+        if not name.strip() or not target.strip():
+            raise ValueError(f"--roi {pair!r} is not NAME=CLASS (a segment or ROI name, then a class name).")
+        mapping[name.strip()] = target.strip()
+    return mapping
+
+
 def _dicom(args):
+    from keras_focal.data_prep.labels import LabelTable
     from keras_focal.data_prep.sources import find_dicom_cases
 
-    from keras_focal.data_prep.prepared import check_class_names
+    labels = LabelTable.parse(args.class_names)
+    cases, problems = find_dicom_cases(args.src, args.masks, series=args.series, labels=labels, roi_map=_roi_map(args.roi))
+    return _run(args, cases, args.out, labels, "dicom", failures=problems)
 
-    names = check_class_names([n.strip() for n in args.class_names.split(",") if n.strip()], what="--class-names")
-    cases, problems = find_dicom_cases(args.src, args.masks, series=args.series)
-    return _run(args, cases, args.out, names, "dicom", failures=problems)
+
+def _run_found(args, found, out, source):
+    cases, unlabelled, problems, channels, labels = found
+    return _run(args, cases, out, labels, source, unlabelled, problems, channels)
+
+
+def _msd(args):
+    from keras_focal.data_prep.decathlon import find_msd_cases
+
+    return _run_found(args, find_msd_cases(args.src), args.out, "msd")
+
+
+def _nnunet(args):
+    from keras_focal.data_prep.decathlon import find_nnunet_cases
+
+    return _run_found(args, find_nnunet_cases(args.src), args.out, "nnunet")
+
+
+def _volumes(args):
+    from keras_focal.data_prep.decathlon import find_volume_pairs
+    from keras_focal.data_prep.labels import LabelTable
+
+    channel_names = None
+    if args.channel_names:
+        channel_names = tuple(n.strip() for n in args.channel_names.split(",") if n.strip())
+    found = find_volume_pairs(args.src, args.masks, LabelTable.parse(args.class_names), channel_names)
+    return _run_found(args, found, args.out, "volumes")
 
 
 def _camvid(args):
@@ -119,15 +194,16 @@ def _synth(args):
     from keras_focal.data_prep.camvid import CAMVID_11
     from keras_focal.data_prep.scenes import make_camvid_like
     from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
-    from keras_focal.data_prep.synthetic import make_promise12_like, make_ultrasound_like
+    from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases
+    from keras_focal.data_prep.synthetic import make_decathlon_like, make_promise12_like, make_ultrasound_like
 
-    counts = {"--cases": args.cases, "--us-cases": args.us_cases, "--scenes": args.scenes}
+    counts = {"--cases": args.cases, "--us-cases": args.us_cases, "--scenes": args.scenes, "--msd": args.msd}
     for flag, count in counts.items():
         if count < 0:
             raise ValueError(f"{flag} must be >= 0 (0 writes none). Received: {count}")
     if not any(counts.values()):
-        raise ValueError("--cases, --us-cases and --scenes are all 0: nothing to write.")
-    mri, trus, scenes = (os.path.join(args.out, name) for name in ("promise12", "trus", "camvid"))
+        raise ValueError("--cases, --us-cases, --scenes and --msd are all 0: nothing to write.")
+    mri, trus, scenes, zones = (os.path.join(args.out, name) for name in ("promise12", "trus", "camvid", "zones"))
     written, status = [], 0
     if args.cases:
         make_promise12_like(mri, cases=args.cases, seed=args.seed, progress=not args.quiet)
@@ -138,9 +214,14 @@ def _synth(args):
     if args.scenes:
         make_camvid_like(scenes, scenes=args.scenes, seed=args.seed, progress=not args.quiet)
         written.append(f"{args.scenes} CamVid-style street scenes to {scenes}")
+    msd, nnunet = os.path.join(zones, "msd", "Task05_Prostate"), os.path.join(zones, "nnunet", "Dataset005_Prostate")
+    if args.msd:
+        make_decathlon_like(zones, cases=args.msd, seed=args.seed, progress=not args.quiet)
+        written.append(f"{args.msd} two-zone T2 + ADC prostate cases to {msd} (Decathlon) and {nnunet} (nnU-Net v2)")
     print("wrote " + "; ".join(written))
     if not args.prepare:
-        first = ("promise12", mri) if args.cases else ("dicom", f"{trus}/dicom --masks {trus}/masks") if args.us_cases else ("camvid", scenes)
+        first = (("promise12", mri) if args.cases else ("dicom", f"{trus}/dicom --masks {trus}/masks") if args.us_cases
+                 else ("camvid", scenes) if args.scenes else ("msd", msd))
         print(f"next: keras-focal prep {first[0]} {first[1]} PREPARED_DIR")
         return 0
     prepared = os.path.join(args.out, "prepared")
@@ -153,6 +234,9 @@ def _synth(args):
     if args.scenes:
         cases, problems = find_rgb_label_cases(scenes, CAMVID_11)
         status = max(status, _run(args, cases, os.path.join(prepared, "camvid"), list(CAMVID_11), "camvid", failures=problems))
+    if args.msd:
+        status = max(status, _run_found(args, find_msd_cases(msd), os.path.join(prepared, "msd"), "msd"))
+        status = max(status, _run_found(args, find_nnunet_cases(nnunet), os.path.join(prepared, "nnunet"), "nnunet"))
     return status
 
 

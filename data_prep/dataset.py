@@ -4,9 +4,11 @@ Layout of an output folder `OUT`:
 
 ```
 OUT/images/<case>_<slice>.png   uint8 grey or RGB, size x size
+OUT/images/<case>_<slice>_0000.png, _0001.png ...
+                                a multi-channel volume's slice: one grey PNG per channel
 OUT/masks/<case>_<slice>.png    uint8 class indices, 255 = ignore
 OUT/manifest.csv                one row per slice
-OUT/classes.json                names, PixelCount, ImagePixelCount, class weights, per-case counts
+OUT/classes.json                names, label values, PixelCount, ImagePixelCount, class weights, per-case counts
 OUT/folds.csv                   case -> fold (patient-level)
 OUT/prep.json                   the options the folder was prepared with
 OUT/cases/<case>.json           one record per finished case (the commit marker)
@@ -55,7 +57,8 @@ from keras_focal.files import (
     write_text_atomically,
 )
 
-from keras_focal.data_prep.prepared import IGNORE_LABEL
+from keras_focal.data_prep.prepared import IGNORE_LABEL, IMAGE_FILE_SEPARATOR, image_files
+
 MANIFEST_COLUMNS = [
     "case", "slice", "image", "mask", "source_image", "source_mask",
     "spacing_x", "spacing_y", "spacing_z", "original_height", "original_width",
@@ -116,8 +119,8 @@ class CaseData:
     """What a source loader returns for one case, at the original resolution.
 
     Attributes:
-        images: uint8 slices `(n, H, W)` or `(n, H, W, 3)`, or a list of
-            slices (already normalised).
+        images: uint8 slices `(n, H, W)`, `(n, H, W, 3)` (RGB) or `(n, H, W,
+            C)` (channels of a volume), or a list of slices (already normalised).
         masks: uint8 label slices `(n, H, W)`, or a list of label maps.
         sources: `(image source, mask source)` per slice, or one pair for all.
         spacing: `(x, y, z)` mm, or None for photographs.
@@ -125,6 +128,9 @@ class CaseData:
         geometry: the source volume's grid (`keras_focal.data_prep.volume.Geometry`),
             or None for photographs; recorded so that slices can be put back
             into the patient's space (`keras-focal predict`, `evaluate --volumes`).
+        separate_channels: the last axis of `images` holds a volume's
+            channels (T2, ADC...), each written as its own grey PNG
+            (`_0000.png`, `_0001.png`...), rather than an RGB photograph's colours.
     """
 
     images: np.ndarray
@@ -133,6 +139,7 @@ class CaseData:
     spacing: tuple = None
     notes: list = dataclasses.field(default_factory=list)
     geometry: object = None
+    separate_channels: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,12 +161,19 @@ def _write_png(path, array):
     Image.fromarray(array).save(path, format="PNG")
 
 
-def prepare_case(case, out, options, num_classes):
-    """Loads, slices, resizes and writes one case; returns its record."""
+def prepare_case(case, out, options, num_classes, channels=None):
+    """Loads, slices, resizes and writes one case; returns its record.
+
+    `channels`: the data set's channel names, when its images are volumes
+    of several channels (each case must have that many).
+    """
     data = case.loader(case, options)
     images, masks = list(data.images), list(data.masks)
     if len(images) != len(masks):
         raise CaseError(f"{len(images)} image slices but {len(masks)} mask slices.")
+    found = images[0].shape[2] if data.separate_channels and images else 1
+    if channels is not None and len(channels) > 1 and found != len(channels):
+        raise CaseError(f"its images hold {found} channel(s); the data set's are {len(channels)} ({', '.join(channels)}).")
     for index, (image, mask) in enumerate(zip(images, masks)):
         if image.shape[:2] != mask.shape:
             raise CaseError(f"slice {index}: image {image.shape[:2]} and mask {mask.shape} differ in size.")
@@ -188,7 +202,13 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
         stem = f"{case.name}_{index:03d}"
         image = options.network_image(images[index])
         mask = resize_mask(masks[index], size, options.keep_aspect, IGNORE_LABEL)
-        _write_png(os.path.join(partial, f"image_{stem}.png"), image)
+        if data.separate_channels:
+            image_names = [f"{stem}_{channel:04d}.png" for channel in range(image.shape[-1])]
+            for channel, name in enumerate(image_names):
+                _write_png(os.path.join(partial, f"image_{name}"), image[..., channel])
+        else:
+            image_names = [f"{stem}.png"]
+            _write_png(os.path.join(partial, f"image_{stem}.png"), image)
         _write_png(os.path.join(partial, f"mask_{stem}.png"), mask)
         resized_masks.append(mask)
         source_image, source_mask = data.sources[index] if len(data.sources) == len(images) else data.sources[0]
@@ -197,7 +217,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
             {
                 "case": case.name,
                 "slice": index,
-                "image": f"images/{stem}.png",
+                "image": IMAGE_FILE_SEPARATOR.join(f"images/{name}" for name in image_names),
                 "mask": f"masks/{stem}.png",
                 "source_image": source_image,
                 "source_mask": source_mask,
@@ -225,9 +245,9 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
         "geometry": None if data.geometry is None else data.geometry.to_dict(),
     }
     for row in rows:
-        stem = os.path.basename(row["image"])[: -len(".png")]
-        os.replace(os.path.join(partial, f"image_{stem}.png"), os.path.join(out, row["image"]))
-        os.replace(os.path.join(partial, f"mask_{stem}.png"), os.path.join(out, row["mask"]))
+        for image in image_files(row["image"]):
+            os.replace(os.path.join(partial, f"image_{os.path.basename(image)}"), os.path.join(out, image))
+        os.replace(os.path.join(partial, f"mask_{os.path.basename(row['mask'])}"), os.path.join(out, row["mask"]))
     record_path = os.path.join(partial, "record.json")
     write_json_atomically(record_path, record)
     os.replace(record_path, os.path.join(out, "cases", f"{case.name}.json"))
@@ -238,9 +258,9 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
 DISK_FULL = "no space left on device"
 
 
-def _prepare_safely(case, out, options, num_classes):
+def _prepare_safely(case, out, options, num_classes, channels=None):
     try:
-        return case.name, prepare_case(case, out, options, num_classes), None
+        return case.name, prepare_case(case, out, options, num_classes, channels), None
     except CaseError as error:
         return case.name, None, str(error)
     except OSError as error:
@@ -308,8 +328,12 @@ def assign_folds(slice_counts, folds=3, seed=0):
     return assignment
 
 
-def class_summary(records, class_names):
-    """classes.json's content: totals over `records` and the core's class weights."""
+def class_summary(records, class_names, label_values=None):
+    """classes.json's content: totals over `records` and the core's class weights.
+
+    `label_values`: the value of each class in the source's label volumes
+    (default: the class indices), which `keras-focal predict` writes back.
+    """
     from keras_focal.class_weights import inverse_frequency_weights, median_frequency_weights
 
     pixel_count = np.sum([r["pixel_count"] for r in records], axis=0).astype(np.int64)
@@ -325,6 +349,7 @@ def class_summary(records, class_names):
         median = [next(values) if p else None for p in present]
     return {
         "names": list(class_names),
+        "label_values": list(label_values) if label_values is not None else list(range(len(class_names))),
         "ignore_label": IGNORE_LABEL,
         "pixel_count": pixel_count.tolist(),
         "image_pixel_count": image_pixel_count.tolist(),
@@ -406,13 +431,16 @@ def prepare_dataset(
     unlabelled=(),
     failures=None,
     progress=True,
+    channels=None,
 ):
     """Prepares `cases` into `out` (see the module docstring for the layout).
 
     Args:
         cases: `Case` objects with unique names.
         out: output folder (created).
-        class_names: names of the classes, index = label value.
+        class_names: names of the classes, index = label value; or the
+            source's `LabelTable` (names and the values that mark them),
+            whose values `classes.json` records.
         options: `PrepOptions`.
         source: a label for the data source, kept in prep.json.
         folds: number of patient-level folds.
@@ -423,6 +451,8 @@ def prepare_dataset(
         failures: `{case: message}` for cases the source could not pair
             (reported with the others, exit status 1).
         progress: show a progress bar.
+        channels: the names of the images' channels (`("T2", "ADC")`),
+            recorded in prep.json; a case with another channel count fails.
 
     Returns:
         A `PrepReport`.
@@ -438,9 +468,10 @@ def prepare_dataset(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
-    from keras_focal.data_prep.prepared import check_class_names
+    from keras_focal.data_prep.labels import LabelTable
 
-    class_names = check_class_names(class_names)
+    labels = class_names if isinstance(class_names, LabelTable) else LabelTable.from_names(class_names)
+    class_names = list(labels.names)
     names = [case.name for case in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -452,18 +483,23 @@ def prepare_dataset(
         "folds": folds,
         "seed": seed,
     }
+    # Recorded only where they say something (older folders, without them, resume unchanged).
+    if not labels.is_identity:
+        description["label_values"] = list(labels.values)
+    if channels is not None:
+        description["channels"] = list(channels)
     check_output_folder(out)
     try:
         with FolderLock(out):
-            return _prepare_locked(cases, out, class_names, options, description, workers, force, unlabelled, failures, progress)
+            return _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress)
     except FolderBusyError as error:
         raise ValueError(str(error)) from None
 
 
-def _prepare_locked(cases, out, class_names, options, description, workers, force, unlabelled, failures, progress):
+def _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress):
     from tqdm.auto import tqdm
 
-    folds, seed = description["folds"], description["seed"]
+    folds, seed, channels = description["folds"], description["seed"], description.get("channels")
     _check_options(out, description, force)
     for sub in ("images", "masks", "cases"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
@@ -481,7 +517,7 @@ def _prepare_locked(cases, out, class_names, options, description, workers, forc
     skipped = [case.name for case in cases if case.name in finished]
     prepared, failed = [], dict(failures or {})
     bar = tqdm(total=len(pending), desc="cases", unit="case", disable=not progress or not pending)
-    num_classes = len(class_names)
+    num_classes = len(labels.names)
 
     notes = {}
     disk_full = []
@@ -503,14 +539,14 @@ def _prepare_locked(cases, out, class_names, options, description, workers, forc
     try:
         if workers == 1 or len(pending) < 2:
             for case in pending:
-                collect(_prepare_safely(case, out, options, num_classes))
+                collect(_prepare_safely(case, out, options, num_classes, channels))
                 if disk_full:
                     break
         else:
             pool = concurrent.futures.ProcessPoolExecutor(
                 min(workers, len(pending)), mp_context=_mp_context(), initializer=_watch_parent, initargs=(os.getpid(),)
             )
-            futures = [pool.submit(_prepare_safely, case, out, options, num_classes) for case in pending]
+            futures = [pool.submit(_prepare_safely, case, out, options, num_classes, channels) for case in pending]
             collected = set()
             try:
                 for future in concurrent.futures.as_completed(futures):
@@ -533,7 +569,7 @@ def _prepare_locked(cases, out, class_names, options, description, workers, forc
             "command again: finished cases are kept."
         )
     try:
-        report = _finalize(out, class_names, folds, seed, prepared, skipped, failed, list(unlabelled), notes)
+        report = _finalize(out, labels, folds, seed, prepared, skipped, failed, list(unlabelled), notes)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -547,7 +583,7 @@ def _prepare_locked(cases, out, class_names, options, description, workers, forc
     return report
 
 
-def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabelled, notes):
+def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, notes):
     import pandas as pd
 
     records = []
@@ -559,7 +595,7 @@ def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabell
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     write_text_atomically(os.path.join(out, "manifest.csv"), manifest.to_csv(index=False))
 
-    referenced = {row["image"] for row in rows} | {row["mask"] for row in rows}
+    referenced = {image for row in rows for image in image_files(row["image"])} | {row["mask"] for row in rows}
     for sub in ("images", "masks"):
         for name in os.listdir(os.path.join(out, sub)):
             if f"{sub}/{name}" not in referenced:  # left by an interrupted case
@@ -567,7 +603,7 @@ def _finalize(out, class_names, folds, seed, prepared, skipped, failed, unlabell
 
     folds_error = None
     if records:
-        write_json_atomically(os.path.join(out, "classes.json"), class_summary(records, class_names))
+        write_json_atomically(os.path.join(out, "classes.json"), class_summary(records, labels.names, labels.values))
         try:
             assignment = assign_folds({r["case"]: len(r["rows"]) for r in records}, folds, seed)
         except ValueError as error:

@@ -249,4 +249,5 @@ def read_dicom_volume(path, series=None):
         direction=tuple(float(v) for v in direction),
         source=path,
         notes=notes,
+        frame_of_reference=str(first.FrameOfReferenceUID) if first.get("FrameOfReferenceUID") else None,
     )

@@ -11,11 +11,21 @@ any work starts, and every refusal is a ValueError naming the file:
   as older folders) is not a class index.
 - `folds.csv`: every case of `manifest.csv` exactly once, every fold from
   0 to the last non-empty, nothing else.
+- `label_values` (optional, the class indices when absent): one integer
+  per class, the value that marks it in the source's label volumes.
 - the slices (`PreparedDataset.check`): every image and mask a PNG that
   decodes completely, of one size; masks 8-bit single-channel (PIL mode
   `L`), the one encoding that PIL and the training pipeline's
   `tf.io.decode_png` read as the same class indices; labels within the
   classes or the ignore label.
+- a slice of a multi-channel volume has one 8-bit grey PNG per channel
+  (`images/<case>_<slice>_0000.png`, `_0001.png`...: nnU-Net's channel
+  suffixes), listed in its manifest row's `image` separated by
+  `IMAGE_FILE_SEPARATOR` (`image_files` splits them); every slice has the
+  same number. One grey file per channel keeps each one viewable, any
+  channel count storable (PNG has no 2- or 5-channel grey mode; grey +
+  alpha would show the ADC map as transparency), and lets the pipeline
+  decode each with `tf.io.decode_png(channels=1)` and stack them.
 
 The tf.data pipeline that streams these files is `keras_focal.training.data`.
 """
@@ -34,6 +44,8 @@ CLASSES = "classes.json"
 FOLDS = "folds.csv"
 PREP = "prep.json"
 CASES = "cases"
+# Between the channel files of one slice in manifest.csv's `image` (a case name never holds it).
+IMAGE_FILE_SEPARATOR = ";"
 # What `PreparedDataset.check` found sound, by file size and modification time.
 CHECKED_NAME = ".checked.json"
 # Bumped whenever `check` checks more: slices recorded by an older check are checked again.
@@ -46,6 +58,11 @@ _MODE_PROBLEMS = {
     "P": "a palette PNG: the training pipeline would read the brightness of its colours, not the palette indices",
     "1": "a 1-bit PNG: the training pipeline would read its pixels as 0 and 255, not 0 and 1",
 }
+
+
+def image_files(entry):
+    """The image files of one manifest `image` entry: one (grey or RGB), or one per channel."""
+    return str(entry).split(IMAGE_FILE_SEPARATOR)
 
 
 def check_class_names(names, what="class names"):
@@ -85,6 +102,11 @@ def read_classes(path):
             f"'{path}': `pixel_count` has {_length(classes['pixel_count'])} entries for {count} class names {names}: "
             "the names and the counts disagree."
         )
+    values = classes.get("label_values", list(range(count)))
+    if (not isinstance(values, list) or len(values) != count or len(set(values)) != count
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)):
+        raise ValueError(f"'{path}': `label_values` must give one distinct integer >= 0 for each of the {count} classes "
+                         f"{names}. Received: {values!r}")
     per_case = classes["per_case"]
     if not isinstance(per_case, dict):
         raise ValueError(f"'{path}': `per_case` must map each case to its pixel counts.")
@@ -187,6 +209,22 @@ class PreparedDataset:
     @property
     def num_classes(self):
         return len(self.class_names)
+
+    @property
+    def labels(self):
+        """The `LabelTable`: each class's name and the value that marks it in the source's label volumes."""
+        from keras_focal.data_prep.labels import LabelTable
+
+        return LabelTable(tuple(self.class_names), tuple(self.classes.get("label_values", range(self.num_classes))))
+
+    def channel_names(self):
+        """The names of the images' channels as prep.json records them (`("T2", "ADC")`), or None."""
+        try:
+            with open(os.path.join(self.path, PREP)) as stream:
+                channels = json.load(stream).get("channels")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return tuple(channels) if isinstance(channels, list) else None
 
     @property
     def ignore_label(self):
@@ -298,11 +336,12 @@ class PreparedDataset:
     def _first_image_shape(self):
         from PIL import Image
 
-        path = os.path.join(self.path, self.manifest.image.iloc[0])
+        files = image_files(self.manifest.image.iloc[0])
+        path = os.path.join(self.path, files[0])
         try:
             with Image.open(path) as image:
                 channels = 3 if image.mode in ("RGB", "RGBA") else 1
-                return (image.height, image.width, channels)
+                return (image.height, image.width, channels if len(files) == 1 else len(files))
         except (OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"'{path}': cannot be decoded ({error}).") from None
 
@@ -318,7 +357,9 @@ class PreparedDataset:
             images, masks = self.load(cases, channels)
             return Examples(images, masks, channels=channels)
         rows = self.rows(cases)
-        image_paths = [os.path.join(self.path, p) for p in rows.image]
+        image_paths = [[os.path.join(self.path, p) for p in image_files(entry)] for entry in rows.image]
+        if all(len(paths) == 1 for paths in image_paths):
+            image_paths = [paths[0] for paths in image_paths]
         mask_paths = [os.path.join(self.path, p) for p in rows["mask"]]
         cache_paths = None
         if cache:
@@ -364,11 +405,12 @@ class PreparedDataset:
 
         pending, sound, problems = [], {}, []
         for image, mask in zip(self.manifest.image, self.manifest["mask"]):
+            files = image_files(image) + [mask]
             try:
-                stamps = {image: stamp(image), mask: stamp(mask)}
+                stamps = {p: stamp(p) for p in files}
             except OSError:
-                missing = [p for p in (image, mask) if not os.path.isfile(os.path.join(self.path, p))]
-                problems.append(f"'{os.path.join(self.path, missing[0] if missing else image)}': missing (listed in manifest.csv)")
+                missing = [p for p in files if not os.path.isfile(os.path.join(self.path, p))]
+                problems.append(f"'{os.path.join(self.path, missing[0] if missing else files[0])}': missing (listed in manifest.csv)")
                 continue
             if all(checked.get(p) == s for p, s in stamps.items()):
                 sound.update(stamps)
@@ -394,15 +436,16 @@ class PreparedDataset:
             )
         self._checked = True
 
-    def _slice_problem(self, image_name, mask_name, shape):
-        """What is wrong with one slice's PNGs, or None."""
+    def _slice_problem(self, image_entry, mask_name, shape):
+        """What is wrong with one slice's PNGs (its image files and its mask), or None."""
         from PIL import Image
 
         from keras_focal.data_prep.slicing import labels_outside
 
         height, width, channels = shape
         arrays, modes = {}, {}
-        for name in (image_name, mask_name):
+        names = image_files(image_entry)
+        for name in names + [mask_name]:
             path = os.path.join(self.path, name)
             try:
                 with Image.open(path) as picture:
@@ -413,13 +456,24 @@ class PreparedDataset:
                     arrays[name] = np.asarray(picture)
             except (OSError, SyntaxError, ValueError) as error:
                 return f"'{path}': cannot be decoded ({error})"
-        image, mask = arrays[image_name], arrays[mask_name]
-        image_path, mask_path = (os.path.join(self.path, n) for n in (image_name, mask_name))
-        if image.shape[:2] != (height, width):
-            return f"'{image_path}': {image.shape[1]}x{image.shape[0]} pixels, the data set's images are {width}x{height}"
-        image_channels = 1 if image.ndim == 2 else image.shape[2]
-        if image_channels != channels and not (channels == 3 and image_channels == 4):
-            return f"'{image_path}': {image_channels} channel(s), the data set's images have {channels}"
+        mask = arrays[mask_name]
+        image_path, mask_path = (os.path.join(self.path, n) for n in (names[0], mask_name))
+        if len(names) > 1:
+            if len(names) != channels:
+                return f"'{image_path}': its slice has {len(names)} channel file(s), the data set's images have {channels}"
+            for name in names:
+                path = os.path.join(self.path, name)
+                if modes[name] != MASK_MODE:
+                    return f"'{path}': a {modes[name]} PNG; each channel of a multi-channel slice is an 8-bit grey PNG (mode L)"
+                if arrays[name].shape != (height, width):
+                    return f"'{path}': {arrays[name].shape[1]}x{arrays[name].shape[0]} pixels, the data set's images are {width}x{height}"
+        else:
+            image = arrays[names[0]]
+            if image.shape[:2] != (height, width):
+                return f"'{image_path}': {image.shape[1]}x{image.shape[0]} pixels, the data set's images are {width}x{height}"
+            image_channels = 1 if image.ndim == 2 else image.shape[2]
+            if image_channels != channels and not (channels == 3 and image_channels == 4):
+                return f"'{image_path}': {image_channels} channel(s), the data set's images have {channels}"
         mode = modes[mask_name]
         if mode != MASK_MODE:
             family = "I;16" if mode.startswith("I;16") else mode

@@ -9,50 +9,69 @@ from keras_focal.data_prep.camvid import rgb_to_labels
 from keras_focal.data_prep.dataset import IGNORE_LABEL, Case, CaseData, safe_case_name
 from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.slicing import normalize_intensity
-from keras_focal.data_prep.volume import CaseError, check_same_grid, read_volume
+from keras_focal.data_prep.labels import LabelTable
+from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
 
 PROSTATE_CLASSES = ("background", "prostate")
-MASK_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nii.gz", ".nii")
+MASK_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nii.gz", ".nii", ".dcm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def _integer_mask(volume, what):
-    array = volume.array
-    if array.ndim != 3:
-        raise CaseError(f"{what} must be a scalar label volume; got shape {array.shape}.")
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.mod(array, 1) == 0):
-            raise CaseError(f"{what} holds non-integer values; a mask must hold class indices.")
-    values = np.unique(array)
-    if values.min() < 0 or values.max() > 255:
-        raise CaseError(f"{what} holds labels {values[(values < 0) | (values > 255)][:10].tolist()} outside 0..255.")
-    return array.astype(np.uint8)
+def check_channels(image, channels):
+    """Raises `CaseError` unless the `Volume` `image` holds `channels` values per voxel."""
+    if image.channels != channels:
+        raise CaseError(
+            f"'{image.source}' holds {image.channels} channel(s) (array shape {image.array.shape}), but "
+            f"{channels} {'is' if channels == 1 else 'are'} expected here"
+            + (": this source takes grey 3-D volumes (`prep msd`, `prep nnunet` and `prep volumes` keep every channel)."
+               if channels == 1 else ".")
+        )
 
 
-def grey_volume_images(image, options, notes):
-    """A grey `Volume`'s slices normalised to uint8 on its own percentiles (`prep` and `predict` alike).
+def volume_images(image, options, notes, channels=1):
+    """A `Volume`'s slices normalised to uint8, each channel on its own percentiles (`prep` and `predict` alike).
+
+    Returns `(z, y, x)` for one channel, `(z, y, x, channels)` for several:
+    a T2 and an ADC map have unrelated intensity scales, so each is clipped
+    and scaled on its own (notes name the channel).
 
     Raises:
-        CaseError: the image is not a scalar volume, or no voxel is finite.
+        CaseError: the image holds another number of channels, or a channel has no finite voxel.
     """
-    if image.array.ndim != 3:
-        raise CaseError(f"'{image.source}': the image must be a scalar (grey) volume; got shape {image.array.shape}.")
-    try:
-        return normalize_intensity(image.array, options.percentiles, notes=notes)
-    except ValueError as error:
-        raise CaseError(f"image '{image.source}': {error}") from None
+    check_channels(image, channels)
+    if channels == 1:
+        try:
+            return normalize_intensity(image.array, options.percentiles, notes=notes)
+        except ValueError as error:
+            raise CaseError(f"image '{image.source}': {error}") from None
+    planes = []
+    for channel in range(channels):
+        found = []
+        try:
+            planes.append(normalize_intensity(image.array[..., channel], options.percentiles, notes=found))
+        except ValueError as error:
+            raise CaseError(f"image '{image.source}', channel {channel}: {error}") from None
+        notes.extend(f"channel {channel}: {note}" for note in found)
+    return np.stack(planes, axis=-1)
 
 
-def _grey_volume_case(image, mask, options, what):
-    if image.array.ndim != 3:
-        raise CaseError(f"the image must be a scalar (grey) volume; got shape {image.array.shape}.")
+def volume_case(image, mask, options, labels, channels=1, what="image and mask"):
+    """`CaseData` of an image `Volume` (`channels` per voxel) and its label `Volume` on the same grid.
+
+    The mask's values are mapped to class indices by the `LabelTable`
+    `labels` (a value it does not name fails the case).
+    """
+    check_channels(image, channels)
     try:
         check_same_grid(image, mask, what)
     except CaseError as error:
         raise CaseError(f"{error} (image '{image.source}', mask '{mask.source}')") from None
-    masks = _integer_mask(mask, f"mask '{mask.source}'")
+    if mask.array.ndim != 3:
+        raise CaseError(f"mask '{mask.source}' must be a scalar label volume; it holds {mask.channels} channels "
+                        f"(array shape {mask.array.shape}).")
+    masks = labels.to_indices(mask.array, f"mask '{mask.source}'")
     notes = image.notes + mask.notes
-    images = grey_volume_images(image, options, notes)
+    images = volume_images(image, options, notes, channels)
     return CaseData(
         images=images,
         masks=masks,
@@ -60,14 +79,16 @@ def _grey_volume_case(image, mask, options, what):
         spacing=image.spacing,
         notes=notes,
         geometry=image.geometry(),
+        separate_channels=channels > 1,
     )
 
 
-# --- PROMISE12 -------------------------------------------------------------
+# --- PROMISE12 and plain image/label pairs ------------------------------------
 
 def load_volume_case(case, options):
-    image_path, mask_path = case.inputs
-    return _grey_volume_case(read_volume(image_path), read_volume(mask_path), options, "image and mask")
+    """A case of one image file (3-D, or 4-D with channels) and one label file."""
+    image_path, mask_path, labels, channels = case.inputs
+    return volume_case(read_volume(image_path), read_mask_volume(mask_path), options, labels, channels)
 
 
 def find_promise12_cases(src):
@@ -96,8 +117,9 @@ def find_promise12_cases(src):
             table[case] = os.path.join(root, name)
     if not images:
         raise ValueError(f"no CaseNN.mhd file under '{src}' (expected the PROMISE12 layout).")
+    labels = LabelTable.from_names(PROSTATE_CLASSES)
     cases = [
-        Case(name, load_volume_case, (images[name], masks[name]))
+        Case(name, load_volume_case, (images[name], masks[name], labels, 1))
         for name in sorted(images)
         if name in masks and name not in problems
     ]
@@ -115,10 +137,18 @@ def read_mask_volume(path):
 
 
 def load_dicom_case(case, options):
-    image_path, mask_path, series = case.inputs
+    """A DICOM series with its mask: a label volume on its grid, or a DICOM SEG / RTSTRUCT placed onto it."""
+    from keras_focal.data_prep.dicom_labels import find_label_object, label_object_mask
+
+    image_path, mask_path, series, labels, roi_map = case.inputs
     image = read_dicom_volume(image_path, series=series)
-    mask = read_mask_volume(mask_path)
-    return _grey_volume_case(image, mask, options, "image and mask")
+    label_object = find_label_object(mask_path)
+    if label_object is None:
+        return volume_case(image, read_mask_volume(mask_path), options, labels)
+    check_channels(image, 1)
+    masks, notes = label_object_mask(label_object, image, labels, roi_map)
+    mask = Volume(masks, image.spacing, image.origin, image.direction, source=label_object, notes=notes)
+    return volume_case(image, mask, options, LabelTable(labels.names, tuple(range(len(labels.names)))))
 
 
 def _find_mask(masks, name):
@@ -130,11 +160,18 @@ def _find_mask(masks, name):
     return folder if os.path.isdir(folder) else None
 
 
-def find_dicom_cases(src, masks, series=None):
+def find_dicom_cases(src, masks, series=None, labels=None, roi_map=None):
     """DICOM cases: one folder (or one multi-frame file) per case under `src`.
 
     Each case's mask is `masks/<case>.mhd|.mha|.nrrd|.nii.gz|.nii` or a
-    `masks/<case>/` DICOM folder, on the same grid as the image.
+    `masks/<case>/` DICOM folder, on the same grid as the image, or a DICOM
+    SEG or RTSTRUCT object (`masks/<case>.dcm`, or the one such file in
+    `masks/<case>/`) placed onto the series' grid
+    (`keras_focal.data_prep.dicom_labels`).
+
+    Args:
+        labels: the `LabelTable` (default: background and prostate, values 0 and 1).
+        roi_map: `{segment or ROI name: class name}` for SEG and RTSTRUCT masks.
 
     Returns:
         `(cases, problems)` with `{name: message}` for cases without a mask.
@@ -142,6 +179,11 @@ def find_dicom_cases(src, masks, series=None):
     for folder, what in ((src, "DICOM folder"), (masks, "mask folder")):
         if not os.path.isdir(folder):
             raise ValueError(f"{what} '{folder}' does not exist.")
+    labels = labels or LabelTable.from_names(PROSTATE_CLASSES)
+    if roi_map:
+        unknown = sorted({c for c in roi_map.values() if c not in labels.names})
+        if unknown:
+            raise ValueError(f"--roi maps to {unknown}, which are not among the classes {list(labels.names)}.")
     cases, problems = [], {}
     for entry in sorted(os.listdir(src)):
         path = os.path.join(src, entry)
@@ -154,7 +196,7 @@ def find_dicom_cases(src, masks, series=None):
             looked = " or ".join(dict.fromkeys(repr(n) for n in (original, name)))
             problems[name] = f"no mask for case {original!r} in '{masks}' (looked for {looked} + {{{','.join(MASK_SUFFIXES)}}} and a folder)"
             continue
-        cases.append(Case(name, load_dicom_case, (path, mask, series)))
+        cases.append(Case(name, load_dicom_case, (path, mask, series, labels, roi_map)))
     if not cases and not problems:
         raise ValueError(f"no case folder or DICOM file under '{src}'.")
     return cases, problems

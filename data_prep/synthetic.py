@@ -205,6 +205,112 @@ def make_ultrasound_like(out, cases=5, seed=0, slices_range=ULTRASOUND_SLICES, s
     return out
 
 
+# The Decathlon's Task05_Prostate: T2 and ADC, peripheral and transition zones; its sizes, slices and spacing.
+ZONE_CLASSES = ("background", "peripheral zone", "transition zone")
+ZONE_CHANNELS = ("T2", "ADC")
+ZONES_SLICES = (15, 22)
+ZONES_SIZES = (160, 192)
+
+
+def make_zones_volume(rng, slices, size):
+    """One synthetic two-zone prostate MRI: `(t2, adc float32 (z, y, x), labels uint8 0/1/2, spacing (x, y, z))`.
+
+    The gland is an irregular ellipsoid; the transition zone (2) is a
+    smaller one in its anterior (upper) part and the peripheral zone (1) the
+    crescent of gland behind it. The channels show the zones with opposite
+    contrast: on T2 the peripheral zone is the brightest tissue and the
+    transition zone darker, on the ADC map the transition zone is bright and
+    the peripheral zone close to its surroundings, so a network sees both
+    zones well only through both channels.
+    """
+    spacing_xy = float(rng.uniform(0.55, 0.75))
+    spacing_z = float(rng.uniform(3.0, 4.0))
+    spacing = (spacing_xy, spacing_xy, spacing_z)
+    extent = np.array([size * spacing_xy, size * spacing_xy, slices * spacing_z])
+    semi_axes = np.array([rng.uniform(20, 26), rng.uniform(16, 20), rng.uniform(14, 20)])
+    semi_axes[2] = min(semi_axes[2], 0.38 * extent[2])
+    center = extent / 2 + np.array([rng.uniform(-6, 6), rng.uniform(-6, 6), 0.0])
+    shape = (slices, size, size)
+    gland = _organ(rng, shape, spacing, center, semi_axes)
+    inner = semi_axes * np.array([0.72, 0.62, 0.8])
+    transition = gland & _organ(rng, shape, spacing, center - np.array([0.0, 0.35 * semi_axes[1], 0.0]), inner, roughness=0.05)
+    peripheral = gland & ~transition
+    labels = np.where(transition, 2, np.where(peripheral, 1, 0)).astype(np.uint8)
+
+    yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    body = ((xx / 0.9) ** 2 + (yy / 0.7) ** 2 < 1)[None]
+    texture = _smooth_field(rng, shape)
+    t2 = np.where(body, 240.0, 10.0) + 35.0 * texture * body
+    t2 = np.where(peripheral, 420.0 + 45.0 * texture, np.where(transition, 300.0 + 40.0 * texture, t2))
+    adc = np.where(body, 900.0, 30.0) + 120.0 * _smooth_field(rng, shape) * body
+    adc = np.where(transition, 1600.0, np.where(peripheral, 1050.0, adc)) + 80.0 * texture * gland
+    bias = 1.0 + rng.normal(scale=0.1) * xx + rng.normal(scale=0.1) * yy
+    t2 = np.sqrt((t2 * bias[None] + rng.normal(scale=12.0, size=shape)) ** 2 + rng.normal(scale=12.0, size=shape) ** 2)
+    adc = np.clip(adc + rng.normal(scale=60.0, size=shape), 0, None)
+    return t2.astype(np.float32), adc.astype(np.float32), labels, spacing
+
+
+def make_decathlon_like(out, cases=12, seed=0, slices_range=ZONES_SLICES, sizes=ZONES_SIZES, progress=True):
+    """Writes `cases` two-zone prostate cases twice: as a Decathlon task and as an nnU-Net v2 raw data set.
+
+    - `out/msd/Task05_Prostate/`: `imagesTr/prostate_NN.nii.gz` (4-D NIfTI,
+      T2 then ADC along the fourth axis), `labelsTr/prostate_NN.nii.gz`
+      (0/1/2) and the Decathlon's `dataset.json` (`modality`, `labels`
+      value -> name, `training`).
+    - `out/nnunet/Dataset005_Prostate/`: the same voxels as
+      `imagesTr/prostate_NN_0000.nii.gz` (T2) and `_0001` (ADC),
+      `labelsTr/prostate_NN.nii.gz` and nnU-Net v2's `dataset.json`
+      (`channel_names`, `labels` name -> value, `file_ending`).
+
+    Deterministic for `seed`; written to a temporary folder and renamed into place.
+    """
+    import json
+
+    import SimpleITK as sitk
+    from tqdm.auto import tqdm
+
+    _check_count(cases, "cases")
+    with staged_folder(out) as staging:
+        msd = os.path.join(staging, "msd", "Task05_Prostate")
+        nnunet = os.path.join(staging, "nnunet", "Dataset005_Prostate")
+        for folder in (msd, nnunet):
+            for sub in ("imagesTr", "labelsTr"):
+                os.makedirs(os.path.join(folder, sub))
+        training = []
+        for index in tqdm(range(cases), desc="two-zone MRI cases", unit="case", disable=not progress):
+            rng = np.random.default_rng([seed, index, 52])
+            slices = int(rng.integers(slices_range[0], slices_range[1] + 1))
+            size = int(rng.choice(sizes))
+            t2, adc, labels, spacing = make_zones_volume(rng, slices, size)
+            origin = tuple(float(v) for v in rng.uniform(-80, 80, size=3))
+            name = f"prostate_{index:02d}"
+
+            def volume(array):
+                image = sitk.GetImageFromArray(array)
+                image.SetSpacing(spacing)
+                image.SetOrigin(origin)
+                return image
+
+            channels = [volume(t2), volume(adc)]
+            sitk.WriteImage(sitk.JoinSeries(channels), os.path.join(msd, "imagesTr", f"{name}.nii.gz"), useCompression=True)
+            for channel, image in enumerate(channels):
+                sitk.WriteImage(image, os.path.join(nnunet, "imagesTr", f"{name}_{channel:04d}.nii.gz"), useCompression=True)
+            for folder in (msd, nnunet):
+                sitk.WriteImage(volume(labels), os.path.join(folder, "labelsTr", f"{name}.nii.gz"), useCompression=True)
+            training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
+        common = {"name": "Prostate (synthetic)", "description": "keras-focal's synthetic two-zone prostate MRI",
+                  "tensorImageSize": "4D", "numTraining": cases}
+        with open(os.path.join(msd, "dataset.json"), "w") as stream:
+            json.dump(common | {"modality": {str(i): n for i, n in enumerate(ZONE_CHANNELS)},
+                                "labels": {str(i): n for i, n in enumerate(ZONE_CLASSES)},
+                                "numTest": 0, "training": training, "test": []}, stream, indent=2)
+        with open(os.path.join(nnunet, "dataset.json"), "w") as stream:
+            json.dump({"channel_names": {str(i): n for i, n in enumerate(ZONE_CHANNELS)},
+                       "labels": {n: i for i, n in enumerate(ZONE_CLASSES)},
+                       "numTraining": cases, "file_ending": ".nii.gz", "name": common["name"]}, stream, indent=2)
+    return out
+
+
 def _check_count(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")

@@ -22,6 +22,8 @@ class Volume:
         direction: 3x3 direction cosines, row-major (SimpleITK's layout).
         source: the file or folder read.
         notes: warnings met while reading (kept in the manifest).
+        frame_of_reference: the DICOM FrameOfReferenceUID of a series (None
+            for other formats): a DICOM SEG or RTSTRUCT must share it.
     """
 
     array: np.ndarray
@@ -30,6 +32,12 @@ class Volume:
     direction: tuple = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     source: str = ""
     notes: list = dataclasses.field(default_factory=list)
+    frame_of_reference: str = None
+
+    @property
+    def channels(self):
+        """Values per voxel: 1 for a `(z, y, x)` array, else the length of its last axis."""
+        return 1 if self.array.ndim == 3 else int(self.array.shape[-1])
 
     def geometry(self):
         """The volume's grid as a JSON-ready dict (`Geometry.to_dict`)."""
@@ -97,6 +105,17 @@ def write_image_atomically(image, path):
 
 
 VOLUME_OUTPUT_FORMATS = (".nii.gz", ".nii", ".mha", ".nrrd")
+# The volume files a folder of cases may hold (`prep volumes`, `keras-focal predict`).
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+def strip_volume_suffix(name):
+    """A volume file's name without its (possibly double) extension: `Case01.nii.gz` -> `Case01`."""
+    lower = name.lower()
+    for suffix in VOLUME_SUFFIXES + (".dcm",):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return os.path.splitext(name)[0]
 
 
 # Bytes per element of the MetaImage element types whose size is fixed.
@@ -172,8 +191,13 @@ def _check_mhd_data_file(path):
 def read_volume(path):
     """Reads any volume SimpleITK reads (MetaImage, NRRD, NIfTI, a DICOM file...).
 
-    A 4-D image keeps its first component along the fourth axis (some
-    PROMISE12 files are 4-D with a single time point), with a note.
+    A scalar 3-D image gives a `(z, y, x)` array. A 4-D image, one volume
+    per index of its fourth axis (the Decathlon's multi-modal NIfTI: T2 and
+    ADC), and an image with several components per voxel give `(z, y, x,
+    channels)`: every channel is kept, each on the grid of the first three
+    axes, and the caller decides whether it takes several (`Volume.channels`).
+    A 4-D image of one volume (some PROMISE12 files) is read as 3-D. A 2-D
+    image is one slice.
 
     Raises:
         CaseError: the file is missing, unreadable, or not 2-D to 4-D.
@@ -190,23 +214,87 @@ def read_volume(path):
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise CaseError(f"SimpleITK cannot read '{path}': {first_line}") from None
-    notes = []
     dimension = image.GetDimension()
     if dimension == 4:
         size = list(image.GetSize())
-        notes.append(f"'{os.path.basename(path)}' is 4-D {tuple(size)}: kept the first component")
-        image = sitk.Extract(image, size[:3] + [0], [0, 0, 0, 0])
-    elif dimension == 2:
-        image = sitk.JoinSeries(image)
-    elif dimension != 3:
-        raise CaseError(f"'{path}' is {dimension}-D; expected a 3-D volume.")
+        # Extract keeps the first three axes' spacing, origin and direction for each volume of the fourth.
+        volumes = [sitk.Extract(image, size[:3] + [0], [0, 0, 0, index]) for index in range(size[3])]
+        image = volumes[0]
+        array = sitk.GetArrayFromImage(image)
+        if len(volumes) > 1:
+            array = np.stack([array] + [sitk.GetArrayFromImage(v) for v in volumes[1:]], axis=-1)
+    elif dimension in (2, 3):
+        if dimension == 2:
+            image = sitk.JoinSeries(image)
+        array = sitk.GetArrayFromImage(image)  # (z, y, x), or (z, y, x, components) for a vector image
+        if array.ndim == 4 and array.shape[-1] == 1:
+            array = array[..., 0]
+    else:
+        raise CaseError(f"'{path}' is {dimension}-D; expected a 3-D volume (or a 4-D one of channels).")
     return Volume(
-        array=sitk.GetArrayFromImage(image),
+        array=array,
         spacing=tuple(float(v) for v in image.GetSpacing()),
         origin=tuple(float(v) for v in image.GetOrigin()),
         direction=tuple(float(v) for v in image.GetDirection()),
         source=path,
-        notes=notes,
+    )
+
+
+def read_header(path, what="a volume SimpleITK can read"):
+    """A SimpleITK `ImageFileReader` that has read the header of `path` (no voxels).
+
+    Raises:
+        CaseError: the file is missing, or not `what` (its error's last line quoted).
+    """
+    import SimpleITK as sitk
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CaseError(f"'{path}' does not exist.")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        last = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise CaseError(f"'{path}' is not {what}: {last}") from None
+    return reader
+
+
+def header_channels(reader):
+    """Values per voxel of a read header: a 4-D image's fourth size times its components."""
+    return (reader.GetSize()[3] if reader.GetDimension() == 4 else 1) * reader.GetNumberOfComponents()
+
+
+def volume_channels(path):
+    """Channels of the volume file at `path` from its header alone (`read_header`, `header_channels`)."""
+    return header_channels(read_header(path))
+
+
+def stack_channels(volumes, names, what):
+    """One `(z, y, x, channels)` `Volume` of co-registered scalar volumes (an nnU-Net case's `_0000`, `_0001`... files).
+
+    Raises:
+        CaseError: a channel is not a scalar 3-D volume, or its grid differs
+            from the first channel's (the message names the channel and file).
+    """
+    first = volumes[0]
+    for volume, name in zip(volumes, names):
+        if volume.array.ndim != 3:
+            raise CaseError(f"{what}: channel {name!r} '{volume.source}' holds {volume.channels} channels; each channel "
+                            "file must be one scalar 3-D volume.")
+        if volume is not first:
+            try:
+                check_same_grid(first, volume, f"channel {names[0]!r} and channel {name!r}")
+            except CaseError as error:
+                raise CaseError(f"{what}: {error} ('{first.source}', '{volume.source}')") from None
+    return Volume(
+        array=np.stack([v.array for v in volumes], axis=-1),
+        spacing=first.spacing,
+        origin=first.origin,
+        direction=first.direction,
+        source=first.source,
+        notes=[note for v in volumes for note in v.notes],
     )
 
 

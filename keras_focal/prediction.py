@@ -4,7 +4,7 @@ The path of a volume through prediction, each step the one `prep` took or its in
 
 1. read it with prep's readers (`read_volume`, `read_dicom_volume`);
 2. normalise its intensities on its own percentiles and resize (or pad and
-   resize) each slice to the network's size: `grey_volume_images` and
+   resize) each slice to the network's size: `volume_images` and
    `PrepOptions.network_image`, the functions `prep` wrote the training
    slices with, with the options read back from the training data set's
    `prep.json` (`PredictionSettings`);
@@ -28,11 +28,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 
 import numpy as np
 
 from keras_focal.data_prep.slicing import labels_of, restore_probabilities
-from keras_focal.data_prep.volume import CaseError
+from keras_focal.data_prep.volume import VOLUME_SUFFIXES, CaseError, strip_volume_suffix
 
 # Post-processing modes of `keras-focal predict --postprocess`.
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
@@ -47,8 +48,10 @@ class PredictionSettings:
         options: the `PrepOptions` of `prep.json` (size, percentiles, padding).
         source: the prep source (`dicom`, `promise12`, `camvid`...).
         class_names: the classes, index = label value.
-        channels: image channels of the slices (1: grey volumes).
+        channels: image channels of the slices (1: grey volumes; T2 + ADC: 2).
         data: the prepared data set's folder.
+        labels: the `LabelTable` (the value that marks each class in the
+            source's label volumes, which predicted volumes are written with).
     """
 
     options: object
@@ -56,15 +59,17 @@ class PredictionSettings:
     class_names: tuple
     channels: int
     data: str
+    labels: object = None
 
     @classmethod
     def from_dataset(cls, dataset):
         source, options = dataset.preparation()
-        return cls(options, source, tuple(dataset.class_names), int(dataset.image_shape()[2]), dataset.path)
+        return cls(options, source, tuple(dataset.class_names), int(dataset.image_shape()[2]), dataset.path, dataset.labels)
 
     def same_preparation(self, other):
         """True when slices prepared for one are prepared for the other (the data folder may differ)."""
-        return (self.options, self.class_names, self.channels) == (other.options, other.class_names, other.channels)
+        return ((self.options, self.class_names, self.channels, self.labels)
+                == (other.options, other.class_names, other.channels, other.labels))
 
     def describe(self):
         o = self.options
@@ -503,27 +508,31 @@ def _dice(prediction, truth, label):
 
 # --- New volumes ------------------------------------------------------------------
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 # Files that accompany volumes in a folder and are not cases themselves.
 _COMPANION_SUFFIXES = (".raw", ".zraw", ".json", ".txt", ".csv", ".md")
 
 
 @dataclasses.dataclass(frozen=True)
 class InputCase:
-    """One volume to predict: a file SimpleITK reads, or a DICOM series folder."""
+    """One volume to predict: a file SimpleITK reads, a DICOM series folder, or one file per channel.
+
+    `channel_paths`: an nnU-Net-named case's files (`X_0000.nii.gz`,
+    `X_0001.nii.gz`...), in channel order; `path` is then the first.
+    """
 
     name: str
     path: str
     kind: str  # "volume" or "dicom"
+    channel_paths: tuple = ()
+
+    @property
+    def inputs(self):
+        """Every file the case is read from."""
+        return list(self.channel_paths) or [self.path]
 
 
-def strip_volume_suffix(name):
-    """A volume file's name without its (possibly double) extension: `Case01.nii.gz` -> `Case01`."""
-    lower = name.lower()
-    for suffix in VOLUME_SUFFIXES + (".dcm",):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return os.path.splitext(name)[0]
+# nnU-Net's channel files: CASE_0000.nii.gz, CASE_0001.nii.gz...
+_CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})$")
 
 
 def _holds_dicom(folder):
@@ -536,11 +545,27 @@ def _holds_dicom(folder):
     return False
 
 
-def find_input_cases(path):
+def _group_channel_files(files):
+    """`[(case, [channel numbers], [paths])]` when every file is named `CASE_dddd` (nnU-Net's imagesTs/), else None."""
+    groups = {}
+    for path in files:
+        match = _CHANNEL_FILE.match(strip_volume_suffix(os.path.basename(path)))
+        if not match:
+            return None
+        groups.setdefault(match.group(1), {})[int(match.group(2))] = path
+    return [(name, sorted(channels), [channels[c] for c in sorted(channels)]) for name, channels in groups.items()]
+
+
+def find_input_cases(path, channels=1):
     """The cases under `path`: a volume file, a DICOM series folder, or a folder of those (one case each).
 
+    A folder whose volume files are all named `CASE_0000`, `CASE_0001`...
+    (nnU-Net's `imagesTs/`) gives one case per CASE, its files the channels
+    in order; `channels` (the models' input channels) must then be their number.
+
     Raises:
-        ValueError: `path` does not exist, holds no case, or two of its cases share a name.
+        ValueError: `path` does not exist, holds no case, two of its cases
+            share a name, or a case lacks one of its channel files.
     """
     from keras_focal.data_prep.dataset import safe_case_name
 
@@ -550,16 +575,28 @@ def find_input_cases(path):
         raise ValueError(f"the input '{path}' does not exist.")
     if _holds_dicom(path):
         return [InputCase(safe_case_name(os.path.basename(os.path.normpath(path))), os.path.abspath(path), "dicom")]
-    cases = []
+    cases, volumes = [], []
     for entry in sorted(os.listdir(path)):
         full = os.path.join(path, entry)
         if entry.startswith(".") or entry.lower().endswith(_COMPANION_SUFFIXES):
             continue
         if os.path.isdir(full):
             cases.append(InputCase(safe_case_name(entry), os.path.abspath(full), "dicom"))
-        elif entry.lower().endswith(VOLUME_SUFFIXES + (".dcm",)):
-            cases.append(InputCase(safe_case_name(strip_volume_suffix(entry)), os.path.abspath(full),
-                                   "dicom" if entry.lower().endswith(".dcm") else "volume"))
+        elif entry.lower().endswith(VOLUME_SUFFIXES):
+            volumes.append(os.path.abspath(full))
+        elif entry.lower().endswith(".dcm"):
+            cases.append(InputCase(safe_case_name(strip_volume_suffix(entry)), os.path.abspath(full), "dicom"))
+    grouped = _group_channel_files(volumes) if volumes else None
+    # One channel: only files that are all CASE_0000 are nnU-Net's (Case_0001, Case_0002 may be numbered cases).
+    if grouped is not None and (channels > 1 or all(numbers == [0] for _, numbers, _ in grouped)):
+        for name, numbers, files in grouped:
+            if numbers != list(range(channels)):
+                raise ValueError(f"case {name!r} in '{path}' has the channel file(s) "
+                                 f"{', '.join(map(os.path.basename, files))}; the models take {channels} channel(s), "
+                                 f"files numbered {', '.join(f'{c:04d}' for c in range(channels))}.")
+            cases.append(InputCase(safe_case_name(name), files[0], "volume", tuple(files)))
+    else:
+        cases += [InputCase(safe_case_name(strip_volume_suffix(os.path.basename(v))), v, "volume") for v in volumes]
     if not cases:
         raise ValueError(f"'{path}' holds no volume file ({', '.join(VOLUME_SUFFIXES)}) and no DICOM series.")
     names = [case.name for case in cases]
@@ -570,14 +607,19 @@ def find_input_cases(path):
     return cases
 
 
-def check_input_case(case, series=None):
-    """Reads the header of `case` (no pixel data) and raises ValueError naming the file unless it is one 3-D volume.
+def check_input_case(case, series=None, channels=1):
+    """Reads the header of `case` (no pixel data) and raises ValueError naming the file unless it is one 3-D volume of `channels` channels.
 
-    A 2-D image is not a volume; a DICOM folder must hold one series, or `series` must pick one.
+    A 2-D image is not a volume; a DICOM folder must hold one series, or
+    `series` must pick one; a multi-channel case is a 4-D (or vector) file,
+    or one scalar file per channel.
     """
     if case.kind == "dicom":
         from keras_focal.data_prep.dicom import _read_header, series_files
 
+        if channels != 1:
+            raise ValueError(f"'{case.path}' is a DICOM series, one channel; the models take {channels} channels: give a "
+                             "4-D volume file, or one file per channel named CASE_0000, CASE_0001...")
         try:
             if os.path.isdir(case.path):
                 series_files(case.path, series)
@@ -586,29 +628,36 @@ def check_input_case(case, series=None):
         except CaseError as error:
             raise ValueError(str(error)) from None
         return
-    import SimpleITK as sitk
+    from keras_focal.data_prep.volume import header_channels, read_header
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(case.path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        last = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise ValueError(f"'{case.path}' is not a volume SimpleITK can read: {last}") from None
-    dimension = reader.GetDimension()
-    if dimension == 2:
-        raise ValueError(f"'{case.path}' is a 2-D image {reader.GetSize()}, not a volume.")
-    if dimension > 4:
-        raise ValueError(f"'{case.path}' is {dimension}-D; expected a 3-D volume.")
-    if reader.GetNumberOfComponents() != 1:
-        raise ValueError(f"'{case.path}' has {reader.GetNumberOfComponents()} components per voxel; the network takes grey volumes.")
+    found = 0
+    for path in case.inputs:
+        try:
+            reader = read_header(path)
+        except CaseError as error:
+            raise ValueError(str(error)) from None
+        dimension = reader.GetDimension()
+        if dimension == 2:
+            raise ValueError(f"'{path}' is a 2-D image {reader.GetSize()}, not a volume.")
+        if dimension > 4:
+            raise ValueError(f"'{path}' is {dimension}-D; expected a 3-D volume.")
+        here = header_channels(reader)
+        if case.channel_paths and here != 1:
+            raise ValueError(f"'{path}' holds {here} channels; each channel file of case {case.name!r} must be one scalar volume.")
+        found += here
+    if found != channels:
+        raise ValueError(f"'{case.path}' holds {found} channel(s) per voxel; the models take {channels} "
+                         f"({'grey volumes' if channels == 1 else 'one per channel of their training data'}).")
 
 
 def read_input_volume(case, series=None):
-    """The `Volume` of an input case, read by prep's readers."""
+    """The `Volume` of an input case, read by prep's readers (channel files stacked on their shared grid)."""
     from keras_focal.data_prep.dicom import read_dicom_volume
-    from keras_focal.data_prep.volume import read_volume
+    from keras_focal.data_prep.volume import read_volume, stack_channels
 
+    if case.channel_paths:
+        names = [os.path.basename(path) for path in case.channel_paths]
+        return stack_channels([read_volume(path) for path in case.channel_paths], names, f"case {case.name!r}")
     return read_dicom_volume(case.path, series=series) if case.kind == "dicom" else read_volume(case.path)
 
 
@@ -616,7 +665,8 @@ def predict_volume(models, volume, batch_size=8, tta="none", postprocess=(), tim
     """Labels `(z, y, x)` uint8 and probabilities `(z, y, x, classes)` float32 of a `Volume`, on its own grid.
 
     Its slices are prepared as `prep` prepared the models' training data
-    (`grey_volume_images`, `PrepOptions.network_image`), predicted
+    (`volume_images`, each channel on its own percentiles, and
+    `PrepOptions.network_image`), predicted
     (`slice_probabilities`), restored to the original grid and arg-maxed;
     `postprocess`: labels whose largest component is kept. `timings`: a
     dict that receives the seconds of each phase ("prepare", "network",
@@ -624,7 +674,7 @@ def predict_volume(models, volume, batch_size=8, tta="none", postprocess=(), tim
     """
     import time
 
-    from keras_focal.data_prep.sources import grey_volume_images
+    from keras_focal.data_prep.sources import volume_images
 
     clock = {"last": time.perf_counter()}
 
@@ -636,12 +686,12 @@ def predict_volume(models, volume, batch_size=8, tta="none", postprocess=(), tim
 
     options = models[0].settings.options
     notes = list(volume.notes)
-    grey = grey_volume_images(volume, options, notes)
+    grey = volume_images(volume, options, notes, models[0].settings.channels)
     images = np.stack([options.network_image(image) for image in grey])
     lap("prepare")
     probabilities = slice_probabilities(models, images, batch_size, tta)
     lap("network")
-    slices, height, width = grey.shape
+    slices, height, width = grey.shape[:3]
     restored = restore_volume(probabilities, range(slices), slices, height, width, options.keep_aspect)
     labels = labels_of(restored)
     if postprocess:

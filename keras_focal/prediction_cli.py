@@ -153,7 +153,7 @@ def _compare_model_paths(args):
 
 def _find_truth(folder, case):
     from keras_focal.data_prep.sources import _find_mask
-    from keras_focal.prediction import strip_volume_suffix
+    from keras_focal.data_prep.volume import strip_volume_suffix
 
     return _find_mask(folder, case.name) or _find_mask(folder, strip_volume_suffix(os.path.basename(case.path)))
 
@@ -194,17 +194,19 @@ def plan_prediction(args):
     out = os.path.abspath(args.out)
     check_output_folder(out)
     check_not_inside(out, [args.input, args.truth])
-    cases = find_input_cases(args.input)  # the inputs first: cheap, and the commonest mistake
-    for case in cases:
-        check_input_case(case, args.series)
+    if not os.path.exists(args.input):  # the commonest mistake, before the models load
+        raise ValueError(f"the input '{args.input}' does not exist.")
     models = [load_trained_model(path, args.data) for path in _model_paths(args)]
     check_ensemble(models)
     settings = models[0].settings
-    if settings.source == "camvid" or settings.channels != 1:
+    if settings.source == "camvid":
         raise ValueError(
-            f"'{models[0].path}' was trained on {settings.channels}-channel {settings.source or 'photograph'} images "
-            f"('{settings.data}'): predict segments grey volumes; evaluate photographs with `keras-focal evaluate`."
+            f"'{models[0].path}' was trained on {settings.channels}-channel photographs ('{settings.data}'): predict "
+            "segments volumes; evaluate photographs with `keras-focal evaluate`."
         )
+    cases = find_input_cases(args.input, settings.channels)
+    for case in cases:
+        check_input_case(case, args.series, settings.channels)
     notes = []
     if args.tta == "flip" and not all(m.augmented for m in models):
         notes.append("--tta flip: the model(s) were trained without --augment, so they never saw mirrored slices")
@@ -239,7 +241,7 @@ def plan_prediction(args):
         if args.force or not os.path.exists(label):
             pending.append(case)
             continue
-        if record is None or record.get("input") != case.path:
+        if record is None or record.get("input") not in (case.path, case.inputs):
             written_for = f"for '{record['input']}'" if record and record.get("input") else "by another program (no record)"
             raise ValueError(
                 f"'{label}' exists and was written {written_for}, not as the prediction of '{case.path}': "
@@ -338,15 +340,14 @@ def _predict_locked(plan):
 
 def _predict_case(plan, case, postprocess, partial):
     """Predicts one case into `partial`, records it, then renames its volumes into OUT; returns its notes."""
-    from keras_focal.data_prep.volume import CaseError, check_same_grid, write_image_atomically
+    from keras_focal.data_prep.volume import check_same_grid, write_image_atomically
     from keras_focal.files import write_text_atomically
     from keras_focal.prediction import predict_volume, read_input_volume
 
     args, out = plan.args, plan.out
     volume = read_input_volume(case, args.series)
-    if volume.array.ndim != 3:
-        raise CaseError(f"'{case.path}' is not a grey volume (shape {volume.array.shape}).")
     labels, probabilities, notes = predict_volume(plan.models, volume, args.batch_size, args.tta, postprocess)
+    table = plan.models[0].settings.labels
     geometry = volume.geometry()
     os.makedirs(partial, exist_ok=True)
     staged = []
@@ -356,7 +357,7 @@ def _predict_case(plan, case, postprocess, partial):
         write_image_atomically(geometry.image(probabilities, is_vector=True), staged[-1][0])
     label_path = _label_path(out, case, args)
     staged.append((os.path.join(partial, os.path.basename(label_path)), label_path))  # last: it marks the case done
-    write_image_atomically(geometry.image(labels), staged[-1][0])
+    write_image_atomically(geometry.image(table.to_values(labels)), staged[-1][0])  # the training masks' label values
     metrics = None
     if case.name in plan.truths:
         truth_path = plan.truths[case.name]
@@ -365,9 +366,11 @@ def _predict_case(plan, case, postprocess, partial):
 
         truth = read_mask_volume(truth_path)
         check_same_grid(volume, truth, f"the prediction of '{case.path}' and its truth '{truth_path}'")
+        truth_classes = table.to_indices(truth.array, f"the truth '{truth_path}'")
         metrics = [{"case": case.name, **row} for row in
-                   volume_metrics(labels, truth.array, volume.spacing, list(plan.models[0].settings.class_names))]
-    record = {"case": case.name, "input": case.path, "settings": plan.settings, "geometry": geometry.to_dict(),
+                   volume_metrics(labels, truth_classes, volume.spacing, list(table.names))]
+    record = {"case": case.name, "input": case.path if not case.channel_paths else case.inputs,
+              "settings": plan.settings, "geometry": geometry.to_dict(),
               "notes": notes, "metrics": metrics}
     write_text_atomically(_record_path(out, case), json.dumps(record, indent=2, default=_plain) + "\n")
     for source, target in staged:

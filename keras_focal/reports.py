@@ -52,7 +52,8 @@ def overlay(image, truth, predicted, foreground, scale=None):
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
-    rgb = np.repeat(image[..., :1], 3, axis=-1) if image.shape[-1] == 1 else image[..., :3].copy()
+    # A photograph in colour; a volume's slice by its first channel (T2 of T2 + ADC) in grey.
+    rgb = image[..., :3].copy() if image.shape[-1] in (3, 4) else np.repeat(image[..., :1], 3, axis=-1)
     rgb = rgb.astype(np.uint8)
     scale = scale or max(1, 448 // max(image.shape[:2]))  # 224 -> 448: contours a reader can see
     if scale > 1:

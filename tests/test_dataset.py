@@ -82,7 +82,8 @@ def test_failures_are_per_case_and_named(promise12_source, tmp_path):
     report = _prepare(source, tmp_path / "out", folds=2)
     assert report.prepared == [] and report.unlabelled == ["Case03"]
     assert "names the data file 'Case00.raw', which is missing" in report.failed["Case00"]
-    assert re.fullmatch(r"slice \d+ of the mask holds labels \[3\]; allowed are 0\.\.1 and 255 \(ignore\)\.", report.failed["Case01"])
+    assert re.fullmatch(r"mask '.*Case01_segmentation\.mhd' holds the label value\(s\) 3, which the label table does not "
+                        r"name \(background = 0, prostate = 1\)\.", report.failed["Case01"])
     assert "image and mask differ in spacing" in report.failed["Case02"]
     assert report.exit_status == 1
     failed = pd.read_csv(tmp_path / "out" / "failed.csv")

@@ -12,7 +12,7 @@ from keras_focal.cli import main
 from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
 from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.prepared import PreparedDataset
-from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
+from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, load_dicom_case
 from keras_focal.data_prep.volume import read_volume
 from keras_focal.prediction import prepared_case_truth
 from tests.prep_fixtures import SMALL
@@ -48,7 +48,7 @@ def _source_mask(case):
 
 
 def _source_image(case):
-    return read_dicom_volume(case.inputs[0]) if len(case.inputs) == 3 else read_volume(case.inputs[0])
+    return read_dicom_volume(case.inputs[0]) if case.loader is load_dicom_case else read_volume(case.inputs[0])
 
 
 def _dice(a, b):

@@ -25,13 +25,26 @@ def test_reads_zyx_with_geometry(tmp_path):
     assert (tmp_path / "a.raw").exists() and volume.notes == []
 
 
-def test_four_d_keeps_the_first_component_with_a_note(tmp_path):
+def test_four_d_keeps_every_channel_on_the_first_three_axes(tmp_path):
+    # Issue 27: the old reader kept the first component with a note, dropping a Decathlon prostate's ADC.
     frames = [np.full((2, 3, 4), v, np.int16) for v in (7, 9)]
-    four_d = sitk.JoinSeries([sitk.GetImageFromArray(f) for f in frames])
-    sitk.WriteImage(four_d, str(tmp_path / "Case07.mhd"))
+    volumes = [sitk.GetImageFromArray(f) for f in frames]
+    for volume in volumes:
+        volume.SetSpacing((0.5, 0.6, 3.0))
+        volume.SetOrigin((1.0, 2.0, 3.0))
+    sitk.WriteImage(sitk.JoinSeries(volumes), str(tmp_path / "Case07.nii.gz"))
+    volume = read_volume(tmp_path / "Case07.nii.gz")
+    assert volume.array.shape == (2, 3, 4, 2) and volume.channels == 2
+    assert np.all(volume.array[..., 0] == 7) and np.all(volume.array[..., 1] == 9)
+    np.testing.assert_allclose(volume.spacing, (0.5, 0.6, 3.0))
+    np.testing.assert_allclose(volume.origin, (1.0, 2.0, 3.0))
+    assert volume.geometry().size == (4, 3, 2)
+
+
+def test_four_d_of_one_volume_is_three_d(tmp_path):
+    sitk.WriteImage(sitk.JoinSeries([sitk.GetImageFromArray(np.full((2, 3, 4), 7, np.int16))]), str(tmp_path / "Case07.mhd"))
     volume = read_volume(tmp_path / "Case07.mhd")
-    assert volume.array.shape == (2, 3, 4) and np.all(volume.array == 7)
-    assert "is 4-D (4, 3, 2, 2): kept the first component" in volume.notes[0]
+    assert volume.array.shape == (2, 3, 4) and volume.channels == 1 and np.all(volume.array == 7)
 
 
 @pytest.mark.parametrize(

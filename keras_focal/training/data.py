@@ -30,9 +30,15 @@ class Examples:
 
     def __init__(self, images=None, masks=None, image_paths=None, mask_paths=None, channels=1,
                  cache_paths=None, shape=None):
-        """`shape`: `(height, width)` of every slice, needed with `cache_paths`."""
+        """`shape`: `(height, width)` of every slice, needed with `cache_paths`.
+
+        `image_paths`: one PNG per slice, or per slice a list of one grey PNG
+        per channel (a multi-channel volume's slices), stacked on decoding.
+        """
         self.images, self.masks = images, masks
         self.image_paths, self.mask_paths = image_paths, mask_paths
+        first = image_paths[0] if image_paths else None
+        self.files_per_image = len(first) if isinstance(first, (list, tuple)) else 1
         self.channels = channels
         self.cache_paths, self.shape = cache_paths, shape
 
@@ -63,7 +69,11 @@ class Examples:
         import tensorflow as tf
 
         def from_png():
-            image = tf.io.decode_png(tf.io.read_file(element[0]), channels=self.channels)
+            if self.files_per_image > 1:
+                image = tf.concat([tf.io.decode_png(tf.io.read_file(element[0][channel]), channels=1)
+                                   for channel in range(self.files_per_image)], axis=-1)
+            else:
+                image = tf.io.decode_png(tf.io.read_file(element[0]), channels=self.channels)
             mask = tf.io.decode_png(tf.io.read_file(element[1]), channels=1)[..., 0]
             return image, mask
 
@@ -99,7 +109,8 @@ def cache_name(image_path, mask_path, channels):
     import hashlib
 
     key = [str(channels)]
-    for path in (image_path, mask_path):
+    image_paths = list(image_path) if isinstance(image_path, (list, tuple)) else [image_path]
+    for path in image_paths + [mask_path]:
         status = os.stat(path)
         key += [os.path.abspath(path), str(status.st_size), str(status.st_mtime_ns)]
     return hashlib.sha256("\0".join(key).encode()).hexdigest()[:32] + ".tensor"

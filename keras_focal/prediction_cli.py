@@ -28,7 +28,8 @@ def add_predict_parser(commands):
             "Segments whole volumes with trained networks: each volume is prepared exactly as its training data "
             "was (the data set's prep.json), its slices predicted in batches, the class probabilities mapped back "
             "to the original grid, and the label volume written with the input's size, spacing, origin and "
-            "direction. INPUT is a volume file, a DICOM series folder, or a folder of those (one case each)."
+            "direction. INPUT is a volume file (4-D for a multi-channel model), a DICOM series folder, or a folder of "
+            "those (one case each; files named CASE_0000, CASE_0001... are one case's channels, as nnU-Net's imagesTs)."
         ),
     )
     parser.add_argument("input", metavar="INPUT")

@@ -137,13 +137,22 @@ class LabelTable:
         if not np.issubdtype(array.dtype, np.integer):
             if not np.all(np.mod(array, 1) == 0):
                 raise CaseError(f"{what} holds non-integer values; a mask must hold label values.")
-        present, inverse = np.unique(array, return_inverse=True)
+        small = (np.issubdtype(array.dtype, np.integer) and array.size
+                 and 0 <= array.min() and array.max() <= MAX_LABEL_VALUE)
+        if small:  # a look-up table: no sort, no int64 inverse the size of a CT volume
+            present = np.flatnonzero(np.bincount(array.ravel()))
+        else:
+            present, inverse = np.unique(array, return_inverse=True)
         table = {value: index for index, value in enumerate(self.values)} | {v: IGNORE_LABEL for v in self.ignore_values}
         unknown = [v for v in present.tolist() if v not in table]
         if unknown:
             shown = ", ".join(f"{v:g}" for v in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             raise CaseError(f"{what} holds the label value(s) {shown}, which the label table does not name "
                             f"({self.describe()}).")
+        if small:
+            lookup = np.zeros(int(present[-1]) + 1, np.uint8)
+            lookup[present] = [table[v] for v in present.tolist()]
+            return lookup[array]
         mapped = np.array([table[v] for v in present.tolist()], np.uint8)
         return mapped[inverse.reshape(array.shape)]
 

@@ -39,20 +39,16 @@ def volume_images(image, options, notes, channels=1):
         CaseError: the image holds another number of channels, or a channel has no finite voxel.
     """
     check_channels(image, channels)
-    if channels == 1:
-        try:
-            return normalize_intensity(image.array, options.percentiles, notes=notes)
-        except ValueError as error:
-            raise CaseError(f"image '{image.source}': {error}") from None
+    array = image.array if channels > 1 else image.array[..., None]
     planes = []
     for channel in range(channels):
-        found = []
+        where, found = (f", channel {channel}" if channels > 1 else ""), []
         try:
-            planes.append(normalize_intensity(image.array[..., channel], options.percentiles, notes=found))
+            planes.append(normalize_intensity(array[..., channel], options.percentiles, notes=found))
         except ValueError as error:
-            raise CaseError(f"image '{image.source}', channel {channel}: {error}") from None
-        notes.extend(f"channel {channel}: {note}" for note in found)
-    return np.stack(planes, axis=-1)
+            raise CaseError(f"image '{image.source}'{where}: {error}") from None
+        notes.extend(f"channel {channel}: {note}" if channels > 1 else note for note in found)
+    return planes[0] if channels == 1 else np.stack(planes, axis=-1)
 
 
 def volume_case(image, mask, options, labels, channels=1, what="image and mask"):
@@ -145,7 +141,6 @@ def load_dicom_case(case, options):
     label_object = find_label_object(mask_path)
     if label_object is None:
         return volume_case(image, read_mask_volume(mask_path), options, labels)
-    check_channels(image, 1)
     masks, notes = label_object_mask(label_object, image, labels, roi_map)
     mask = Volume(masks, image.spacing, image.origin, image.direction, source=label_object, notes=notes)
     return volume_case(image, mask, options, LabelTable(labels.names, tuple(range(len(labels.names)))))

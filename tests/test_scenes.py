@@ -126,5 +126,5 @@ def test_prep_synth_refuses_nothing_to_write(tmp_path):
     done = subprocess.run([sys.executable, "-m", "keras_focal.cli", "prep", "synth", "data", "--cases", "0", "--us-cases", "0"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert "--cases, --us-cases and --scenes are all 0: nothing to write." in done.stderr
+    assert "--cases, --us-cases, --scenes and --msd are all 0: nothing to write." in done.stderr
     assert not os.path.exists(tmp_path / "data")

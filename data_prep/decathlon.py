@@ -83,6 +83,16 @@ def _channel_problem(path, channels, channel_names, where):
     return None
 
 
+def _one_channel_problem(path, name):
+    """A message when the nnU-Net channel file at `path` is not one scalar volume, else None."""
+    try:
+        found = volume_channels(path)
+    except CaseError as error:
+        return str(error)
+    return None if found == 1 else (f"'{path}' holds {found} channels; in the nnU-Net layout each file is one channel "
+                                    f"(this one {name!r}).")
+
+
 # --- The Medical Segmentation Decathlon -------------------------------------------
 
 def find_msd_cases(folder):
@@ -172,10 +182,9 @@ def find_nnunet_cases(folder):
                                  if extra else ""))
             continue
         paths = tuple(files[c] for c in range(len(channel_names)))
-        bad = next((p for p in (_channel_problem(f, 1, (channel_names[c],), "the nnU-Net layout (one file per channel)")
-                                for c, f in enumerate(paths)) if p), None)
-        if bad:
-            problems[name] = bad
+        problem = next(filter(None, (_one_channel_problem(path, channel_names[c]) for c, path in enumerate(paths))), None)
+        if problem:
+            problems[name] = problem
             continue
         cases.append(Case(name, load_channel_files_case, (paths, channel_names, label_files[case_id], labels)))
     for case_id in sorted(set(label_files) - set(channels)):

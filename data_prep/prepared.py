@@ -10,7 +10,14 @@ any work starts, and every refusal is a ValueError naming the file:
   `pixel_count` has one entry per class; `ignore_label` (255 when absent,
   as older folders) is not a class index.
 - `folds.csv`: every case of `manifest.csv` exactly once, every fold from
-  0 to the last non-empty, nothing else.
+  0 to the last non-empty, nothing else; an optional `group` column names
+  what a case belongs to (a frame's video sequence), and validation cases
+  are drawn as whole groups. Or, for a data set that brought
+  its own fixed split (`keras_focal.data_prep.splits`), `split.csv`: every
+  case exactly once with its subset (train, validation, test) and group;
+  the data set then has one test set, fold 0.
+- `original_masks/` (photographs only; the manifest's `original_mask`):
+  each mask at the label image's own size, on which test metrics are computed.
 - `label_values` (optional, the class indices when absent): one integer
   per class, the value that marks it in the source's label volumes.
 - the slices (`PreparedDataset.check`): every image and mask a PNG that
@@ -42,6 +49,10 @@ IGNORE_LABEL = 255
 MANIFEST = "manifest.csv"
 CLASSES = "classes.json"
 FOLDS = "folds.csv"
+SPLIT = "split.csv"
+# The manifest's column of a slice's mask at its own size: written only for photographs
+# (`CaseData.keep_original_masks`); volumes and older folders lack it.
+ORIGINAL_MASK_COLUMN = "original_mask"
 PREP = "prep.json"
 CASES = "cases"
 # Between the channel files of one slice in manifest.csv's `image` (a case name never holds it).
@@ -144,12 +155,23 @@ def check_folds(folds, manifest_cases, path):
 
     if not pd.api.types.is_integer_dtype(folds.fold) or (folds.fold < 0).any():
         raise ValueError(f"'{path}': `fold` must hold integers >= 0. Received: {sorted(set(folds.fold.astype(str)))[:5]}")
-    cases = folds.case.astype(str)
+    _check_each_case_once(folds.case, manifest_cases, path, "fold")
+    present = set(int(f) for f in folds.fold)
+    empty = sorted(set(range(max(present) + 1)) - present)
+    if empty:
+        raise ValueError(f"'{path}': fold(s) {empty} have no case (folds must be numbered 0..k-1, each non-empty).")
+    if len(present) < 2:
+        raise ValueError(f"'{path}' has a single fold: a run needs a test fold and at least one training fold.")
+
+
+def _check_each_case_once(listed, manifest_cases, path, role):
+    """Raises ValueError unless the cases `listed` (folds.csv's or split.csv's) are those of `manifest_cases`, each once."""
+    cases = listed.astype(str)
     repeated = sorted(set(cases[cases.duplicated()]))
     if repeated:
         raise ValueError(
-            f"'{path}' lists {len(repeated)} case(s) more than once: {repeated[:5]}. A case in two folds would be "
-            "trained on and tested on in one run; give each case one fold."
+            f"'{path}' lists {len(repeated)} case(s) more than once: {repeated[:5]}. A case in two {role}s would be "
+            f"trained on and tested on in one run; give each case one {role}."
         )
     manifest_cases = {str(c) for c in manifest_cases}
     unknown = sorted(set(cases) - manifest_cases)
@@ -158,15 +180,22 @@ def check_folds(folds, manifest_cases, path):
     unassigned = sorted(manifest_cases - set(cases))
     if unassigned:
         raise ValueError(
-            f"'{path}' gives no fold to {len(unassigned)} case(s) of manifest.csv: {unassigned[:5]}; they would "
-            "never be used. Give each case a fold (or re-run `keras-focal prep`)."
+            f"'{path}' gives no {role} to {len(unassigned)} case(s) of manifest.csv: {unassigned[:5]}; they would "
+            f"never be used. Give each case a {role} (or re-run `keras-focal prep`)."
         )
-    present = set(int(f) for f in folds.fold)
-    empty = sorted(set(range(max(present) + 1)) - present)
-    if empty:
-        raise ValueError(f"'{path}': fold(s) {empty} have no case (folds must be numbered 0..k-1, each non-empty).")
-    if len(present) < 2:
-        raise ValueError(f"'{path}' has a single fold: a run needs a test fold and at least one training fold.")
+
+
+def check_split(split, manifest_cases, path):
+    """Raises ValueError unless `split` (case, subset, group) lists each case of `manifest_cases` once, with train and test cases."""
+    from keras_focal.data_prep.splits import SUBSETS
+
+    unknown_subsets = sorted(set(split.subset.astype(str)) - set(SUBSETS))
+    if unknown_subsets:
+        raise ValueError(f"'{path}': `subset` must be one of {', '.join(SUBSETS)}. Received: {unknown_subsets[:5]}")
+    _check_each_case_once(split.case, manifest_cases, path, "subset")
+    for subset in ("train", "test"):
+        if not (split.subset == subset).any():
+            raise ValueError(f"'{path}' has no {subset} case: a run needs both.")
 
 
 class PreparedDataset:
@@ -180,7 +209,8 @@ class PreparedDataset:
 
     def __init__(self, path):
         self.path = str(path)
-        missing = [n for n in (MANIFEST, CLASSES, FOLDS) if not os.path.isfile(os.path.join(self.path, n))]
+        self.split_file = SPLIT if os.path.isfile(os.path.join(self.path, SPLIT)) else FOLDS
+        missing = [n for n in (MANIFEST, CLASSES, self.split_file) if not os.path.isfile(os.path.join(self.path, n))]
         if missing:
             raise ValueError(
                 f"'{self.path}' is not a prepared data set: {', '.join(missing)} missing "
@@ -192,16 +222,28 @@ class PreparedDataset:
         self.manifest = _read_table(manifest_path, ("case", "slice", "image", "mask"))
         if self.manifest.empty:
             raise ValueError(f"'{manifest_path}' lists no slice.")
-        folds_path = os.path.join(self.path, FOLDS)
-        self.folds = _read_table(folds_path, ("case", "fold"))
-        check_folds(self.folds, self.manifest.case, folds_path)
+        split_path = os.path.join(self.path, self.split_file)
+        if self.split_file == SPLIT:
+            # A fixed split (the data set's own train/validation/test lists): one test set, fold 0.
+            self.folds = None
+            self.subsets = _read_table(split_path, ("case", "subset"))
+            check_split(self.subsets, self.manifest.case, split_path)
+            self.groups = dict(zip(self.subsets.case.astype(str),
+                                   self.subsets.get("group", self.subsets.case).fillna(self.subsets.case).astype(str)))
+        else:
+            self.subsets = None
+            self.folds = _read_table(split_path, ("case", "fold"))
+            check_folds(self.folds, self.manifest.case, split_path)
+            # A case's group (a frame's sequence) where folds.csv names one: validation is drawn by whole groups.
+            named = self.folds.get("group", self.folds.case).fillna(self.folds.case).astype(str)
+            self.groups = dict(zip(self.folds.case.astype(str), named))
         without_counts = sorted(set(self.manifest.case) - set(self.classes["per_case"]))
         if without_counts:
             raise ValueError(
                 f"'{os.path.join(self.path, CLASSES)}' has no pixel counts (`per_case`) for {len(without_counts)} "
                 f"case(s) of manifest.csv: {without_counts[:5]}; re-run `keras-focal prep` to rebuild it."
             )
-        self.num_folds = int(self.folds.fold.max()) + 1
+        self.num_folds = 1 if self.subsets is not None else int(self.folds.fold.max()) + 1
         self.name = os.path.basename(os.path.normpath(self.path))
         self._fingerprint = self._image_shape = None
         self._checked = False
@@ -273,7 +315,7 @@ class PreparedDataset:
             raise ValueError(f"'{path}': the case's record cannot be read ({error}).") from None
 
     def fingerprint(self):
-        """SHA-256 of manifest.csv, folds.csv and classes.json: changes whenever the slices, the split or the classes do.
+        """SHA-256 of manifest.csv, folds.csv (or split.csv) and classes.json: changes whenever the slices, the split or the classes do.
 
         Read once per `PreparedDataset`: every run of a comparison records the
         data its pre-flight checked.
@@ -281,7 +323,7 @@ class PreparedDataset:
         if self._fingerprint is not None:
             return self._fingerprint
         digest = hashlib.sha256()
-        for name in (MANIFEST, FOLDS, CLASSES):
+        for name in (MANIFEST, self.split_file, CLASSES):
             digest.update(name.encode() + b"\0")
             with open(os.path.join(self.path, name), "rb") as stream:
                 digest.update(stream.read())
@@ -291,22 +333,53 @@ class PreparedDataset:
     def split(self, fold, validation_fraction=0.1, seed=0):
         """`(train, validation, test)` case lists for a test fold.
 
-        Validation cases are drawn (with `seed`) from the training folds,
-        never from the test fold.
+        With folds, validation cases are drawn (with `seed`) from the
+        training folds, never from the test fold. With a fixed split
+        (`split.csv`), fold 0 is its test set and its lists are used as they
+        are; validation cases are drawn from the train list only when it
+        names none. Cases are drawn as whole groups (patients, sequences).
         """
         if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < self.num_folds:
+            if self.subsets is not None:
+                raise ValueError(f"fold {fold!r} is out of range: '{self.path}' has a fixed split (split.csv), "
+                                 "whose one test set is fold 0.")
             raise ValueError(f"fold {fold!r} is out of range: '{self.path}' has folds 0..{self.num_folds - 1}.")
-        test = sorted(self.folds.case[self.folds.fold == fold])
-        train = sorted(self.folds.case[self.folds.fold != fold])
-        count = int(round(validation_fraction * len(train)))
-        if validation_fraction > 0 and len(train) >= 2:
-            count = min(max(count, 1), len(train) - 1)
+        if self.subsets is not None:
+            train, validation, test = (sorted(self.subsets.case[self.subsets.subset == s].astype(str))
+                                       for s in ("train", "validation", "test"))
+            if validation:
+                return train, validation, test
+        else:
+            test = sorted(self.folds.case[self.folds.fold == fold])
+            train = sorted(self.folds.case[self.folds.fold != fold])
+        validation, train = self._draw_validation(train, validation_fraction, seed)
+        return train, validation, test
+
+    def _draw_validation(self, train, fraction, seed):
+        """`(validation, train)`: whole groups of `train` drawn with `seed` (each case its own group: the draw of older versions)."""
+        groups = sorted({self.groups.get(str(c), str(c)) for c in train})
+        count = int(round(fraction * len(groups)))
+        if fraction > 0 and len(groups) >= 2:
+            count = min(max(count, 1), len(groups) - 1)
         else:
             count = 0
-        order = np.random.default_rng(seed).permutation(len(train))
-        validation = sorted(train[i] for i in order[:count])
-        train = sorted(train[i] for i in order[count:])
-        return train, validation, test
+        order = np.random.default_rng(seed).permutation(len(groups))
+        chosen = {groups[i] for i in order[:count]}
+        validation = sorted(c for c in train if self.groups.get(str(c), str(c)) in chosen)
+        return validation, sorted(c for c in train if self.groups.get(str(c), str(c)) not in chosen)
+
+    def original_mask_paths(self, cases):
+        """The masks of `cases` at their own size (photographs), in `rows(cases)` order; None when the folder has none.
+
+        Test metrics are computed on these (as MATLAB's `evaluateSemanticSegmentation`
+        and CamVid benchmarks score at the labels' size).
+        """
+        if ORIGINAL_MASK_COLUMN not in self.manifest:
+            return None
+        entries = self.rows(cases)[ORIGINAL_MASK_COLUMN]
+        if entries.isna().any():
+            return None
+        return [os.path.join(self.path, p) for p in entries]
 
     def pixel_counts(self, cases):
         """Labelled pixels of each class over `cases`."""

@@ -367,7 +367,7 @@ def make_camvid_like(out, scenes=60, seed=0, size=FRAME_SIZE, progress=True):
         raise ValueError(f"`size` must be at least 32x32 pixels. Received: size={size!r}")
     with staged_folder(out) as staging:
         styles = {}
-        for number, sequence, frame in tqdm(scene_names(scenes), desc="street scenes", unit="scene", disable=not progress):
+        for number, sequence, frame in tqdm(scene_names(scenes), desc="street scenes", unit="scene", disable=None if progress else True):
             if number not in styles:
                 styles[number] = _style(np.random.default_rng([seed, number, 11]))
             rng = np.random.default_rng([seed, number, int(frame), 11])

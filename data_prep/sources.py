@@ -5,7 +5,6 @@ import re
 
 import numpy as np
 
-from keras_focal.data_prep.camvid import rgb_to_labels
 from keras_focal.data_prep.dataset import IGNORE_LABEL, Case, CaseData, safe_case_name
 from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.slicing import normalize_intensity
@@ -14,7 +13,6 @@ from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, rea
 
 PROSTATE_CLASSES = ("background", "prostate")
 MASK_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nii.gz", ".nii", ".dcm")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def check_channels(image, channels):
@@ -193,68 +191,4 @@ def find_dicom_cases(src, masks, series=None, labels=None, roi_map=None):
         cases.append(Case(name, load_dicom_case, (path, mask, series, labels, roi_map)))
     if not cases and not problems:
         raise ValueError(f"no case folder or DICOM file under '{src}'.")
-    return cases, problems
-
-
-# --- CamVid-style RGB label sets --------------------------------------------
-
-def _read_rgb(path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def load_rgb_case(case, options):
-    pairs, palette = case.inputs
-    images, masks, notes = [], [], []
-    for image_path, label_path in pairs:
-        image, labels = _read_rgb(image_path), _read_rgb(label_path)
-        if image.shape != labels.shape:
-            raise CaseError(f"'{image_path}' is {image.shape[:2]} but its labels '{label_path}' are {labels.shape[:2]}.")
-        images.append(image)
-        masks.append(rgb_to_labels(labels, palette, IGNORE_LABEL))
-    return CaseData(images=images, masks=masks, sources=list(pairs), notes=notes)
-
-
-def find_rgb_label_cases(src, palette, group_by="sequence"):
-    """Pairs RGB images with colour label images under `src` (CamVid layout).
-
-    A label image is `<stem>_L.<ext>` (CamVid) anywhere under `src`, or a
-    file with the image's stem inside a folder whose name contains "label".
-    With `group_by="sequence"` the frames of one video (the stem's prefix
-    before the first "_", e.g. `0001TP`) form one case, so that folds never
-    split a sequence; `"image"` makes every image its own case.
-
-    Returns:
-        `(cases, problems)` with `{image: message}` for images without labels.
-    """
-    if group_by not in ("sequence", "image"):
-        raise ValueError(f"`group_by` must be 'sequence' or 'image'. Received: {group_by!r}")
-    if not os.path.isdir(src):
-        raise ValueError(f"image folder '{src}' does not exist.")
-    images, labels = {}, {}
-    for root, _, names in os.walk(src):
-        in_label_folder = "label" in os.path.basename(root).lower()
-        for name in sorted(names):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in IMAGE_SUFFIXES:
-                continue
-            path = os.path.join(root, name)
-            if stem.endswith("_L"):
-                labels[stem[:-2]] = path
-            elif in_label_folder:
-                labels[stem] = path
-            else:
-                images[stem] = path
-    if not images:
-        raise ValueError(f"no image under '{src}'.")
-    groups, problems = {}, {}
-    for stem in sorted(images):
-        if stem not in labels:
-            problems[stem] = f"no label image for '{images[stem]}' ({stem}_L.png or labels/{stem}.png)"
-            continue
-        key = stem.split("_")[0] if group_by == "sequence" else stem
-        groups.setdefault(safe_case_name(key), []).append((images[stem], labels[stem]))
-    cases = [Case(name, load_rgb_case, (tuple(pairs), palette)) for name, pairs in groups.items()]
     return cases, problems

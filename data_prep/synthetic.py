@@ -88,7 +88,7 @@ def make_promise12_like(out, cases=12, seed=0, slices_range=PROMISE12_SLICES, si
 
     _check_count(cases, "cases")
     with staged_folder(out) as staging:
-        for index in tqdm(range(cases), desc="MRI cases", unit="case", disable=not progress):
+        for index in tqdm(range(cases), desc="MRI cases", unit="case", disable=None if progress else True):
             rng = np.random.default_rng([seed, index, 12])
             slices = int(rng.integers(slices_range[0], slices_range[1] + 1))
             size = int(rng.choice(sizes))
@@ -188,7 +188,7 @@ def make_ultrasound_like(out, cases=5, seed=0, slices_range=ULTRASOUND_SLICES, s
     _check_count(cases, "cases")
     with staged_folder(out) as staging:
         os.makedirs(os.path.join(staging, "masks"))
-        for index in tqdm(range(cases), desc="ultrasound cases", unit="case", disable=not progress):
+        for index in tqdm(range(cases), desc="ultrasound cases", unit="case", disable=None if progress else True):
             rng = np.random.default_rng([seed, index, 5])
             slices = int(rng.integers(slices_range[0], slices_range[1] + 1))
             size = int(rng.choice(sizes))
@@ -277,7 +277,7 @@ def make_decathlon_like(out, cases=12, seed=0, slices_range=ZONES_SLICES, sizes=
             for sub in ("imagesTr", "labelsTr"):
                 os.makedirs(os.path.join(folder, sub))
         training = []
-        for index in tqdm(range(cases), desc="two-zone MRI cases", unit="case", disable=not progress):
+        for index in tqdm(range(cases), desc="two-zone MRI cases", unit="case", disable=None if progress else True):
             rng = np.random.default_rng([seed, index, 52])
             slices = int(rng.integers(slices_range[0], slices_range[1] + 1))
             size = int(rng.choice(sizes))

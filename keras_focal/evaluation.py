@@ -90,6 +90,8 @@ class SegmentationMetrics:
             the foreground is in neither mask are left out); `dataset_DSC`/
             `dataset_IOU` pool every pixel first (class metrics averaged
             over the foreground classes).
+        image_size: `(height, width)` of the scored label maps when they all
+            share one, else None.
     """
 
     class_names: list
@@ -99,6 +101,12 @@ class SegmentationMetrics:
     image_metrics: list
     foreground: list
     foreground_metrics: dict
+    image_size: tuple = None
+
+    def never_predicted(self):
+        """Names of the classes present in the truth that the prediction never marks (IoU 0 by absence, not by error)."""
+        truth, predicted = self.confusion_matrix.sum(axis=1), self.confusion_matrix.sum(axis=0)
+        return [name for name, t, p in zip(self.class_names, truth, predicted) if t > 0 and p == 0]
 
     @property
     def normalized_confusion_matrix(self):
@@ -153,6 +161,8 @@ class SegmentationMetrics:
                     "foreground_classes": [self.class_names[i] for i in self.foreground],
                     "foreground_metrics": self.foreground_metrics,
                     "class_metrics": {k: list(v) for k, v in self.class_metrics.items()},
+                    "never_predicted": self.never_predicted(),
+                    "image_size": list(self.image_size) if self.image_size else None,
                     "image_metrics": self.image_metrics,
                 }
             ),
@@ -232,7 +242,7 @@ def evaluate_semantic_segmentation(
         raise ValueError(f"`foreground` holds indices outside 0..{count - 1}: {foreground}")
 
     confusion = np.zeros((count, count), np.int64)
-    bf_per_image, images = [], []
+    bf_per_image, images, shapes = [], [], set()
     truths = _as_maps(ground_truth, "ground_truth")
     for index, predicted in enumerate(_as_maps(predictions, "predictions")):
         truth = next(truths, None)
@@ -250,6 +260,7 @@ def evaluate_semantic_segmentation(
                 f"image {index}: {where} holds labels {(bad_truth if bad_truth.size else bad_prediction)[:10].tolist()} "
                 f"outside 0..{count - 1}" + (f" (and not the ignore label {ignore_label})" if bad_truth.size else "") + "."
             )
+        shapes.add(truth.shape)
         image_confusion = np.bincount(
             truth[labelled].astype(np.int64) * count + predicted[labelled].astype(np.int64), minlength=count * count
         ).reshape(count, count)
@@ -292,6 +303,7 @@ def evaluate_semantic_segmentation(
         image_metrics=images,
         foreground=foreground,
         foreground_metrics=foreground_metrics,
+        image_size=tuple(int(n) for n in next(iter(shapes))) if len(shapes) == 1 else None,
     )
 
 

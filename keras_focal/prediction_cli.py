@@ -313,7 +313,7 @@ def _predict_locked(plan):
         print(f"note: {note}")
     postprocess = _postprocess_labels(plan)
     failed, written, case_notes = {}, [], {}
-    bar = tqdm(plan.pending, desc="cases", unit="case", disable=args.quiet or not plan.pending)
+    bar = tqdm(plan.pending, desc="cases", unit="case", disable=True if args.quiet or not plan.pending else None)
     for case in bar:
         try:
             notes = _predict_case(plan, case, postprocess, partial)

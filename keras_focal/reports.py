@@ -69,28 +69,72 @@ def overlay(image, truth, predicted, foreground, scale=None):
 
 
 OVERLAY_KEY = (((0, 220, 0), "truth"), ((230, 30, 30), "prediction"), ((255, 220, 0), "both"))
+IGNORED_COLOUR = (0, 0, 0)  # pixels of the ignore label (void) in a label map
 
 
-def with_key(picture, caption):
-    """`picture` (RGB uint8) above a white strip: the overlay's colour key, then `caption` (e.g. the Dice)."""
+def class_colours(class_names):
+    """One RGB colour per class: CamVid's own colour where the name is one of its 11 classes, else matplotlib's tab20."""
+    import matplotlib
+
+    from keras_focal.data_prep.camvid import CAMVID_11
+
+    table = matplotlib.colormaps["tab20"].colors
+    return [CAMVID_11[name][0] if name in CAMVID_11 else tuple(int(255 * c) for c in table[index % len(table)])
+            for index, name in enumerate(class_names)]
+
+
+def label_panels(image, truth, predicted, class_names, ignore_label=255):
+    """RGB uint8: image | true label map | predicted label map side by side, in the colours of `class_colours`.
+
+    For data sets without a background class (every class is foreground), where
+    contours of "the foreground" would outline every pixel.
+    """
+    colours = np.asarray(class_colours(class_names) + [IGNORED_COLOUR] * (256 - len(class_names)), np.uint8)
+    colours[ignore_label] = IGNORED_COLOUR
+    image = np.asarray(image)
+    rgb = image[..., :3] if image.ndim == 3 and image.shape[-1] >= 3 else np.repeat(image.reshape(image.shape[:2] + (1,))[..., :1], 3, axis=-1)
+    gap = np.full((rgb.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([rgb.astype(np.uint8), gap, colours[truth], gap, colours[predicted]], axis=1)
+
+
+def _draw_key(picture, entries, caption):
+    """`picture` above a white strip: `entries` ((colour, name), ...) as swatches, wrapped, then `caption`."""
     from PIL import Image, ImageDraw, ImageFont
 
     height, width = picture.shape[:2]
     line = 17
     font = ImageFont.load_default(size=13)  # Pillow's bundled font: no font files needed
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    needed = 8 + max(sum(24 + measure.textlength(name, font=font) for _, name in OVERLAY_KEY),
-                     measure.textlength(caption, font=font))
-    canvas = Image.new("RGB", (max(width, int(needed)), height + 2 * line + 4), (255, 255, 255))  # a narrow picture gets a margin
+    widths = [24 + int(measure.textlength(name, font=font)) for _, name in entries]
+    canvas_width = max(width, int(8 + measure.textlength(caption, font=font)), 8 + min(sum(widths), 640))
+    rows, x = 1, 4
+    for entry_width in widths:  # how many lines the swatches take at this width
+        if x + entry_width > canvas_width and x > 4:
+            rows, x = rows + 1, 4
+        x += entry_width
+    canvas = Image.new("RGB", (canvas_width, height + (rows + 1) * line + 4), (255, 255, 255))
     canvas.paste(Image.fromarray(picture), (0, 0))
     draw = ImageDraw.Draw(canvas)
     x, y = 4, height + 3
-    for colour, name in OVERLAY_KEY:
-        draw.rectangle([x, y + 2, x + 10, y + 12], fill=colour, outline=(0, 0, 0))
+    for (colour, name), entry_width in zip(entries, widths):
+        if x + entry_width > canvas_width and x > 4:
+            x, y = 4, y + line
+        draw.rectangle([x, y + 2, x + 10, y + 12], fill=tuple(int(c) for c in colour), outline=(0, 0, 0))
         draw.text((x + 14, y), name, fill=(0, 0, 0), font=font)
-        x += 24 + int(draw.textlength(name, font=font))
+        x += entry_width
     draw.text((4, y + line), caption, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
+
+
+def with_key(picture, caption):
+    """`picture` (RGB uint8) above a white strip: the overlay's colour key, then `caption` (e.g. the Dice)."""
+    return _draw_key(picture, OVERLAY_KEY, caption)
+
+
+def with_class_key(picture, class_names, caption):
+    """`label_panels`' picture above its key: each class's colour, void, then `caption`."""
+    entries = list(zip(class_colours(class_names), class_names)) + [(IGNORED_COLOUR, "void (not scored)")]
+    return _draw_key(picture, entries, caption)
 
 
 def write_evaluation(result, rows, images, masks, predictions, out):
@@ -108,12 +152,19 @@ def write_evaluation(result, rows, images, masks, predictions, out):
     confusion_matrix_figure(result, os.path.join(out, "confusion_matrix.png"))
     ranked = frame.ForegroundDice.dropna().sort_values()
     written = {}
+    # Without a background class every class is foreground: contours would outline every pixel, so the label maps are shown.
+    every_class = len(result.foreground) == len(result.class_names)
     if len(ranked):
         picks = {"worst": ranked.index[0], "median": ranked.index[len(ranked) // 2], "best": ranked.index[-1]}
         for label, index in picks.items():
             dice = float(frame.ForegroundDice[index])
-            picture = with_key(overlay(images[index], masks[index], predictions[index], result.foreground),
-                               f"{label} test image: foreground Dice {dice:.3f}")
+            if every_class:
+                picture = with_class_key(label_panels(images[index], masks[index], predictions[index], result.class_names),
+                                         result.class_names,
+                                         f"{label} test image: image | truth | prediction; mean Dice over its classes {dice:.3f}")
+            else:
+                picture = with_key(overlay(images[index], masks[index], predictions[index], result.foreground),
+                                   f"{label} test image: foreground Dice {dice:.3f}")
             path = os.path.join(out, f"overlay_{label}.png")
             save_png_atomically(picture, path)
             written[label] = {"image": int(index), "ForegroundDice": float(frame.ForegroundDice[index]), "file": os.path.basename(path)}
@@ -171,7 +222,7 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     from keras_focal.evaluation import evaluate_semantic_segmentation
     from keras_focal.files import FolderBusyError, FolderLock, check_output_folder, publishing_folder
     from keras_focal.training.data import PreparedDataset
-    from keras_focal.training.run import predict_label_maps
+    from keras_focal.training.run import predict_label_maps, predicted_pairs
 
     out = os.path.abspath(out)
     check_output_folder(out, "the evaluation folder")
@@ -189,7 +240,11 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
             images, masks = dataset.load(cases, channels)
             if not len(images):
                 raise ValueError(f"no test slice for cases {cases}.")
-            predictions = predict_label_maps(model, images, batch_size)
+            label_masks = dataset.original_mask_paths(cases)
+            if label_masks is None:
+                predictions = predict_label_maps(model, images, batch_size)
+            else:  # photographs: scored (and shown) at the label images' own size, as `train` scores them
+                images, masks, predictions = _at_label_size(model, dataset, cases, images, masks, label_masks, batch_size)
             result = evaluate_semantic_segmentation(predictions, list(masks), dataset.class_names, ignore_label=dataset.ignore_label)
             summary = None
             if volumes:
@@ -204,6 +259,40 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     except FolderBusyError as error:
         raise ValueError(f"another evaluation is writing '{out}': {error}") from None
     return (result, summary) if volumes else result
+
+
+def _at_label_size(model, dataset, cases, images, masks, label_masks, batch_size):
+    """`(images, masks, predictions)` at the label images' own size: the source photographs (or the slices
+    resized back where they are gone), the original masks, and the predictions restored to that size."""
+    from keras_focal.data_prep.slicing import resize_image
+    from keras_focal.training.data import Examples
+    from keras_focal.training.run import predicted_pairs
+
+    keep_aspect = dataset.preparation()[1].keep_aspect
+    examples = Examples(images, masks, channels=images.shape[-1])
+    pairs = list(predicted_pairs(model, examples, batch_size, label_masks, keep_aspect))
+    shown = []
+    for slice_image, source, (_, truth) in zip(images, dataset.rows(cases).source_image, pairs):
+        shown.append(_source_photograph(source, truth.shape) if isinstance(source, str) else None)
+        if shown[-1] is None:  # the slice back at the labels' size (the padding of --keep-aspect cropped away)
+            height, width = truth.shape
+            side = max(height, width) if keep_aspect else None
+            back = resize_image(slice_image, (side, side) if keep_aspect else (height, width))
+            top, left = ((side - height) // 2, (side - width) // 2) if keep_aspect else (0, 0)
+            shown[-1] = back[top: top + height, left: left + width]
+    return shown, [truth for _, truth in pairs], [prediction for prediction, _ in pairs]
+
+
+def _source_photograph(path, shape):
+    """The photograph a slice was made from, when it is still there at the labels' size; else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return rgb if rgb.shape[:2] == tuple(shape) else None
 
 
 def add_evaluate_parser(commands):

@@ -15,7 +15,8 @@ from keras_focal.cli import main
 from keras_focal.data_prep import dataset as dataset_module
 from keras_focal import files as files_module
 from keras_focal.data_prep.dataset import PrepOptions, assign_folds, prepare_dataset
-from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, find_rgb_label_cases
+from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
+from keras_focal.data_prep.camvid import find_rgb_label_cases
 from keras_focal.data_prep.camvid import CAMVID_11
 from tests.prep_fixtures import png
 

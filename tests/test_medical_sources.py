@@ -458,3 +458,24 @@ def test_predicted_labels_carry_the_source_label_values(zones, tmp_path):
     settings = PredictionSettings.from_dataset(dataset)
     np.testing.assert_array_equal(settings.labels.to_values(np.array([0, 1, 2])), [0, 3, 7])
     assert json.loads((tmp_path / "out" / "prep.json").read_text())["label_values"] == [0, 3, 7]
+
+
+def test_nnunet_splits_final_are_the_folds_of_the_prepared_set(zones, tmp_path, capsys):
+    from keras_focal.data_prep.prepared import PreparedDataset
+
+    splits = tmp_path / "splits_final.json"
+    splits.write_text(json.dumps([{"train": ["prostate_02", "prostate_03"], "val": ["prostate_00", "prostate_01"]},
+                                  {"train": ["prostate_00", "prostate_01"], "val": ["prostate_02", "prostate_03"]}]))
+    out = tmp_path / "out"
+    assert main(["prep", "nnunet", str(zones["nnunet"]), str(out), "--size", "32", "--split", str(splits), "--quiet"]) == 0
+    assert "2 folds from nnU-Net's 'splits_final.json'" in capsys.readouterr().out
+    dataset = PreparedDataset(out)
+    assert dataset.split(0, validation_fraction=0)[2] == ["prostate_00", "prostate_01"]
+    assert dataset.split(1, validation_fraction=0)[2] == ["prostate_02", "prostate_03"]
+    splits.write_text(json.dumps([{"train": ["prostate_02"], "val": ["prostate_00", "prostate_01"]},
+                                  {"train": ["prostate_00"], "val": ["prostate_02"]}]))
+    assert main(["prep", "nnunet", str(zones["nnunet"]), str(tmp_path / "other"), "--split", str(splits), "--quiet"]) == 2
+    assert "does not list 1 case(s) of the data: 'prostate_03'" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+    assert main(["prep", "synth", str(tmp_path / "synth"), "--split", str(splits)]) == 2
+    assert "prep synth writes several data sets, and a split names the cases of one" in capsys.readouterr().err

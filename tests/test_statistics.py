@@ -9,10 +9,10 @@ from keras_focal.training.compare import markdown_tables
 
 
 def _table(scores, optimizer="adam"):
-    """`scores`: {loss: [mdsc per fold]} -> a results table (seed 0)."""
+    """`scores`: {loss: [score per fold]} -> a results table (seed 0); the pooled headline and the per-image means alike."""
     return pd.DataFrame([
         {"dataset": "hand", "model": "unet", "optimizer": optimizer, "loss": loss, "fold": fold, "seed": 0,
-         "epochs": 5, "mdsc": value, "miou": value, "nan_epoch": np.nan}
+         "epochs": 5, "dataset_miou": value, "mdsc": value, "miou": value, "nan_epoch": np.nan}
         for loss, values in scores.items() for fold, value in enumerate(values)
     ])
 
@@ -57,7 +57,8 @@ def test_results_md_has_the_paired_section_per_condition():
     table = pd.concat([_table({"ce": [0.8, 0.7, 0.6], "dice_ce": [0.7, 0.7, 0.7], "adfl": [0.9, 0.8, 0.7]}),
                        _table({"ce": [0.5, 0.5, 0.5], "adfl": [0.6, 0.6, 0.6]}, optimizer="sgdm")])
     markdown = markdown_tables(table, reference="adfl")
-    assert "## Paired differences against ADFL" in markdown
+    assert "## Paired differences against ADFL: pooled mIoU" in markdown
+    assert "ADFL minus each loss in pooled mIoU (points)" in markdown
     assert "### hand, U-net, ADAM" in markdown and "### hand, U-net, SGDM" in markdown
     assert "| CE | 3 | +10.00 | [+10.00, +10.00] | – |" in markdown  # constant difference: no spread, no t-test
     assert "ADFL better by the same amount in every pair (no spread to test)" in markdown

@@ -288,7 +288,7 @@ def classification_grid(out, settings, images, labels, progress=True):
     images, labels = _subset(images, labels, settings.subset, settings.seed)
     cells = [(k, float(g), int(t), float(n)) for k in settings.losses for g in settings.gammas for t in settings.thresholds for n in settings.noise]
     rows = done.to_dict("records")
-    for kind, gamma, threshold, noise in tqdm(cells, desc="classification cells", disable=not progress):
+    for kind, gamma, threshold, noise in tqdm(cells, desc="classification cells", disable=None if progress else True):
         if (kind, gamma, threshold, noise) in finished:
             continue
         targets = (labels <= threshold).astype(np.float32)[:, None]  # class A = 1
@@ -311,7 +311,7 @@ def segmentation_curves(out, settings, images, progress=True):
     images, _ = _subset(images, np.zeros(len(images)), settings.segmentation_subset, settings.seed)
     masks = (images > 0.5).astype(np.float32)  # masks first, noise after (the paper's order)
     rows = done.to_dict("records")
-    for kind in tqdm(settings.losses, desc="segmentation runs", disable=not progress):
+    for kind in tqdm(settings.losses, desc="segmentation runs", disable=None if progress else True):
         for noise in settings.segmentation_noise:
             if (kind, float(noise)) in finished:
                 continue

@@ -125,13 +125,17 @@ def _train(args):
     with processes.private_folders(group, config.out, config.init_dir) as (out, init_dir):
         metrics = train_run(
             dataclasses.replace(config, out=out, init_dir=init_dir),
-            resume=args.resume, verbose=1 if group.is_chief else 0, force=args.force,
+            # Keras's progress bar (1) redraws with ANSI codes: one line per epoch (2) where output is not a terminal.
+            resume=args.resume, verbose=(1 if sys.stdout.isatty() else 2) if group.is_chief else 0, force=args.force,
         )
     if not group.is_chief:
         return 0
     for warning in metrics.get("warnings") or ():
         print(f"keras-focal train: warning: {warning}", file=sys.stderr)
-    print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: mDSC {metrics['mdsc']}, mIOU {metrics['miou']}, NaN epoch {metrics['nan_epoch']}")
+    from keras_focal.training.compare import run_summary
+
+    nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
+    print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: {run_summary(metrics)}{nan}")
     return 0
 
 

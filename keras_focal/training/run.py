@@ -241,32 +241,58 @@ class InitialWeights:
         return model, digest
 
 
-def _predicted_pairs(model, examples, batch_size):
-    """`(label map, mask)` pairs, uint8, batch by batch (nothing held beyond a batch)."""
+def predicted_pairs(model, examples, batch_size, label_masks=None, keep_aspect=False):
+    """`(label map, mask)` pairs, uint8, batch by batch (nothing held beyond a batch).
+
+    `label_masks`: the paths of the slices' masks at the label images' own
+    size (`PreparedDataset.original_mask_paths`), in the order of
+    `examples`. Each slice's class probabilities are then restored to that
+    size (bilinear, `keep_aspect` padding removed: the inverse of prep's
+    resize) before the arg-max, and paired with that mask: the scores are
+    those of the labels as distributed, not of their resized copies.
+    """
+    from keras_focal.data_prep.slicing import labels_of, restore_probabilities
+
+    originals = iter(label_masks) if label_masks is not None else None
     for batch_images, batch_masks in evaluation_dataset(examples, batch_size):
         # predict_on_batch: NumPy out on every backend, no gradient graph (torch).
         probabilities = np.asarray(model.predict_on_batch(np.asarray(batch_images)))
-        maps = np.argmax(probabilities, axis=-1).astype(np.uint8)
-        yield from zip(maps, np.asarray(batch_masks).astype(np.uint8))
+        if originals is None:
+            maps = np.argmax(probabilities, axis=-1).astype(np.uint8)
+            yield from zip(maps, np.asarray(batch_masks).astype(np.uint8))
+            continue
+        for probability in probabilities:
+            truth = read_mask_png(next(originals))
+            restored = restore_probabilities(probability[None], *truth.shape, keep_aspect=keep_aspect)[0]
+            yield labels_of(restored), truth
+
+
+def read_mask_png(path):
+    """A mask PNG's class indices (uint8)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image, dtype=np.uint8)
 
 
 def predict_label_maps(model, images, batch_size):
     """Arg-max label maps (uint8) of the uint8 `images` array, batch by batch."""
     examples = Examples(images, np.zeros(images.shape[:3], np.uint8), channels=images.shape[-1])
-    return [label_map for label_map, _ in _predicted_pairs(model, examples, batch_size)]
+    return [label_map for label_map, _ in predicted_pairs(model, examples, batch_size)]
 
 
-def evaluate_model(model, examples, class_names, batch_size, ignore_label=IGNORE_LABEL):
+def evaluate_model(model, examples, class_names, batch_size, ignore_label=IGNORE_LABEL, label_masks=None, keep_aspect=False):
     """`evaluate_semantic_segmentation` of the model's predictions on `Examples`.
 
     Predictions and masks are paired lazily, so a streamed test set is never
-    held in memory.
+    held in memory. With `label_masks` the scores are computed at the label
+    images' own size (see `predicted_pairs`).
     """
     import itertools
 
     from keras_focal.evaluation import evaluate_semantic_segmentation
 
-    first, second = itertools.tee(_predicted_pairs(model, examples, batch_size))
+    first, second = itertools.tee(predicted_pairs(model, examples, batch_size, label_masks, keep_aspect))
     return evaluate_semantic_segmentation(
         (label_map for label_map, _ in first), (mask for _, mask in second),
         class_names, ignore_label=ignore_label,
@@ -275,6 +301,9 @@ def evaluate_model(model, examples, class_names, batch_size, ignore_label=IGNORE
 
 def _scores(result):
     return {
+        "global_accuracy": result.dataset_metrics["GlobalAccuracy"],
+        "never_predicted": result.never_predicted(),
+        "scored_size": "x".join(map(str, result.image_size)) if result.image_size else None,
         "mdsc": result.foreground_metrics["mDSC"],
         "miou": result.foreground_metrics["mIOU"],
         "dataset_mdsc": result.foreground_metrics["dataset_DSC"],
@@ -646,7 +675,7 @@ def _finish(prepared, model, best, recorder, state):
     return epochs_run, nan_epoch, evaluated, warnings
 
 
-NO_SCORES = {"mdsc": float("nan"), "miou": float("nan"), "dataset_mdsc": float("nan"), "dataset_miou": float("nan"),
+NO_SCORES = {"global_accuracy": float("nan"), "never_predicted": [], "scored_size": None, "mdsc": float("nan"), "miou": float("nan"), "dataset_mdsc": float("nan"), "dataset_miou": float("nan"),
              "iou": {}, "dice": {}, "mean_bf_score": float("nan"), "confusion_matrix": []}
 
 
@@ -657,7 +686,10 @@ def _test(prepared, model, best, evaluated):
     config, dataset = prepared.config, prepared.dataset
     evaluation_model = keras.models.load_model(best.path) if evaluated == "best" else model
     test = dataset.examples(prepared.test_cases, prepared.input_shape[-1], prepared.stream, config.cache)
-    result = evaluate_model(evaluation_model, test, dataset.class_names, config.batch_size, dataset.ignore_label)
+    label_masks = dataset.original_mask_paths(prepared.test_cases)
+    keep_aspect = dataset.preparation()[1].keep_aspect if label_masks is not None else False
+    result = evaluate_model(evaluation_model, test, dataset.class_names, config.batch_size, dataset.ignore_label,
+                            label_masks, keep_aspect)
     write_text_atomically(os.path.join(config.out, "evaluation.json"), result.to_json() + "\n")
     return _scores(result)
 

@@ -98,16 +98,16 @@ def _conclusion(row, reference):
 RUN_PAIRS = "the runs of the same fold and seed (same data, same initial weights)"
 
 
-def markdown(differences, reference_label, labels=None, metric_name="mDSC", pairs=RUN_PAIRS, heading="##"):
+def markdown(differences, reference_label, labels=None, metric_name="foreground mDSC", pairs=RUN_PAIRS, heading="##"):
     """The paired-difference tables as Markdown, one per condition; `pairs` says what a pair is."""
     labels = labels or {}
     if differences.empty:
         return ""
     keys = [k for k in ("dataset", "model", "optimizer") if k in differences]
     lines = [
-        f"{heading} Paired differences against {reference_label}" + ("" if metric_name == "mDSC" else f": {metric_name}"),
+        f"{heading} Paired differences against {reference_label}: {metric_name}",
         "",
-        f"{reference_label} minus each loss in foreground {metric_name} (points), over {pairs}.",
+        f"{reference_label} minus each loss in {metric_name} (points), over {pairs}.",
         "95% CI: t interval of the mean difference; p: paired t-test and",
         "Wilcoxon signed-rank test (exact). Fewer than 3 pairs: no interval or test.",
         "",

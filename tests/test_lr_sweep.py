@@ -128,14 +128,17 @@ def test_compare_cli_refuses_a_bad_sweep_before_training(prepared_trus, tmp_path
     assert not (tmp_path / "a" / "runs").exists() and not (tmp_path / "b" / "runs").exists()
 
 
-@pytest.mark.parametrize("name", ["compare-trus.yaml", "compare-scenes.yaml", "compare-zones.yaml"])
+SHIPPED_CONFIGS = ["compare-camvid-paper.yaml", "compare-camvid.yaml", "compare-scenes.yaml", "compare-trus.yaml",
+                   "compare-zones.yaml"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_shipped_configs_are_valid_grids(name):
     """Every YAML in configs/ loads and builds valid runs (a typo in a setting would fail here, not after prep)."""
     from keras_focal.training.config import RunConfig
 
     root = os.path.join(os.path.dirname(__file__), "..", "configs")
-    assert sorted(n for n in os.listdir(root) if n.endswith(".yaml")) == ["compare-scenes.yaml", "compare-trus.yaml",
-                                                                          "compare-zones.yaml"]
+    assert sorted(n for n in os.listdir(root) if n.endswith(".yaml")) == SHIPPED_CONFIGS
     config = CompareConfig.from_yaml(os.path.join(root, name))
     runs = list(config.runs())
     assert runs and all(isinstance(run, RunConfig) for run in runs)
@@ -144,3 +147,7 @@ def test_shipped_configs_are_valid_grids(name):
         assert config.data == "data/prepared/camvid" and "dice_ce" in config.losses and config.folds == [0, 1, 2]
     if name == "compare-zones.yaml":  # `prep synth data --msd 12 ... --prepare` writes data/prepared/msd
         assert config.data == "data/prepared/msd" and config.folds == [0, 1, 2] and len(runs) == 15
+    if name.startswith("compare-camvid"):  # CamVid's official split: split.csv holds one fold, 0
+        assert config.folds == [0] and config.seeds == [0, 1, 2] and len(runs) == 15
+        assert all(run.evaluate == "best" for run in runs)
+        assert config.losses == ["ce", "wce", "fl", "dice_ce", "adfl"]

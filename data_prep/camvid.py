@@ -33,6 +33,7 @@ import re
 import numpy as np
 
 from keras_focal.data_prep.dataset import Case, CaseData, safe_case_name
+from keras_focal.data_prep.file_checks import decoded, read_image_file
 from keras_focal.data_prep.labels import LabelTable
 from keras_focal.data_prep.prepared import IGNORE_LABEL
 from keras_focal.data_prep.volume import CaseError
@@ -179,21 +180,17 @@ def _value_range(values):
 
 def read_label_image(path, form):
     """A label image as an array: single-band as stored (`index`), else converted to RGB (`colour`)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
+    with read_image_file(path) as image:
         if form == "colour":
-            return np.asarray(image.convert("RGB"))
+            return decoded(path, lambda: np.asarray(image.convert("RGB")))
         if image.mode not in INDEX_MODES:
             raise CaseError(f"label image '{path}' is {image.mode}, not a single-band index image.")
-        return np.asarray(image)
+        return decoded(path, lambda: np.asarray(image))
 
 
 def _read_rgb(path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    with read_image_file(path) as image:
+        return decoded(path, lambda: np.asarray(image.convert("RGB")))
 
 
 # --- finding the pairs ---------------------------------------------------------

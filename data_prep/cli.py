@@ -1,11 +1,22 @@
 """`keras-focal prep ...`: the data-preparation subcommands."""
 
+import argparse
 import os
 import shutil
 
 from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
 from keras_focal.data_prep.slicing import DEFAULT_PERCENTILES
 
+
+def _fold_count(text):
+    """`--folds`: an integer >= 2 (one fold would leave nothing to train on), refused by the parser (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, not {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a fold is tested on by a model trained on the others), not {value}")
+    return value
 
 
 def _add_common(parser):
@@ -17,7 +28,7 @@ def _add_common(parser):
     parser.add_argument("--keep-aspect", action="store_true", help="pad to a square before resizing (default: stretch)")
     parser.add_argument("--slices", choices=("all", "foreground"), default="all", help="which slices to keep (default: all)")
     parser.add_argument("--min-foreground", type=float, default=0.0, help="with --slices foreground: minimum foreground fraction")
-    parser.add_argument("--folds", type=int, default=3, help="patient-level folds (default: 3)")
+    parser.add_argument("--folds", type=_fold_count, default=3, help="patient-level folds, at least 2 (default: 3)")
     parser.add_argument("--split", metavar="FILE|folds",
                         help="the data set's own split instead of drawn folds: a CSV case,subset (train/validation/test; "
                              "optional group) or case,fold, or nnU-Net's splits_final.json; 'folds' draws --folds folds even "
@@ -150,6 +161,13 @@ def _run(args, cases, out, class_names, source, unlabelled=(), failures=None, ch
         from keras_focal.data_prep.splits import read_split_file
 
         split = read_split_file(args.split)
+    if split is None:
+        units = {(groups or {}).get(case.name, case.name) for case in cases}
+        if len(units) < args.folds:
+            what = "groups (video sequences)" if groups and len(units) < len(cases) else "cases"
+            raise ValueError(f"--folds {args.folds} needs at least {args.folds} {what}; there {'is' if len(units) == 1 else 'are'} "
+                             f"{len(units)} to prepare" + (f" (give --folds {len(units)} or fewer, or --split FILE)" if len(units) >= 2 else
+                                                          " (folds need at least 2: give --split FILE to name a test set)"))
     created = not os.path.exists(out)
     report = prepare_dataset(
         cases, out, class_names, _options(args), source=source, folds=args.folds, seed=args.seed,

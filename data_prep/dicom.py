@@ -15,19 +15,31 @@ GAP_TOLERANCE = 0.1
 _DEFER_ABOVE = "64 KB"
 
 
-def _read_header(path):
-    """The file's dataset with its pixel data deferred (read once, by `_pixels`), or None if it is not DICOM."""
+def read_dicom_header(path):
+    """The file's dataset with its pixel data deferred (read once, by `_pixels`), or None if it is not DICOM.
+
+    Raises:
+        CaseError: the file has DICOM's "DICM" marker but pydicom cannot
+            parse it (truncated or corrupt): never skipped as "not DICOM".
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         return pydicom.dcmread(path, defer_size=_DEFER_ABOVE)
-    except (InvalidDicomError, OSError, ValueError, EOFError):
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
+        try:
+            with open(path, "rb") as handle:
+                marked = handle.read(132)[128:132] == b"DICM"
+        except OSError:
+            marked = False
+        if marked:
+            raise CaseError(f"'{path}' is a DICOM file that cannot be read (truncated or corrupt?): {error}") from None
         return None
 
 
 def _pixels(path, dataset):
-    """Modality-rescaled pixels of one file (`dataset`: its `_read_header`), `(frames, rows, columns)` float32."""
+    """Modality-rescaled pixels of one file (`dataset`: its `read_dicom_header`), `(frames, rows, columns)` float32."""
     from pydicom.pixels import apply_modality_lut
 
     try:
@@ -115,6 +127,20 @@ def _slice_step(positions, normal, notes):
     return order, step
 
 
+def _check_not_a_cut_image(path, header):
+    """Raises `CaseError` when a DICOM file without pixel rows is an image whose data set was cut short.
+
+    Such a file would otherwise be skipped as "not an image", and its series
+    read with a slice missing.
+    """
+    sop_class = header.get("SOPClassUID") or getattr(header, "file_meta", {}).get("MediaStorageSOPClassUID")
+    if sop_class is None:
+        raise CaseError(f"'{path}' is a DICOM file that cannot be read (truncated or corrupt?): it names no SOP class.")
+    name = getattr(sop_class, "name", str(sop_class))
+    if "Image Storage" in name:
+        raise CaseError(f"'{path}' is a DICOM image ({name}) without its pixel rows and data: truncated or corrupt?")
+
+
 def find_series(folder):
     """`{SeriesInstanceUID: [(path, header), ...]}` for every DICOM file under `folder`."""
     series = collections.defaultdict(list)
@@ -123,9 +149,11 @@ def find_series(folder):
             if name.upper() == "DICOMDIR":
                 continue
             path = os.path.join(root, name)
-            header = _read_header(path)
+            header = read_dicom_header(path)
             if header is not None and header.get("Rows"):  # an image, not a report or DICOMDIR
                 series[str(header.get("SeriesInstanceUID", "unknown"))].append((path, header))
+            elif header is not None:
+                _check_not_a_cut_image(path, header)
     return dict(series)
 
 
@@ -182,7 +210,7 @@ def read_dicom_volume(path, series=None):
     """
     path = str(path)
     if os.path.isfile(path):
-        header = _read_header(path)
+        header = read_dicom_header(path)
         if header is None:
             raise CaseError(f"'{path}' is not a DICOM file.")
         files = [(path, header)]

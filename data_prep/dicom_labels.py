@@ -206,6 +206,42 @@ def _segmentation_mask(path, dataset, image, labels, roi_map):
     return mask, notes
 
 
+# A pixel centre closer than this (in pixels) to a contour lies on it: contours written through pixel centres carry
+# decimal-string rounding of about 1e-5 mm.
+ON_CONTOUR_TOLERANCE = 1e-3
+
+
+def pixels_on_contour(rows, columns, shape):
+    """`(rows, columns)` of the pixels whose centres lie on the closed polygon through `(rows, columns)` (to 1e-3 px).
+
+    These pixels are inside the ROI, whatever side of the polygon they fall
+    on: a contour traced through the centres of a mask's boundary pixels
+    (rt-utils, OpenCV's `findContours`, most planning systems) then gives
+    back that mask, as OpenCV's `fillPoly` and rt-utils fill it, where a
+    point-in-polygon test alone would drop half of the boundary.
+    """
+    start = np.stack([rows, columns], axis=1)
+    end = np.roll(start, -1, axis=0)
+    found = []
+    for (r0, c0), (r1, c1) in zip(start, end):
+        low_r, high_r = int(np.ceil(min(r0, r1) - ON_CONTOUR_TOLERANCE)), int(np.floor(max(r0, r1) + ON_CONTOUR_TOLERANCE))
+        low_c, high_c = int(np.ceil(min(c0, c1) - ON_CONTOUR_TOLERANCE)), int(np.floor(max(c0, c1) + ON_CONTOUR_TOLERANCE))
+        if high_r < low_r or high_c < low_c:
+            continue
+        grid_r, grid_c = np.mgrid[low_r:high_r + 1, low_c:high_c + 1]
+        direction = np.array([r1 - r0, c1 - c0])
+        length = float(np.hypot(*direction))
+        if length < 1e-12:  # a repeated vertex
+            distance = np.hypot(grid_r - r0, grid_c - c0)
+        else:  # distance of each centre from the segment's line, the centres within the segment's bounding box
+            distance = np.abs((grid_r - r0) * direction[1] - (grid_c - c0) * direction[0]) / length
+        on = distance <= ON_CONTOUR_TOLERANCE
+        found.append(np.stack([grid_r[on], grid_c[on]], axis=1))
+    points = np.concatenate(found) if found else np.zeros((0, 2), int)
+    keep = (points[:, 0] >= 0) & (points[:, 0] < shape[0]) & (points[:, 1] >= 0) & (points[:, 1] < shape[1])
+    return points[keep, 0], points[keep, 1]
+
+
 def _structure_set_mask(path, dataset, image, labels, roi_map):
     from skimage.draw import polygon
 
@@ -224,6 +260,7 @@ def _structure_set_mask(path, dataset, image, labels, roi_map):
         if number not in classes:
             continue
         filled = np.zeros((slices, height, width), bool)
+        edges = np.zeros((slices, height, width), bool)
         for contour in roi.get("ContourSequence", []):
             if str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper() != "CLOSED_PLANAR":
                 not_areas.add(rois[number])
@@ -236,7 +273,11 @@ def _structure_set_mask(path, dataset, image, labels, roi_map):
                                 f"{'between' if 0 <= slice_index < slices else 'outside'} the image series' slices "
                                 f"(slice index {depth.mean():.2f} of 0..{slices - 1}).")
             inside_rows, inside_columns = polygon(rows, columns, shape=(height, width))
-            filled[slice_index, inside_rows, inside_columns] ^= True
+            filled[slice_index, inside_rows, inside_columns] ^= True  # even-odd: a contour inside another is a hole
+            on_rows, on_columns = pixels_on_contour(rows, columns, (height, width))
+            edges[slice_index, on_rows, on_columns] = True
+        filled |= edges
+        edges[:] = False
         current = mask[filled]
         overlaps += int(np.count_nonzero((current != 0) & (current != classes[number])))
         mask[filled] = classes[number]

@@ -109,6 +109,16 @@ class LabelTable:
         """The Decathlon's `labels`: `{"0": "background", "1": "PZ", ...}` (value -> name)."""
         if not isinstance(labels, dict) or not labels:
             raise ValueError(f"{where}: `labels` must map each label value to its class name. Received: {labels!r}")
+        keys_are_values = all(not isinstance(k, bool) and str(k).strip().lstrip("-").isdigit() for k in labels)
+        if not keys_are_values:
+            names_first = all(isinstance(v, (int, list)) and not isinstance(v, bool) for v in labels.values())
+            raise ValueError(
+                f"{where}: the Decathlon's `labels` maps each label value to a class name (\"0\": \"background\", "
+                f"\"1\": ...); this one has the key(s) {[k for k in labels][:4]}"
+                + (" and maps names to values, as nnU-Net v2's dataset.json does (\"background\": 0): prepare it "
+                   "with `keras-focal prep nnunet`, which reads that form" + (" (region labels, lists of values, "
+                   "are not supported: give each class one value)" if any(isinstance(v, list) for v in labels.values()) else "")
+                   if names_first else "") + f". Received: {labels!r}")
         pairs = sorted((_as_value(value, where), name) for value, name in labels.items())
         if pairs[0][0] != 0:
             raise ValueError(f"{where}: `labels` has no value 0 (the background). Received: {labels!r}")

@@ -6,9 +6,8 @@ import re
 
 import numpy as np
 
-
-class CaseError(Exception):
-    """A problem with one case's input; the case fails, the others go on."""
+from keras_focal.data_prep import file_checks, nifti
+from keras_focal.data_prep.errors import CaseError
 
 
 @dataclasses.dataclass
@@ -24,6 +23,8 @@ class Volume:
         notes: warnings met while reading (kept in the manifest).
         frame_of_reference: the DICOM FrameOfReferenceUID of a series (None
             for other formats): a DICOM SEG or RTSTRUCT must share it.
+        nifti_header: the nibabel header of a NIfTI file (None for other
+            formats): `write_volume_like` writes its qform and sform back.
     """
 
     array: np.ndarray
@@ -33,6 +34,7 @@ class Volume:
     source: str = ""
     notes: list = dataclasses.field(default_factory=list)
     frame_of_reference: str = None
+    nifti_header: object = dataclasses.field(default=None, repr=False)
 
     @property
     def channels(self):
@@ -104,6 +106,22 @@ def write_image_atomically(image, path):
         sitk.WriteImage(image, temporary, useCompression=True)
 
 
+def write_volume_like(volume, array, path, is_vector=False):
+    """Writes `array` on `volume`'s grid to `path` atomically, in the format its extension names.
+
+    A NIfTI output of a NIfTI input carries the input's header: its qform and
+    sform with their codes, exactly (`nifti.write_nifti_like`). Other outputs
+    carry the grid as spacing, origin and direction (SimpleITK).
+    """
+    from keras_focal.files import replacing
+
+    if volume.nifti_header is not None and nifti.is_nifti_path(path):
+        with replacing(str(path)) as temporary:
+            nifti.write_nifti_like(array, volume.nifti_header, temporary, is_vector)
+        return
+    write_image_atomically(volume.geometry().image(array, is_vector=is_vector), path)
+
+
 VOLUME_OUTPUT_FORMATS = (".nii.gz", ".nii", ".mha", ".nrrd")
 # The volume files a folder of cases may hold (`prep volumes`, `keras-focal predict`).
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -118,76 +136,6 @@ def strip_volume_suffix(name):
     return os.path.splitext(name)[0]
 
 
-# Bytes per element of the MetaImage element types whose size is fixed.
-_MET_SIZES = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-    "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
-}
-
-
-def _mhd_fields(header):
-    return {
-        match.group(1): match.group(2)
-        for match in re.finditer(r"^\s*(\w+)\s*=\s*(.*?)\s*$", header, flags=re.MULTILINE)
-    }
-
-
-def _check_mhd_data_file(path):
-    """Checks the data file a `.mhd` header names: it exists and holds what the header says.
-
-    ITK reads the first DimSize x element-size bytes of a longer file without
-    complaint (a silently wrong volume) and reports a shorter one as "No such
-    file or directory" on stdout only; both become a `CaseError` naming the
-    sizes. A compressed file must have the header's `CompressedDataSize`.
-    """
-    with open(path, "rb") as handle:
-        header = handle.read(8192).decode("latin-1", errors="replace")
-    fields = _mhd_fields(header)
-    data_file = fields.get("ElementDataFile")
-    if data_file is None:
-        raise CaseError(f"'{path}' is not a MetaImage header: it has no ElementDataFile line.")
-    if data_file.upper() in ("LOCAL", "LIST") or "%" in data_file:
-        return
-    data_path = os.path.join(os.path.dirname(path), data_file)
-    if not os.path.isfile(data_path):
-        raise CaseError(f"'{path}' names the data file '{data_file}', which is missing.")
-    actual = os.path.getsize(data_path)
-    if fields.get("CompressedData", "False").lower() == "true":
-        compressed = fields.get("CompressedDataSize")
-        if compressed is not None and compressed.isdigit() and int(compressed) != actual:
-            raise CaseError(
-                f"'{data_path}' holds {actual} bytes, but its header '{path}' gives CompressedDataSize = {compressed}."
-            )
-        return
-    element_type = fields.get("ElementType", "")
-    try:
-        dimensions = [int(v) for v in fields.get("DimSize", "").split()]
-        channels = int(fields.get("ElementNumberOfChannels", "1"))
-        header_size = int(fields.get("HeaderSize", "0"))
-    except ValueError:
-        return  # ITK reports malformed fields itself
-    if element_type not in _MET_SIZES or not dimensions:
-        return
-    expected = int(np.prod(dimensions)) * channels * _MET_SIZES[element_type]
-    described = (
-        f"DimSize {' x '.join(map(str, dimensions))}"
-        + (f" x {channels} channels" if channels != 1 else "")
-        + f" of {element_type} ({_MET_SIZES[element_type]} byte(s) each) = {expected} bytes"
-    )
-    if header_size == -1:  # the data are the file's last bytes
-        if actual < expected:
-            raise CaseError(f"'{data_path}' holds {actual} bytes, fewer than its header '{path}' needs: {described}.")
-        return
-    expected += max(header_size, 0)
-    if actual != expected:
-        what = "is truncated" if actual < expected else "holds more bytes than its header describes"
-        raise CaseError(
-            f"'{data_path}' {what}: {actual} bytes, but its header '{path}' gives {described}"
-            + (f" plus a {header_size}-byte header" if header_size > 0 else "")
-            + "."
-        )
-
-
 def read_volume(path):
     """Reads any volume SimpleITK reads (MetaImage, NRRD, NIfTI, a DICOM file...).
 
@@ -199,16 +147,27 @@ def read_volume(path):
     A 4-D image of one volume (some PROMISE12 files) is read as 3-D. A 2-D
     image is one slice.
 
+    Every file is checked whole before a voxel is used
+    (`keras_focal.data_prep.file_checks`): a truncated or corrupt file is a
+    `CaseError`, never zeros. NIfTI is read by nibabel (`nifti.read_nifti`:
+    the gzip stream to its end, the header's size, the grid of its sform or
+    qform as nibabel reads it; the header is kept in `Volume.nifti_header`).
+
     Raises:
-        CaseError: the file is missing, unreadable, or not 2-D to 4-D.
+        CaseError: the file is missing, truncated, corrupt, unreadable, or
+            not 2-D to 4-D; the message names the file and the cause.
     """
     import SimpleITK as sitk
 
     path = str(path)
     if not os.path.isfile(path):
         raise CaseError(f"'{path}' does not exist.")
-    if path.lower().endswith(".mhd"):
-        _check_mhd_data_file(path)
+    if nifti.is_nifti_path(path):
+        contents = nifti.read_nifti(path)
+        return Volume(array=contents.array, spacing=contents.spacing, origin=contents.origin,
+                      direction=contents.direction, source=path, notes=list(contents.notes),
+                      nifti_header=contents.header)
+    file_checks.check_volume_file(path)
     try:
         image = sitk.ReadImage(path)
     except RuntimeError as error:
@@ -251,6 +210,8 @@ def read_header(path, what="a volume SimpleITK can read"):
     path = str(path)
     if not os.path.isfile(path):
         raise CaseError(f"'{path}' does not exist.")
+    if nifti.is_nifti_path(path):
+        nifti.check_nifti_start(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
@@ -295,6 +256,7 @@ def stack_channels(volumes, names, what):
         direction=first.direction,
         source=first.source,
         notes=[note for v in volumes for note in v.notes],
+        nifti_header=first.nifti_header,
     )
 
 

@@ -13,6 +13,11 @@ def check_export(model_path, out, export_format, force=False):
         raise ValueError(f"`format` must be one of {sorted(EXPORT_FORMATS)}. Received: {export_format!r}")
     if not os.path.isfile(model_path):
         raise ValueError(f"no model at '{model_path}'.")
+    import zipfile
+
+    if not zipfile.is_zipfile(model_path):  # a .keras file is a zip archive; a volume or an image is not
+        raise ValueError(f"'{model_path}' is not a saved Keras model (a .keras file, as `train` writes: RUN/best.keras "
+                         "or RUN/last.keras).")
     if export_format == "onnx" and not str(out).endswith(".onnx"):
         raise ValueError(f"an ONNX export is one file: OUT must end in .onnx. Received: '{out}'")
     if os.path.exists(out) and not force:

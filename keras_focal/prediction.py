@@ -316,12 +316,13 @@ def one_hot(masks, num_classes):
 
 @dataclasses.dataclass
 class CaseVolumes:
-    """A prepared case rebuilt on its original grid: predicted and true labels `(z, y, x)`, and the grid."""
+    """A prepared case on its original grid: predicted and true labels `(z, y, x)`, the grid, which truth it is."""
 
     case: str
     prediction: np.ndarray
     truth: np.ndarray
     geometry: object  # `keras_focal.data_prep.volume.Geometry`
+    truth_source: str = "original"  # or "rebuilt: <why the original label volume was not used>"
 
     @property
     def spacing(self):
@@ -383,12 +384,47 @@ def prepared_case_truth(dataset, case):
     return layout.labels_of_masks(masks, dataset.num_classes), layout.geometry
 
 
+TRUTH_ORIGINAL = "original"
+TRUTH_REBUILT = "rebuilt"
+
+
+def original_case_truth(dataset, case, geometry):
+    """`(labels, why_not)`: a prepared case's original label volume as class indices on `geometry`, or why there is none.
+
+    The manifest's `source_mask` names it: a volume file or a DICOM folder,
+    read by prep's readers and mapped through the data set's label table
+    (`classes.json` `label_values`). `labels` is None, and `why_not` says
+    why, when the file is gone, is a DICOM SEG or RTSTRUCT (placed on its
+    series' grid only during prep), or does not fit the recorded grid.
+    """
+    from keras_focal.data_prep.sources import read_mask_volume
+    from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid
+
+    sources = dataset.rows([case]).source_mask.dropna().unique() if "source_mask" in dataset.rows([case]) else []
+    if len(sources) != 1 or not isinstance(sources[0], str) or not sources[0]:
+        return None, "the manifest names no single label volume for it"
+    path = sources[0]
+    if not os.path.exists(path):
+        return None, f"its label volume '{path}' is not on disk"
+    if os.path.isfile(path) and path.lower().endswith(".dcm"):
+        return None, f"its labels '{path}' are a DICOM object, placed on the series' grid during prep only"
+    try:
+        truth = read_mask_volume(path)
+        on_grid = Volume(np.zeros(geometry.shape, np.uint8), geometry.spacing, geometry.origin, geometry.direction)
+        check_same_grid(on_grid, truth, f"the recorded grid of case {case!r} and its label volume '{path}'")
+        return dataset.labels.to_indices(truth.array, f"the label volume '{path}'"), None
+    except CaseError as error:
+        return None, str(error)
+
+
 def prepared_case_volumes(models, dataset, case, batch_size=8, tta="none"):
-    """Predicts the PNG slices of a prepared `case` and rebuilds both it and its masks as volumes on the original grid.
+    """Predicts the PNG slices of a prepared `case` and puts its prediction and its truth on the original grid.
 
     The manifest gives the slice indices and the spacing, the case's record
-    its grid; the truth goes through the same inverse transform as the
-    probabilities (`prepared_case_truth`).
+    its grid. The truth is the original label volume where it is on disk
+    (`original_case_truth`), else the prepared masks rebuilt through the same
+    inverse transform as the probabilities (`prepared_case_truth`);
+    `CaseVolumes.truth_source` says which.
 
     Raises:
         ValueError: the case has no spacing (photographs) or no slice.
@@ -396,11 +432,16 @@ def prepared_case_volumes(models, dataset, case, batch_size=8, tta="none"):
     layout = _case_layout(dataset, case)
     images, masks = dataset.load([case], int(dataset.image_shape()[2]))
     predicted = layout.restore(slice_probabilities(models, images, batch_size, tta))
-    return CaseVolumes(case, labels_of(predicted), layout.labels_of_masks(masks, dataset.num_classes), layout.geometry)
+    truth, why_not = original_case_truth(dataset, case, layout.geometry)
+    if truth is None:
+        truth, source = layout.labels_of_masks(masks, dataset.num_classes), f"{TRUTH_REBUILT}: {why_not}"
+    else:
+        source = TRUTH_ORIGINAL
+    return CaseVolumes(case, labels_of(predicted), truth, layout.geometry, source)
 
 
 def score_prepared_cases(models, dataset, cases, batch_size=8, tta="none", postprocess=()):
-    """`volume_metrics` rows (with `case`) of each prepared case, rebuilt on its original grid.
+    """`volume_metrics` rows (with `case` and `truth`, which truth scored it) of each prepared case on its original grid.
 
     `postprocess`: labels whose largest component is kept before scoring.
     """
@@ -410,7 +451,8 @@ def score_prepared_cases(models, dataset, cases, batch_size=8, tta="none", postp
     for case in cases:
         volumes = prepared_case_volumes(models, dataset, case, batch_size, tta)
         prediction = keep_largest_components(volumes.prediction, postprocess) if postprocess else volumes.prediction
-        rows += [{"case": case, **row} for row in volume_metrics(prediction, volumes.truth, volumes.spacing, dataset.class_names)]
+        rows += [{"case": case, **row, "truth": volumes.truth_source}
+                 for row in volume_metrics(prediction, volumes.truth, volumes.spacing, dataset.class_names)]
     return rows
 
 
@@ -536,11 +578,16 @@ _CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})$")
 
 
 def _holds_dicom(folder):
-    from keras_focal.data_prep.dicom import _read_header
+    from keras_focal.data_prep.dicom import read_dicom_header
 
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if os.path.isfile(path) and not name.startswith(".") and _read_header(path) is not None:
+        if not os.path.isfile(path) or name.startswith("."):
+            continue
+        try:
+            if read_dicom_header(path) is not None:
+                return True
+        except CaseError:  # a broken DICOM file: the folder is a series, and reading it names the file
             return True
     return False
 
@@ -615,7 +662,7 @@ def check_input_case(case, series=None, channels=1):
     or one scalar file per channel.
     """
     if case.kind == "dicom":
-        from keras_focal.data_prep.dicom import _read_header, series_files
+        from keras_focal.data_prep.dicom import read_dicom_header, series_files
 
         if channels != 1:
             raise ValueError(f"'{case.path}' is a DICOM series, one channel; the models take {channels} channels: give a "
@@ -623,7 +670,7 @@ def check_input_case(case, series=None, channels=1):
         try:
             if os.path.isdir(case.path):
                 series_files(case.path, series)
-            elif _read_header(case.path) is None:
+            elif read_dicom_header(case.path) is None:
                 raise CaseError(f"'{case.path}' is not a DICOM file.")
         except CaseError as error:
             raise ValueError(str(error)) from None

@@ -15,6 +15,7 @@ import os
 import shutil
 
 from keras_focal.errors import BadInput, checking
+from keras_focal.data_prep.errors import CaseError
 from keras_focal.prediction import POSTPROCESS_MODES, TTA_MODES
 
 OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")
@@ -226,6 +227,7 @@ def plan_prediction(args):
         if missing:
             raise ValueError(f"--truth '{args.truth}' has no label volume for case(s) {missing[:5]} "
                              f"(looked for <case>.nii.gz/.nii/.mha/.mhd/.nrrd and a <case>/ folder).")
+        _check_truths(cases, truths, models[0].settings.labels, args.series)
     record_settings = {
         "models": [m.path for m in models],
         "model_sha256": [m.digest() for m in models],
@@ -256,6 +258,22 @@ def plan_prediction(args):
             )
         finished.append(case.name)
     return PredictionPlan(models, cases, pending, finished, out, record_settings, truths, args, notes)
+
+
+def _check_truths(cases, truths, table, series):
+    """Every truth read whole, on its case's grid and holding only the models' label values: refused before inference."""
+    from keras_focal.data_prep.sources import read_mask_volume
+    from keras_focal.data_prep.volume import check_same_grid
+    from keras_focal.prediction import read_input_volume
+
+    for case in cases:
+        try:
+            truth = read_mask_volume(truths[case.name])
+            volume = read_input_volume(case, series)  # read again for the prediction: inputs are not kept in memory
+            check_same_grid(volume, truth, f"--truth '{truths[case.name]}' and the input '{case.path}'")
+            table.to_indices(truth.array, f"the truth '{truths[case.name]}'")
+        except CaseError as error:
+            raise ValueError(str(error)) from None
 
 
 def _predict(args):
@@ -301,7 +319,6 @@ def _postprocess_labels(plan):
 def _predict_locked(plan):
     from tqdm.auto import tqdm
 
-    from keras_focal.data_prep.volume import CaseError
     from keras_focal.files import remove_temporaries
 
     out, args = plan.out, plan.args
@@ -341,7 +358,7 @@ def _predict_locked(plan):
 
 def _predict_case(plan, case, postprocess, partial):
     """Predicts one case into `partial`, records it, then renames its volumes into OUT; returns its notes."""
-    from keras_focal.data_prep.volume import check_same_grid, write_image_atomically
+    from keras_focal.data_prep.volume import check_same_grid, write_volume_like
     from keras_focal.files import write_text_atomically
     from keras_focal.prediction import predict_volume, read_input_volume
 
@@ -355,10 +372,10 @@ def _predict_case(plan, case, postprocess, partial):
     if args.probabilities:
         path = _probabilities_path(out, case, args)
         staged.append((os.path.join(partial, os.path.basename(path)), path))
-        write_image_atomically(geometry.image(probabilities, is_vector=True), staged[-1][0])
+        write_volume_like(volume, probabilities, staged[-1][0], is_vector=True)
     label_path = _label_path(out, case, args)
     staged.append((os.path.join(partial, os.path.basename(label_path)), label_path))  # last: it marks the case done
-    write_image_atomically(geometry.image(table.to_values(labels)), staged[-1][0])  # the training masks' label values
+    write_volume_like(volume, table.to_values(labels), staged[-1][0])  # the training masks' label values
     metrics = None
     if case.name in plan.truths:
         truth_path = plan.truths[case.name]

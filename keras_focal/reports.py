@@ -191,6 +191,23 @@ def check_model_fits(model, dataset, name="the model"):
         raise ValueError(f"'{name}' does not fit the data set '{dataset.path}': " + "; ".join(problems) + ".")
 
 
+def truth_sources(table):
+    """One line saying which truth scored the cases of a `volume_metrics` table (its `truth` column)."""
+    if "truth" not in table:
+        return "Truth: the prepared masks rebuilt on the original grid."
+    per_case = table.drop_duplicates("case").set_index("case").truth
+    original = [case for case, source in per_case.items() if source == "original"]
+    rebuilt = {case: source.split(": ", 1)[-1] for case, source in per_case.items() if source != "original"}
+    parts = []
+    if original:
+        parts.append(f"the original label volumes ({len(original)} case(s))")
+    if rebuilt:
+        reasons = "; ".join(f"{case}: {why}" for case, why in list(rebuilt.items())[:3]) + ("; ..." if len(rebuilt) > 3 else "")
+        parts.append(f"the prepared masks rebuilt on the original grid ({len(rebuilt)} case(s), not the original truth — "
+                     f"{reasons})")
+    return "Truth: " + " and ".join(parts) + "."
+
+
 def write_volume_metrics(rows, out, title):
     """`volume_metrics.csv` (one row per case and class) and `volume_summary.md` (mean ± sample std per class) in `out`."""
     import pandas as pd
@@ -199,7 +216,7 @@ def write_volume_metrics(rows, out, title):
 
     table = pd.DataFrame(rows)
     write_text_atomically(os.path.join(out, "volume_metrics.csv"), table.to_csv(index=False))
-    markdown = f"{title}\n\n" + volume_summary_markdown(summarise_volume_metrics(table))
+    markdown = f"{title}\n\n{truth_sources(table)}\n\n" + volume_summary_markdown(summarise_volume_metrics(table))
     write_text_atomically(os.path.join(out, "volume_summary.md"), markdown)
     return markdown
 
@@ -213,9 +230,10 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     it: a second evaluation into the same `out` is refused, and a killed
     one leaves the previous outputs untouched, never a mix of two models'.
 
-    `volumes`: also rebuild each case's volume from its slices on the
-    original grid and write its per-patient 3-D metrics
-    (`write_volume_metrics`); returns `(result, volume summary)` then.
+    `volumes`: also put each case's prediction back on its original grid
+    and write its per-patient 3-D metrics against the original label volume
+    (`score_prepared_cases`, `write_volume_metrics`); returns `(result,
+    volume summary)` then.
     """
     import keras_focal
 
@@ -304,8 +322,9 @@ def add_evaluate_parser(commands):
     parser.add_argument("--fold", type=int, help="the test fold of --data")
     parser.add_argument("--out", help="output folder (default: RUN/evaluation or ./evaluation)")
     parser.add_argument("--volumes", action="store_true",
-                        help="also rebuild each test case's volume on its original grid and write per-patient 3-D "
-                             "metrics in mm (volume_metrics.csv, volume_summary.md)")
+                        help="also put each test case's prediction back on its original grid and score it in 3-D, in mm, "
+                             "against the original label volume the manifest names (the prepared masks rebuilt on that "
+                             "grid only where it is gone, said so in the output): volume_metrics.csv, volume_summary.md")
     parser.set_defaults(execute=_evaluate)
     return parser
 

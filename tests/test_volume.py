@@ -52,7 +52,8 @@ def test_four_d_of_one_volume_is_three_d(tmp_path):
     [
         ("missing_raw", r"names the data file 'Case01.raw', which is missing"),
         ("missing_file", r"does not exist"),
-        ("garbage", r"SimpleITK cannot read"),
+        ("garbage", r"Case01\.nrrd' is not an NRRD file \(it does not start with 'NRRD'\)"),
+        ("bad_nrrd_field", r"SimpleITK cannot read '.*Case01\.nrrd'"),
         ("no_data_line", r"has no ElementDataFile line"),
         # ITK used to read the first 8 bytes silently, and to call a short file "No such file or directory".
         ("longer_raw", r"Case01\.raw' holds more bytes than its header describes: 12 bytes, but its header "
@@ -70,6 +71,9 @@ def test_unreadable_inputs(tmp_path, setup, message):
     elif setup == "garbage":
         path = tmp_path / "Case01.nrrd"
         path.write_bytes(b"\x00\x01 not an image")
+    elif setup == "bad_nrrd_field":
+        path = tmp_path / "Case01.nrrd"
+        path.write_bytes(b"NRRD0004\ntype: nonsense\ndimension: 3\n\n")
     elif setup == "no_data_line":
         path.write_text("ObjectType = Image\nNDims = 3\n")
     elif setup in ("longer_raw", "truncated_raw"):

@@ -75,6 +75,18 @@ def broadcast_class_vector(vector, rank, axis):
     return ops.reshape(ops.convert_to_tensor(vector, dtype="float32"), shape)
 
 
+
+def as_tensor(value):
+    """`value` (a tensor, a variable, a NumPy array, a Python list) as a backend tensor, as Keras's own losses take it.
+
+    Keras's `convert_to_tensor` returns a TensorFlow variable unchanged (it
+    is "tensor-like"), and some Keras ops then fail on it (`argmax` reads
+    `ndim`, which `tf.Variable` lacks): its value is read here, once.
+    """
+    value = ops.convert_to_tensor(value)
+    read_value = getattr(value, "read_value", None)  # tf.Variable
+    return read_value() if callable(read_value) else value
+
 class _ProbabilityPrediction:
     """Log-probabilities of softmax outputs given as probabilities."""
 
@@ -189,7 +201,7 @@ class CategoricalLoss(keras.losses.Loss):
     def read_inputs(self, y_true, y_pred, min_rank=2):
         """Validates the inputs and returns what every softmax loss starts from (`LossInputs`)."""
         keras_logits = getattr(y_pred, "_keras_logits", None)
-        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        y_true, y_pred = as_tensor(y_true), as_tensor(y_pred)
         rank = len(y_pred.shape)
         if rank < min_rank:
             raise ValueError(

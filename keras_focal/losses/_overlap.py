@@ -48,8 +48,8 @@ class OverlapLoss(_base.CategoricalLoss):
         raise NotImplementedError
 
     def call(self, y_true, y_pred):
-        rank = len(y_pred.shape)
-        inputs = self.read_inputs(y_true, y_pred, min_rank=3)
+        inputs = self.read_inputs(y_true, y_pred, min_rank=3)  # lists and variables become tensors there
+        rank = len((inputs.logits if inputs.logits is not None else inputs.probabilities).shape)
         axis, probabilities, truth, valid = inputs.axis, inputs.probabilities, inputs.dense, inputs.valid
         if axis == 0:
             raise ValueError(f"`axis` must not be the batch axis 0. Received: axis={self.axis}")

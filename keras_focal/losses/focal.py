@@ -137,7 +137,7 @@ class BinaryFocalLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         logits = getattr(y_pred, "_keras_logits", None)
-        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        y_true, y_pred = _base.as_tensor(y_true), _base.as_tensor(y_pred)
         if len(y_true.shape) == len(y_pred.shape) - 1:
             y_true = ops.expand_dims(y_true, -1)
         true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)

@@ -1,0 +1,5 @@
+"""The error of one case's input: the case fails with a message naming its file, the other cases go on."""
+
+
+class CaseError(Exception):
+    """A problem with one case's input; the case fails, the others go on."""

@@ -7,7 +7,7 @@
   and resumably, a multi-channel volume's slices as one grey PNG per channel.
 - `LabelTable`: class names and the label values that mark them in a source.
 - `label_object_mask`: a DICOM SEG or RTSTRUCT on an image series' grid.
-- `read_volume` (SimpleITK) and `read_dicom_volume` (pydicom, sorted along
+- `read_volume` (nibabel for NIfTI, SimpleITK otherwise; whole files checked) and `read_dicom_volume` (pydicom, sorted along
   the slice normal, rescaled) return `Volume`s with their geometry
   (`Volume.geometry()`, a `Geometry`: size, spacing, origin, direction; each
   prepared case records it, and `Geometry.image` writes an array on it).

@@ -52,6 +52,20 @@ def _what_it_holds(data):
     return None
 
 
+def _header_size(data):
+    """The first field of a NIfTI header, read in either byte order: 348 (NIfTI-1), 540 (NIfTI-2), or None."""
+    sizes = {struct.unpack("<i", data[:4])[0], struct.unpack(">i", data[:4])[0]} & {348, 540}
+    return sizes.pop() if sizes else None
+
+
+def _check_header_size(path, data):
+    """Raises `CaseError` naming what `data` holds unless it starts with a NIfTI header size."""
+    if _header_size(data) is None:
+        held = _what_it_holds(data)
+        raise CaseError(f"'{path}' is not a NIfTI file" + (f": it holds {held}" if held else
+                        " (its first field is not NIfTI-1's header size 348 or NIfTI-2's 540)") + ".")
+
+
 def nifti_bytes(path, data=None):
     """The decompressed bytes of a NIfTI file, the gzip stream read to its end (CRC and length checked).
 
@@ -78,11 +92,7 @@ def nifti_bytes(path, data=None):
             raise CaseError(f"'{path}' is corrupt: its gzip stream does not decompress ({error}).") from None
     if len(data) < 348:
         raise CaseError(f"'{path}' holds {len(data)} bytes, fewer than a NIfTI header (348).")
-    header_sizes = {struct.unpack("<i", data[:4])[0], struct.unpack(">i", data[:4])[0]}
-    if not header_sizes & {348, 540}:
-        held = _what_it_holds(data)
-        raise CaseError(f"'{path}' is not a NIfTI file" + (f": it holds {held}" if held else
-                        " (its first field is not NIfTI-1's header size 348 or NIfTI-2's 540)") + ".")
+    _check_header_size(path, data)
     return data
 
 
@@ -99,17 +109,14 @@ def check_nifti_start(path):
                 start = handle.read(512)
         except (EOFError, OSError, zlib.error) as error:
             raise CaseError(f"'{path}' is corrupt: its gzip stream does not decompress ({error}).") from None
-    if len(start) >= 4 and not {struct.unpack("<i", start[:4])[0], struct.unpack(">i", start[:4])[0]} & {348, 540}:
-        held = _what_it_holds(start)
-        raise CaseError(f"'{path}' is not a NIfTI file" + (f": it holds {held}" if held else
-                        " (its first field is not NIfTI-1's header size 348 or NIfTI-2's 540)") + ".")
+    if len(start) >= 4:
+        _check_header_size(path, start)
 
 
 def _image_of(path, data):
     import nibabel as nib
 
-    kind = nib.Nifti1Image if 348 in {struct.unpack("<i", data[:4])[0], struct.unpack(">i", data[:4])[0]} \
-        else nib.Nifti2Image
+    kind = nib.Nifti1Image if _header_size(data) == 348 else nib.Nifti2Image
     try:
         image = kind.from_bytes(data)
     except Exception as error:  # nibabel raises several types for a header it cannot use

@@ -1,8 +1,7 @@
-"""3-D volumes with their geometry, read with SimpleITK."""
+"""3-D volumes with their geometry: NIfTI read with nibabel, the other formats with SimpleITK, every file checked whole."""
 
 import dataclasses
 import os
-import re
 
 import numpy as np
 

@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 
-from keras_focal.errors import BadInput, checking
 from keras_focal.data_prep.errors import CaseError
+from keras_focal.errors import BadInput, checking
 from keras_focal.prediction import POSTPROCESS_MODES, TTA_MODES
 
 OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")

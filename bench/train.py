@@ -90,7 +90,8 @@ def pipeline_images_per_second(data, out, shard):
     """
     import time
 
-    from keras_focal.training.data import PreparedDataset, training_dataset
+    from keras_focal.data_prep.prepared import PreparedDataset
+    from keras_focal.training.data import training_dataset
 
     with open(os.path.join(out, "config.json")) as stream:
         record = json.load(stream)

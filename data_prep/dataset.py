@@ -292,8 +292,14 @@ def _watch_parent(parent):
     """Ends this worker within a second of its parent's death (kill -9 included).
 
     A pool worker whose parent is gone would go on writing into OUT, racing
-    a re-run, then wait forever for work.
+    a re-run, then wait forever for work. Ctrl-C is left to the parent (a
+    terminal sends SIGINT to every process of the group): it stops the
+    workers itself, so that one message is printed instead of a traceback
+    from each worker.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:  # the kernel's parent-death signal: at once
             import ctypes
@@ -460,6 +466,16 @@ def _check_options(out, description, force):
             )
 
 
+def _stop_workers(pool):
+    """Terminates a pool's worker processes now (Ctrl-C: a case in progress is not waited for).
+
+    A terminated worker leaves only its case's `.partial` files, which the
+    caller removes; `ProcessPoolExecutor` has no public way to do this.
+    """
+    for process in list((pool._processes or {}).values()):
+        process.terminate()
+
+
 def _mp_context():
     # fork: workers start at once, without re-importing TensorFlow; they only run NumPy/ITK/PIL.
     methods = multiprocessing.get_all_start_methods()
@@ -617,11 +633,18 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
                     collect(future.result())
                     if disk_full:
                         break  # every other case would fail the same way
+            except KeyboardInterrupt:
+                _stop_workers(pool)
+                raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
             for future in futures:  # cases that finished while the pool stopped
                 if future not in collected and future.done() and not future.cancelled():
                     collect(future.result())
+    except KeyboardInterrupt:
+        # Finished cases are committed; the case in progress is only in .partial.
+        shutil.rmtree(os.path.join(out, ".partial"), ignore_errors=True)
+        raise
     finally:
         bar.close()
     stopped = None

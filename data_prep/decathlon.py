@@ -25,7 +25,7 @@ import re
 
 from keras_focal.data_prep.dataset import Case, safe_case_name
 from keras_focal.data_prep.labels import LabelTable
-from keras_focal.data_prep.sources import _find_mask, load_volume_case, volume_case
+from keras_focal.data_prep.sources import find_mask, load_volume_case, volume_case
 from keras_focal.data_prep.volume import (
     VOLUME_SUFFIXES,
     CaseError,
@@ -214,7 +214,7 @@ def find_volume_pairs(images, masks, labels, channel_names=None):
         if name in found:
             problems[name] = f"'{found[name][0]}' and '{path}' are both case {name!r}"
             continue
-        mask = _find_mask(masks, stem)
+        mask = find_mask(masks, stem)
         if mask is None:
             unlabelled.append(name)
             continue

@@ -119,9 +119,9 @@ def _classes_of(path, names_by_number, labels, roi_map, kind):
     for number, name in names_by_number.items():
         target = roi_map.get(name) if roi_map else name
         index = lowered.get(str(target).lower()) if target is not None else None
-        if index is None or index == 0:
+        if index is None:
             skipped.append(name)
-        else:
+        elif index:  # a segment named as the background class (a LABELMAP's segment 0) is what is left: no note
             chosen[number] = index
     if not chosen:
         raise CaseError(f"no {kind} of '{path}' is a class: it holds {sorted(set(names_by_number.values()))}, the classes "

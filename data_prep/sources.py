@@ -143,7 +143,9 @@ def load_dicom_case(case, options):
     return volume_case(image, mask, options, LabelTable(labels.names, tuple(range(len(labels.names)))))
 
 
-def _find_mask(masks, name):
+def find_mask(masks, name):
+    """The label file (`MASK_SUFFIXES`) or label folder (a DICOM SEG/RTSTRUCT or label series) of case `name` in
+    the folder `masks`, or None."""
     for suffix in MASK_SUFFIXES:
         path = os.path.join(masks, name + suffix)
         if os.path.isfile(path):
@@ -183,7 +185,7 @@ def find_dicom_cases(src, masks, series=None, labels=None, roi_map=None):
             continue
         original = entry[: -len(".dcm")] if entry.lower().endswith(".dcm") else entry
         name = safe_case_name(original)  # for the prepared files; the mask keeps the user's name
-        mask = _find_mask(masks, original) or _find_mask(masks, name)
+        mask = find_mask(masks, original) or find_mask(masks, name)
         if mask is None:
             looked = " or ".join(dict.fromkeys(repr(n) for n in (original, name)))
             problems[name] = f"no mask for case {original!r} in '{masks}' (looked for {looked} + {{{','.join(MASK_SUFFIXES)}}} and a folder)"

@@ -40,6 +40,11 @@ class Volume:
         """Values per voxel: 1 for a `(z, y, x)` array, else the length of its last axis."""
         return 1 if self.array.ndim == 3 else int(self.array.shape[-1])
 
+    @property
+    def spacing_zyx(self):
+        """The voxel size in the array's `(z, y, x)` order (what `volume_metrics` takes)."""
+        return tuple(self.spacing[::-1])
+
     def geometry(self):
         """The volume's grid as a JSON-ready dict (`Geometry.to_dict`)."""
         return Geometry(tuple(int(n) for n in self.array.shape[:3][::-1]), self.spacing, self.origin, self.direction)
@@ -69,6 +74,11 @@ class Geometry:
     def from_dict(cls, record):
         return cls(tuple(int(v) for v in record["size"]), tuple(float(v) for v in record["spacing"]),
                    tuple(float(v) for v in record["origin"]), tuple(float(v) for v in record["direction"]))
+
+    @property
+    def spacing_zyx(self):
+        """The voxel size in a NumPy array's `(z, y, x)` order."""
+        return tuple(self.spacing[::-1])
 
     @property
     def shape(self):

@@ -10,6 +10,9 @@ The rule:
 - **Stopped** (exit status 1, a `stopped:` message): the work began and
   stopped cleanly for a reason outside the program (a full disk while a
   run's state was saved); it resumes once that is fixed.
+- **Interrupted** (exit status 130, as a shell reports Ctrl-C): one line,
+  no traceback. Every command writes its files whole or not at all, so
+  running it again resumes from what was finished.
 - Anything else raised once the work has begun is a **crash**: a traceback
   and exit status 1, never reported as bad input after minutes of training.
 
@@ -22,6 +25,7 @@ import sys
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 class BadInput(ValueError):
@@ -53,3 +57,7 @@ def run_command(name, command, args):
     except Stopped as error:
         print(f"keras-focal {name}: stopped: {error}", file=sys.stderr)
         return EXIT_STOPPED
+    except KeyboardInterrupt:
+        print(f"\nkeras-focal {name}: interrupted. Run the same command again to resume: finished work is kept.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED

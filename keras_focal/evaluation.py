@@ -344,14 +344,17 @@ def dice_of_masks(predicted, true):
     return float("nan") if total == 0 else 2.0 * int(np.count_nonzero(predicted & true)) / total
 
 
-def volume_metrics(prediction, truth, spacing, classes):
+def volume_metrics(prediction, truth, *, spacing_zyx=None, classes, **unexpected):
     """Per-class 3-D overlap and surface-distance metrics of one patient, distances in millimetres.
 
     Args:
         prediction, truth: integer label volumes `(z, y, x)` of the same shape
             (class index = label value).
-        spacing: voxel size `(x, y, z)` in mm (SimpleITK's order, as
-            `Volume.spacing` and the manifest hold it).
+        spacing_zyx: voxel size in mm in the arrays' `(z, y, x)` order (as
+            MONAI's and medpy's `spacing`). SimpleITK's `GetSpacing()`,
+            `Volume.spacing` and the manifest hold `(x, y, z)`: reverse them
+            (`Volume.spacing_zyx`). Keyword-only, and `spacing=` is refused:
+            a spacing in the wrong order gives wrong distances silently.
         classes: the class names, index = label value; the metrics are
             computed for every class but the background
             (`foreground_classes`).
@@ -387,16 +390,24 @@ def volume_metrics(prediction, truth, spacing, classes):
         instead of averaging them.
 
     Raises:
-        ValueError: shapes differ, or `spacing` is not three positive numbers.
+        ValueError: shapes differ, or `spacing_zyx` is not three positive numbers.
+        TypeError: `spacing=` (of no stated order) instead of `spacing_zyx=`.
     """
+    if unexpected or spacing_zyx is None:
+        if "spacing" in unexpected:
+            raise TypeError("volume_metrics() takes `spacing_zyx`, the voxel size in the arrays' (z, y, x) order; "
+                            "`spacing` is refused because its order is ambiguous (SimpleITK's GetSpacing() is (x, y, z): "
+                            "pass spacing_zyx=image.GetSpacing()[::-1]).")
+        if unexpected:
+            raise TypeError(f"volume_metrics() got unexpected keyword argument(s) {sorted(unexpected)}")
+        raise TypeError("volume_metrics() needs `spacing_zyx`, the voxel size in the arrays' (z, y, x) order, in mm.")
     prediction, truth = np.asarray(prediction), np.asarray(truth)
     if prediction.shape != truth.shape or prediction.ndim != 3:
         raise ValueError(f"prediction and truth must be label volumes of one (z, y, x) shape; got {prediction.shape} and {truth.shape}.")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"`spacing` must be three positive sizes (x, y, z) in mm. Received: {spacing!r}")
-    sampling = spacing[::-1]  # arrays are (z, y, x)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sampling = tuple(float(s) for s in spacing_zyx)
+    if len(sampling) != 3 or not all(np.isfinite(s) and s > 0 for s in sampling):
+        raise ValueError(f"`spacing_zyx` must be three positive voxel sizes (z, y, x) in mm. Received: {spacing_zyx!r}")
+    voxel_ml = float(np.prod(sampling)) / 1000.0
     rows = []
     for label in foreground_classes(classes):
         predicted, true = prediction == label, truth == label
@@ -444,6 +455,23 @@ def summarise_volume_metrics(table):
             row[f"{metric}_undefined"] = int(values.size - finite.size)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def truth_sources(table):
+    """One line saying which truth scored the cases of a `volume_metrics` table (its `truth` column)."""
+    if "truth" not in table:
+        return "Truth: the prepared masks rebuilt on the original grid."
+    per_case = table.drop_duplicates("case").set_index("case").truth
+    original = [case for case, source in per_case.items() if source == "original"]
+    rebuilt = {case: source.split(": ", 1)[-1] for case, source in per_case.items() if source != "original"}
+    parts = []
+    if original:
+        parts.append(f"the original label volumes ({len(original)} case(s))")
+    if rebuilt:
+        reasons = "; ".join(f"{case}: {why}" for case, why in list(rebuilt.items())[:3]) + ("; ..." if len(rebuilt) > 3 else "")
+        parts.append(f"the prepared masks rebuilt on the original grid ({len(rebuilt)} case(s), not the original truth — "
+                     f"{reasons})")
+    return "Truth: " + " and ".join(parts) + "."
 
 
 def volume_summary_markdown(summary):

@@ -325,8 +325,8 @@ class CaseVolumes:
     truth_source: str = "original"  # or "rebuilt: <why the original label volume was not used>"
 
     @property
-    def spacing(self):
-        return self.geometry.spacing
+    def spacing_zyx(self):
+        return self.geometry.spacing_zyx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,7 +452,7 @@ def score_prepared_cases(models, dataset, cases, batch_size=8, tta="none", postp
         volumes = prepared_case_volumes(models, dataset, case, batch_size, tta)
         prediction = keep_largest_components(volumes.prediction, postprocess) if postprocess else volumes.prediction
         rows += [{"case": case, **row, "truth": volumes.truth_source}
-                 for row in volume_metrics(prediction, volumes.truth, volumes.spacing, dataset.class_names)]
+                 for row in volume_metrics(prediction, volumes.truth, spacing_zyx=volumes.spacing_zyx, classes=dataset.class_names)]
     return rows
 
 

@@ -10,12 +10,13 @@ finished cases and redoes interrupted ones.
 """
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
 
 from keras_focal.data_prep.errors import CaseError
-from keras_focal.errors import BadInput, checking
+from keras_focal.errors import BadInput, Stopped, checking
 from keras_focal.prediction import POSTPROCESS_MODES, TTA_MODES
 
 OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")
@@ -154,10 +155,10 @@ def _compare_model_paths(args):
 
 
 def _find_truth(folder, case):
-    from keras_focal.data_prep.sources import _find_mask
+    from keras_focal.data_prep.sources import find_mask
     from keras_focal.data_prep.volume import strip_volume_suffix
 
-    return _find_mask(folder, case.name) or _find_mask(folder, strip_volume_suffix(os.path.basename(case.path)))
+    return find_mask(folder, case.name) or find_mask(folder, strip_volume_suffix(os.path.basename(case.path)))
 
 
 def _label_path(out, case, args):
@@ -331,18 +332,28 @@ def _predict_locked(plan):
     postprocess = _postprocess_labels(plan)
     failed, written, case_notes = {}, [], {}
     bar = tqdm(plan.pending, desc="cases", unit="case", disable=True if args.quiet or not plan.pending else None)
-    for case in bar:
-        try:
-            notes = _predict_case(plan, case, postprocess, partial)
-        except CaseError as error:
-            failed[case.name] = str(error)
-        else:
-            written.append(case.name)
-            if notes:
-                case_notes[case.name] = notes
-        bar.set_postfix(failed=len(failed))
-    bar.close()
-    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        for case in bar:
+            try:
+                notes = _predict_case(plan, case, postprocess, partial)
+            except CaseError as error:
+                failed[case.name] = str(error)
+            else:
+                written.append(case.name)
+                if notes:
+                    case_notes[case.name] = notes
+            bar.set_postfix(failed=len(failed))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        untried = len(plan.pending) - len(written) - len(failed)
+        raise Stopped(
+            f"the disk holding '{out}' is full: {len(written)} case(s) written now, {untried} not written (the case in "
+            "progress was removed). Free space and run the same command again: finished cases are kept."
+        ) from None
+    finally:
+        bar.close()
+        shutil.rmtree(partial, ignore_errors=True)  # a case stopped half-way (full disk, Ctrl-C, crash) leaves nothing
     summary = _write_scores(plan)
     print(f"{len(plan.cases)} case(s): {len(written)} written now, {len(plan.finished)} already finished, {len(failed)} failed.")
     for name, notes in case_notes.items():
@@ -386,7 +397,7 @@ def _predict_case(plan, case, postprocess, partial):
         check_same_grid(volume, truth, f"the prediction of '{case.path}' and its truth '{truth_path}'")
         truth_classes = table.to_indices(truth.array, f"the truth '{truth_path}'")
         metrics = [{"case": case.name, **row} for row in
-                   volume_metrics(labels, truth_classes, volume.spacing, list(table.names))]
+                   volume_metrics(labels, truth_classes, spacing_zyx=volume.spacing_zyx, classes=list(table.names))]
     record = {"case": case.name, "input": case.path if not case.channel_paths else case.inputs,
               "settings": plan.settings, "geometry": geometry.to_dict(),
               "notes": notes, "metrics": metrics}

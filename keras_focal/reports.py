@@ -191,28 +191,11 @@ def check_model_fits(model, dataset, name="the model"):
         raise ValueError(f"'{name}' does not fit the data set '{dataset.path}': " + "; ".join(problems) + ".")
 
 
-def truth_sources(table):
-    """One line saying which truth scored the cases of a `volume_metrics` table (its `truth` column)."""
-    if "truth" not in table:
-        return "Truth: the prepared masks rebuilt on the original grid."
-    per_case = table.drop_duplicates("case").set_index("case").truth
-    original = [case for case, source in per_case.items() if source == "original"]
-    rebuilt = {case: source.split(": ", 1)[-1] for case, source in per_case.items() if source != "original"}
-    parts = []
-    if original:
-        parts.append(f"the original label volumes ({len(original)} case(s))")
-    if rebuilt:
-        reasons = "; ".join(f"{case}: {why}" for case, why in list(rebuilt.items())[:3]) + ("; ..." if len(rebuilt) > 3 else "")
-        parts.append(f"the prepared masks rebuilt on the original grid ({len(rebuilt)} case(s), not the original truth — "
-                     f"{reasons})")
-    return "Truth: " + " and ".join(parts) + "."
-
-
 def write_volume_metrics(rows, out, title):
     """`volume_metrics.csv` (one row per case and class) and `volume_summary.md` (mean ± sample std per class) in `out`."""
     import pandas as pd
 
-    from keras_focal.evaluation import summarise_volume_metrics, volume_summary_markdown
+    from keras_focal.evaluation import summarise_volume_metrics, truth_sources, volume_summary_markdown
 
     table = pd.DataFrame(rows)
     write_text_atomically(os.path.join(out, "volume_metrics.csv"), table.to_csv(index=False))
@@ -239,7 +222,7 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
 
     from keras_focal.evaluation import evaluate_semantic_segmentation
     from keras_focal.files import FolderBusyError, FolderLock, check_output_folder, publishing_folder
-    from keras_focal.training.data import PreparedDataset
+    from keras_focal.data_prep.prepared import PreparedDataset
     from keras_focal.training.run import predict_label_maps, predicted_pairs
 
     out = os.path.abspath(out)
@@ -330,7 +313,7 @@ def add_evaluate_parser(commands):
 
 
 def _evaluate(args):
-    from keras_focal.training.data import PreparedDataset
+    from keras_focal.data_prep.prepared import PreparedDataset
 
     try:
         if args.run:

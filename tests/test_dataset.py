@@ -213,6 +213,30 @@ def test_a_full_disk_stops_the_run_with_a_summary_and_removes_the_partial_case(p
     assert report.exit_status == 0 and report.skipped == ["Case00"] and report.prepared == ["Case01", "Case02", "Case03"]
 
 
+def test_ctrl_c_prints_one_line_removes_the_case_in_progress_and_resumes(promise12_source, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    real_write = dataset_module._write_png
+    calls = {"n": 0}
+
+    def interrupted(path, array):
+        calls["n"] += 1
+        if calls["n"] > 20:  # Case00 is committed, Ctrl-C comes inside Case01
+            raise KeyboardInterrupt
+        return real_write(path, array)
+
+    monkeypatch.setattr(dataset_module, "_write_png", interrupted)
+    command = ["prep", "promise12", promise12_source, str(out), "--size", "32", "--quiet"]
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert err == f"\nkeras-focal prep promise12: interrupted. Run the same command again to resume: finished work is kept.\n"
+    assert not (out / ".partial").exists()
+    assert sorted(os.listdir(out / "cases")) == ["Case00.json"]
+
+    monkeypatch.setattr(dataset_module, "_write_png", real_write)
+    assert main(command) == 0
+    assert "4 cases (" in capsys.readouterr().out and len(os.listdir(out / "cases")) == 4
+
+
 def test_a_disk_full_while_writing_the_manifest_is_reported(promise12_source, tmp_path, monkeypatch):
     import errno
 
@@ -271,6 +295,46 @@ def slow(case, options):
 cases = [Case(f"c{i}", slow) for i in range(4)]
 prepare_dataset(cases, sys.argv[1], ["background", "foreground"], PrepOptions(size=8), workers=2, progress=False)
 """
+
+
+INTERRUPTED_PREP = SLOW_PREP.replace(
+    "prepare_dataset(cases,",
+    "from keras_focal.errors import run_command\n"
+    "sys.exit(run_command('prep test', lambda args: prepare_dataset(cases,",
+).replace("progress=False)", "progress=False), None))")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc")
+def test_ctrl_c_stops_the_workers_at_once_with_one_message(tmp_path):
+    """Ctrl-C reaches every process of the group: each worker printed its own KeyboardInterrupt traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    parent = subprocess.Popen([sys.executable, "-c", INTERRUPTED_PREP, str(out)], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while time.monotonic() < deadline:
+            workers = [p for p in _children(parent.pid) if _alive(p)]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the pool's workers never started"
+        time.sleep(1.0)  # the workers are inside a case (a 300 s one)
+        os.killpg(parent.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        _, err = parent.communicate(timeout=20)
+        assert parent.returncode == 130
+        assert err == "\nkeras-focal prep test: interrupted. Run the same command again to resume: finished work is kept.\n"
+        assert not [p for p in workers if _alive(p)], "workers outlived the interrupt"
+        assert not (out / ".partial").exists()
+    finally:
+        parent.kill()
+        for pid in _children(parent.pid) if _alive(parent.pid) else []:
+            os.kill(pid, signal.SIGKILL)
 
 
 def _children(pid):

@@ -285,7 +285,7 @@ def test_evaluate_volumes_scores_against_the_original_label_volumes(predictor, t
     from keras_focal.data_prep.prepared import PreparedDataset
     from keras_focal.evaluation import volume_metrics
     from keras_focal.prediction import prepared_case_volumes, score_prepared_cases
-    from keras_focal.reports import truth_sources
+    from keras_focal.evaluation import truth_sources
 
     copied = tmp_path / "data"
     shutil.copytree(predictor["data"], copied)
@@ -294,7 +294,7 @@ def test_evaluate_volumes_scores_against_the_original_label_volumes(predictor, t
     truth = read_volume(predictor["source"] / "masks" / "case0.nii.gz").array
     volumes = prepared_case_volumes([model], dataset, "case0")
     np.testing.assert_array_equal(volumes.truth, truth)  # the original, not the 32x32 masks rebuilt
-    expected = volume_metrics(volumes.prediction, truth, volumes.spacing, dataset.class_names)
+    expected = volume_metrics(volumes.prediction, truth, spacing_zyx=volumes.spacing_zyx, classes=dataset.class_names)
     rows = score_prepared_cases([model], dataset, ["case0"])
     assert [row["dice"] for row in rows] == pytest.approx([row["dice"] for row in expected], nan_ok=True)
     assert {row["truth"] for row in rows} == {"original"}
@@ -317,18 +317,24 @@ STUDY = {"StudyDate": "20261205", "StudyTime": "120000", "SeriesDate": "20261205
          "SeriesDescription": "test"}
 
 
-def test_rt_utils_contours_fill_back_to_rt_utils_masks(ultrasound_source, tmp_path):
-    """A rectangle, a ring and both in one file, on the tilted synthetic series: voxel for voxel what rt-utils reads."""
-    from rt_utils import RTStructBuilder
-
-    series = tmp_path / "series"
+def _series_with_study(ultrasound_source, folder):
+    """The tilted synthetic series TRUS01 with the study attributes that rt-utils and highdicom copy into their objects."""
+    series = folder / "series"
     shutil.copytree(f"{ultrasound_source}/dicom/TRUS01", series)
-    for path in series.iterdir():  # rt-utils copies the study's attributes, which the synthetic series lacks
+    for path in series.iterdir():
         dataset = pydicom.dcmread(path)
         for key, value in STUDY.items():
             if key not in dataset:
                 setattr(dataset, key, value)
         dataset.save_as(path)
+    return series
+
+
+def test_rt_utils_contours_fill_back_to_rt_utils_masks(ultrasound_source, tmp_path):
+    """A rectangle, a ring and both in one file, on the tilted synthetic series: voxel for voxel what rt-utils reads."""
+    from rt_utils import RTStructBuilder
+
+    series = _series_with_study(ultrasound_source, tmp_path)
     volume = read_dicom_volume(series)
     slices, height, width = volume.array.shape
     rectangle = np.zeros((height, width, slices), bool)  # rt-utils' masks are (rows, columns, slices)
@@ -349,6 +355,62 @@ def test_rt_utils_contours_fill_back_to_rt_utils_masks(ultrasound_source, tmp_pa
     assert notes == [] and int(np.count_nonzero(both == 1)) == 8 * 12 * 3  # the old fill lost a column and a row
     alone, _ = label_object_mask(str(tmp_path / "rt.dcm"), volume, LabelTable.parse("background,ring"))
     np.testing.assert_array_equal(alone, np.transpose(ring, (2, 0, 1)).astype(np.uint8))
+
+
+# --- DICOM SEG written by highdicom ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("segmentation_type, omit_empty_frames", [
+    ("BINARY", True), ("BINARY", False), ("FRACTIONAL", True), ("LABELMAP", False)])
+def test_highdicom_segs_read_back_voxel_for_voxel(ultrasound_source, tmp_path, segmentation_type, omit_empty_frames):
+    """Two segments that overlap (BINARY/FRACTIONAL: the higher class kept, and noted) on the tilted series."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    series = _series_with_study(ultrasound_source, tmp_path)
+    volume = read_dicom_volume(series)
+    sources = [pydicom.dcmread(path) for path in sorted(series.iterdir())]
+    direction = np.asarray(volume.direction).reshape(3, 3)
+    # The slice each source image holds, from its position (the files' order is not the series' order).
+    slice_of = [int(round(float(np.linalg.solve(direction * np.asarray(volume.spacing),
+                                                np.asarray(ds.ImagePositionPatient, float) - volume.origin)[2])))
+                for ds in sources]
+    slices, height, width = volume.array.shape
+    gland = np.zeros((slices, height, width), bool)
+    gland[1:4, 5:25, 6:30] = True
+    lesion = np.zeros_like(gland)
+    lesion[2:4, 15:30, 20:36] = True  # overlaps the gland in 2 x 10 x 10 voxels
+    expected = np.maximum(gland * 1, lesion * 2).astype(np.uint8)
+    if segmentation_type == "LABELMAP":
+        pixels = expected[slice_of]
+    elif segmentation_type == "FRACTIONAL":  # probabilities: 0.7 inside, 0.3 in a margin that must stay outside
+        margin = np.zeros_like(gland)
+        margin[1:4, 3:27, 4:32] = True
+        pixels = np.stack([np.where(gland, 0.7, np.where(margin, 0.3, 0.0)), np.where(lesion, 0.9, 0.0)], -1)
+        pixels = pixels[slice_of].astype(np.float32)
+    else:
+        pixels = np.stack([gland, lesion], -1)[slice_of].astype(np.uint8)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number, segment_label=label, segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for number, label, code in ((1, "gland", codes.SCT.Prostate), (2, "lesion", codes.SCT.Neoplasm))]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=pixels, segmentation_type=segmentation_type,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=100, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="test", manufacturer_model_name="test", software_versions="1",
+        device_serial_number="1", omit_empty_frames=omit_empty_frames)
+    seg.save_as(str(tmp_path / "seg.dcm"))
+    mask, notes = label_object_mask(str(tmp_path / "seg.dcm"), volume, LabelTable.parse("background,gland,lesion"))
+    np.testing.assert_array_equal(mask, expected)
+    if segmentation_type == "LABELMAP":
+        assert notes == []
+    else:
+        assert notes == ["200 voxel(s) of 'seg.dcm' belong to two segments: the higher class index kept"]
+    # One segment mapped to a class, the other left out and named.
+    alone, notes = label_object_mask(str(tmp_path / "seg.dcm"), volume, LabelTable.parse("background,gland"))
+    # (A label map holds one class per voxel: there the overlap is the lesion's.)
+    np.testing.assert_array_equal(alone, (expected == 1) if segmentation_type == "LABELMAP" else gland)
+    assert notes == ["segment(s) ['lesion'] of 'seg.dcm' are no class and were left out"]
 
 
 # --- Weak cases: one-line messages naming the file or argument, before any work -------------------------------------

@@ -146,6 +146,42 @@ def test_an_interrupted_case_is_redone(trained, sources, tmp_path, capsys):
     assert sorted(n for n in os.listdir(out) if n != ".lock") == ["TRUS01.nii.gz", "cases"]  # no temporary, no .partial
 
 
+@pytest.mark.parametrize("stop", ["disk full", "ctrl-c"])
+def test_a_full_disk_or_ctrl_c_leaves_no_partial_file_and_resumes(trained, sources, tmp_path, capsys, monkeypatch, stop):
+    import errno
+
+    from keras_focal.data_prep import volume as volume_module
+
+    out = tmp_path / "out"
+    real_write = volume_module.write_volume_like
+    calls = {"n": 0}
+
+    def stops(volume, array, path, **options):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second case: its file begun, then the disk is full or Ctrl-C comes
+            open(path, "wb").close()
+            raise OSError(errno.ENOSPC, "No space left on device", path) if stop == "disk full" else KeyboardInterrupt
+        return real_write(volume, array, path, **options)
+
+    monkeypatch.setattr(volume_module, "write_volume_like", stops)
+    series = f"{sources['trus']}/dicom"
+    status = _predict(series, out, "--run", trained["run"])
+    err = capsys.readouterr().err
+    if stop == "disk full":
+        assert status == 1
+        assert err == (f"keras-focal predict: stopped: the disk holding '{out}' is full: 1 case(s) written now, 2 not "
+                       "written (the case in progress was removed). Free space and run the same command again: "
+                       "finished cases are kept.\n")
+    else:
+        assert status == 130
+        assert err == "\nkeras-focal predict: interrupted. Run the same command again to resume: finished work is kept.\n"
+    assert sorted(n for n in os.listdir(out) if n != ".lock") == ["TRUS01.nii.gz", "cases"]  # no .partial, no 0-byte file
+
+    monkeypatch.setattr(volume_module, "write_volume_like", real_write)
+    assert _predict(series, out, "--run", trained["run"]) == 0
+    assert "3 case(s): 2 written now, 1 already finished, 0 failed." in capsys.readouterr().out
+
+
 def _probabilities(out, name):
     return sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{name}_probabilities.nii.gz")))
 
@@ -201,6 +237,20 @@ def test_a_volume_larger_than_the_network_is_predicted_at_its_own_size(prepared3
     assert _predict(tmp_path / "big.nii.gz", tmp_path / "out", "--model", model, "--data", prepared32["data"]) == 0
     labels = sitk.ReadImage(str(tmp_path / "out" / "big.nii.gz"))
     assert labels.GetSize() == (80, 96, 3) and labels.GetSpacing() == pytest.approx((0.3, 0.5, 3.0))
+
+
+def test_non_finite_voxels_are_noted_in_the_output_and_the_case_record(prepared32, tmp_path, capsys):
+    model = _untrained_model(str(tmp_path / "untrained.keras"), 32)
+    volume = np.random.default_rng(2).normal(100, 30, size=(3, 32, 32)).astype(np.float32)
+    volume[1, :4, :5] = np.nan  # 20 voxels
+    volume[2, 0, 0] = np.inf
+    _write_volume(tmp_path / "gaps.nii.gz", volume)
+    assert _predict(tmp_path / "gaps.nii.gz", tmp_path / "out", "--model", model, "--data", prepared32["data"]) == 0
+    note = ("21 non-finite voxel(s) (0.68% of the volume: NaN or inf) left out of the intensity percentiles and "
+            "set to 0 (black)")
+    assert f"note gaps: {note}" in capsys.readouterr().out
+    record = json.loads((tmp_path / "out" / "cases" / "gaps.json").read_text())
+    assert any(n.startswith(note) for n in record["notes"])
 
 
 def test_largest_component_postprocessing_and_the_auto_decision(trained, sources, tmp_path):

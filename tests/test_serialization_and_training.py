@@ -38,6 +38,19 @@ def test_get_rejects_unknown_names():
         losses.get("hinge")
 
 
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_get_takes_a_config_a_loss_or_a_callable_as_keras_losses_get(name):
+    loss = losses.get(name, from_logits=True, **LOSS_CASES[name])
+    restored = losses.get(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
+    assert losses.get(loss) is loss
+    assert losses.get(keras.losses.categorical_crossentropy) is keras.losses.categorical_crossentropy
+    with pytest.raises(ValueError, match=r"options \['gamma'\] apply to a loss name only; got dict"):
+        losses.get(keras.saving.serialize_keras_object(loss), gamma=1.0)
+    with pytest.raises(ValueError, match=r"a loss is a name, a config dict or a callable; got int 3\."):
+        losses.get(3)
+
+
 @pytest.mark.parametrize("name,loss", [("adfl", "'dfl'"), ("ACW_CE", "'ce'")])
 def test_get_explains_names_that_are_a_layer_plus_a_loss(name, loss):
     with pytest.raises(ValueError, match=rf"is the AdaptiveClassWeight layer plus .*losses.get\({loss}\)"):

@@ -123,6 +123,8 @@ def test_a_grid_scores_every_test_patient_in_3d(tiny_comparison, prepared_trus):
     assert volumes.dice.between(0, 1).all()
     markdown = open(os.path.join(config.out, "results.md")).read()
     assert "# Per-patient 3-D metrics" in markdown and "## prepared, ADAM (3-D)" in markdown
+    assert set(volumes.truth) == {"original"}  # each case's own label volume, as the manifest records it
+    assert f"Truth: the original label volumes ({len(folds)} case(s))." in markdown
     assert "## Paired differences against ADFL: foreground 3-D Dice of each patient" in markdown
     # Each run's own table, and the summary's numbers are its rows'.
     adfl = volumes[volumes.loss == "adfl"].dice.to_numpy()
@@ -622,7 +624,8 @@ def test_compare_refuses_a_reference_outside_the_grid(prepared_trus, tmp_path, c
 
 def test_best_keras_is_the_lowest_validation_loss_and_last_keras_the_last_epoch(prepared_trus, tmp_path):
     """best.keras comes from the best epoch's kept state after training; the last model is put back before testing."""
-    from keras_focal.training.data import PreparedDataset, evaluation_dataset
+    from keras_focal.data_prep.prepared import PreparedDataset
+    from keras_focal.training.data import evaluation_dataset
 
     config = _config(prepared_trus, tmp_path / "run", epochs=4, optimizer="sgdm", learning_rate=2.0)  # diverges after epoch 1
     train_run(config, verbose=0)

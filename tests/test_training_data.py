@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_focal.training.data import PreparedDataset, evaluation_dataset, training_dataset
+from keras_focal.data_prep.prepared import PreparedDataset
+from keras_focal.training.data import evaluation_dataset, training_dataset
 
 pytestmark = pytest.mark.backend_agnostic
 

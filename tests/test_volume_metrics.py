@@ -21,7 +21,7 @@ def _ball(radius_mm, shape=(60, 120, 120), spacing=SPACING, shift_voxels=(0, 0, 
 @pytest.fixture(scope="module")
 def concentric():
     prediction, truth = _ball(22.0), _ball(20.0)
-    return prediction, truth, volume_metrics(prediction, truth, SPACING, CLASSES)[0]
+    return prediction, truth, volume_metrics(prediction, truth, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]
 
 
 def test_concentric_balls_match_their_continuous_values_within_the_discretisation(concentric):
@@ -47,7 +47,7 @@ def test_a_one_voxel_shift_gives_the_spacing_of_its_axis(axis, expected_mm):
     truth = _ball(20.0)
     shift = [0, 0, 0]
     shift[axis] = 1
-    row = volume_metrics(_ball(20.0, shift_voxels=shift), truth, SPACING, CLASSES)[0]
+    row = volume_metrics(_ball(20.0, shift_voxels=shift), truth, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]
     assert row["hd_mm"] == pytest.approx(expected_mm, abs=1e-12)
     assert row["rvd_percent"] == 0.0
 
@@ -89,12 +89,12 @@ def test_surface_distances_agree_with_monai_and_medpy(concentric):
 def test_empty_masks_give_nan_not_zero_or_inf():
     truth = _ball(5.0, shape=(20, 40, 40))
     empty = np.zeros_like(truth)
-    missed = volume_metrics(empty, truth, SPACING, CLASSES)[0]
+    missed = volume_metrics(empty, truth, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]
     assert missed["dice"] == 0.0 and missed["iou"] == 0.0 and missed["rvd_percent"] == -100.0
     assert np.isnan([missed["hd95_mm"], missed["hd_mm"], missed["assd_mm"]]).all()
-    spurious = volume_metrics(truth, empty, SPACING, CLASSES)[0]
+    spurious = volume_metrics(truth, empty, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]
     assert spurious["dice"] == 0.0 and np.isnan(spurious["rvd_percent"]) and np.isnan(spurious["hd95_mm"])
-    absent = volume_metrics(empty, empty, SPACING, CLASSES)[0]
+    absent = volume_metrics(empty, empty, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]
     assert all(np.isnan(absent[m]) for m in ("dice", "iou", "hd95_mm", "hd_mm", "assd_mm", "rvd_percent"))
 
 
@@ -102,8 +102,8 @@ def test_the_summary_counts_undefined_cases_instead_of_averaging_them():
     import pandas as pd
 
     truth = _ball(5.0, shape=(20, 40, 40))
-    rows = [{"case": "a", **volume_metrics(truth, truth, SPACING, CLASSES)[0]},
-            {"case": "b", **volume_metrics(np.zeros_like(truth), truth, SPACING, CLASSES)[0]}]
+    rows = [{"case": "a", **volume_metrics(truth, truth, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]},
+            {"case": "b", **volume_metrics(np.zeros_like(truth), truth, spacing_zyx=SPACING[::-1], classes=CLASSES)[0]}]
     summary = summarise_volume_metrics(pd.DataFrame(rows)).iloc[0]
     assert summary["dice_mean"] == 0.5 and summary["dice_n"] == 2
     assert summary["hd95_mm_mean"] == 0.0 and summary["hd95_mm_n"] == 1 and summary["hd95_mm_undefined"] == 1
@@ -115,7 +115,7 @@ def test_every_class_but_the_background_is_scored_per_label():
     truth[2:8, 18:28, 18:28] = 2
     prediction = truth.copy()
     prediction[2:8, 18:28, 18:28] = 0
-    rows = volume_metrics(prediction, truth, (1.0, 1.0, 2.0), ["background", "zone a", "zone b"])
+    rows = volume_metrics(prediction, truth, spacing_zyx=(2.0, 1.0, 1.0), classes=["background", "zone a", "zone b"])
     assert [r["class"] for r in rows] == ["zone a", "zone b"]
     assert rows[0]["dice"] == 1.0 and rows[0]["hd_mm"] == 0.0
     assert rows[1]["dice"] == 0.0 and rows[1]["rvd_percent"] == -100.0
@@ -123,13 +123,26 @@ def test_every_class_but_the_background_is_scored_per_label():
 
 @pytest.mark.parametrize("bad, message", [
     ({"truth": np.zeros((4, 5, 6))}, "one \\(z, y, x\\) shape"),
-    ({"spacing": (1.0, 0.0, 1.0)}, "`spacing` must be three positive sizes"),
-    ({"spacing": (1.0, 1.0)}, "`spacing` must be three positive sizes"),
+    ({"spacing_zyx": (1.0, 0.0, 1.0)}, "`spacing_zyx` must be three positive voxel sizes"),
+    ({"spacing_zyx": (1.0, 1.0)}, "`spacing_zyx` must be three positive voxel sizes"),
 ])
 def test_bad_arguments_are_named(bad, message):
-    arguments = {"prediction": np.zeros((4, 5, 5)), "truth": np.zeros((4, 5, 5)), "spacing": (1, 1, 1), "classes": CLASSES}
+    arguments = {"prediction": np.zeros((4, 5, 5)), "truth": np.zeros((4, 5, 5)), "spacing_zyx": (1, 1, 1), "classes": CLASSES}
     with pytest.raises(ValueError, match=message):
         volume_metrics(**(arguments | bad))
+
+
+def test_a_spacing_of_no_stated_order_is_refused(concentric):
+    """The spacing used to be SimpleITK's (x, y, z) for (z, y, x) arrays: one in MONAI's order was taken reversed."""
+    prediction, truth, row = concentric
+    with pytest.raises(TypeError, match=r"takes `spacing_zyx`, the voxel size in the arrays' \(z, y, x\) order; `spacing` "
+                                        r"is refused because its order is ambiguous"):
+        volume_metrics(prediction, truth, spacing=SPACING[::-1], classes=CLASSES)
+    with pytest.raises(TypeError, match="positional"):
+        volume_metrics(prediction, truth, SPACING[::-1], CLASSES)
+    assert row["hd95_mm"] == pytest.approx(np.sqrt(5.0), abs=1e-9)  # in array order, as MONAI's and medpy's `spacing`
+    reversed_row = volume_metrics(prediction, truth, spacing_zyx=SPACING, classes=CLASSES)[0]
+    assert reversed_row["hd95_mm"] == pytest.approx(3.0, abs=1e-9)  # what the other order gives: wrong, and silent
 
 
 def test_boxes_on_an_anisotropic_512_square_by_54_grid():
@@ -138,7 +151,7 @@ def test_boxes_on_an_anisotropic_512_square_by_54_grid():
     truth[10:40, 150:350, 150:350] = 1
     prediction = np.zeros_like(truth)
     prediction[12:42, 160:360, 140:345] = 1  # shifted 2 slices (6 mm), 10 rows (5 mm), -10/-5 columns
-    row = volume_metrics(prediction, truth, (0.5, 0.5, 3.0), CLASSES)[0]
+    row = volume_metrics(prediction, truth, spacing_zyx=(3.0, 0.5, 0.5), classes=CLASSES)[0]
     assert row["dice"] == pytest.approx(2 * 28 * 190 * 195 / (30 * 200 * 200 + 30 * 200 * 205), abs=1e-12)
     assert row["rvd_percent"] == pytest.approx(2.5, abs=1e-12)
     # The farthest surface voxels: a corner moved 6 mm in z, 5 mm in y and 5 mm in x.

@@ -46,8 +46,14 @@ from keras_focal.losses.focal import categorical_focal_loss
 from keras_focal.losses.tversky import TverskyLoss
 
 
-def get(name, **kwargs):
-    """Builds a loss from its short name.
+def get(identifier, **kwargs):
+    """A loss from a name, a serialised config or a loss itself, as `keras.losses.get` takes them.
+
+    - a `keras.losses.Loss` or any other callable is returned as it is;
+    - a config dict (`keras.saving.serialize_keras_object(loss)`, or
+      `{"class_name": "keras_focal>DualFocalLoss", "config": {...}}`) is
+      deserialised;
+    - a string is a short or long name, built with `kwargs`.
 
     The names are those of the trainer's `--loss` (one table,
     `keras_focal.loss_names.LOSS_NAMES`): `"ce"`, `"wce"`, `"fl"`, `"dfl"`,
@@ -60,21 +66,40 @@ def get(name, **kwargs):
     `ValueError` that says how to build them.
 
     Args:
-        name: a short or long loss name.
-        **kwargs: passed to the loss's constructor (e.g. `class_weights` for
-            `"wce"`, `gamma` for `"fl"`, `from_logits`); for the combined
-            names, to every part that takes them.
+        identifier: a short or long loss name, a config dict, or a loss.
+        **kwargs: for a name only: passed to the loss's constructor (e.g.
+            `class_weights` for `"wce"`, `gamma` for `"fl"`, `from_logits`);
+            for the combined names, to every part that takes them.
 
     Returns:
-        A `keras.losses.Loss` instance.
+        A `keras.losses.Loss` instance (or the callable given).
+
+    Raises:
+        ValueError: an unknown name, options given with a config or a loss,
+            or an identifier of another type.
 
     Example:
 
     >>> get("fl", gamma=0.5, from_logits=True).gamma
     0.5
+    >>> import keras
+    >>> get(keras.saving.serialize_keras_object(get("dfl", gamma=2.0))).gamma
+    2.0
     """
     from keras_focal import loss_names
 
+    if not isinstance(identifier, str):
+        if kwargs:
+            raise ValueError(f"options {sorted(kwargs)} apply to a loss name only; got {type(identifier).__name__} "
+                             f"{identifier!r}: set them in the config or on the loss itself.")
+        if isinstance(identifier, dict):
+            import keras
+
+            return keras.saving.deserialize_keras_object(identifier)
+        if callable(identifier):
+            return identifier
+        raise ValueError(f"a loss is a name, a config dict or a callable; got {type(identifier).__name__} {identifier!r}.")
+    name = identifier
     entry = loss_names.lookup(name)
     if entry is None:
         raise ValueError(f"Unknown loss name {name!r}. Allowed: {loss_names.all_names()}")

@@ -12,7 +12,7 @@ import importlib
 # Imported on first use, so that the command line's parser needs no Keras.
 _EXPORTS = {
     "LOSSES": "config", "MODELS": "config", "OPTIMIZERS": "config", "RunConfig": "config",
-    "PreparedDataset": "data", "PreparedRun": "run", "RunSetupError": "run", "prepare_run": "run", "train_run": "run",
+    "PreparedRun": "run", "RunSetupError": "run", "prepare_run": "run", "train_run": "run",
 }
 
 

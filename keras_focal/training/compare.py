@@ -18,7 +18,7 @@ from keras_focal.files import (
     save_figure_atomically,
     write_text_atomically,
 )
-from keras_focal.loss_names import LOSS_LABELS  # noqa: F401 (notebooks import it from here)
+from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
 from keras_focal.training.config import OPTIMIZER_LABELS, RunConfig
 from keras_focal.training.lr_sweep import validation_score
@@ -184,7 +184,7 @@ def prepare_comparison(config):
     are checked before the first run trains, so a bad setting of any run
     stops the comparison at once (`RunSetupError`).
     """
-    from keras_focal.training.data import PreparedDataset
+    from keras_focal.data_prep.prepared import PreparedDataset
 
     with checking(RunSetupError):
         runs = list(config.runs())  # every run's settings (RunConfig validates each)
@@ -361,7 +361,7 @@ def read_results(folder):
 
 def class_shares(dataset):
     """`{class name: share of the labelled pixels}` of a `PreparedDataset` (or its folder), from its `classes.json`."""
-    from keras_focal.training.data import PreparedDataset
+    from keras_focal.data_prep.prepared import PreparedDataset
 
     if not isinstance(dataset, PreparedDataset):
         dataset = PreparedDataset(dataset)
@@ -574,16 +574,18 @@ def volume_tables(volumes, reference=None):
     of each patient's Dice (mean over the foreground classes) against it
     follow, pairs being the same patient and seed.
     """
-    from keras_focal.evaluation import mean_std_cell
+    from keras_focal.evaluation import mean_std_cell, truth_sources
     from keras_focal.training import statistics
 
     lines = [
         "# Per-patient 3-D metrics",
         "",
-        "Each test case's volume rebuilt from its slices on its original grid (spacing in mm) and scored as a whole",
+        "Each test case's prediction restored to its original grid (spacing in mm) and scored as a whole volume",
         "(`keras_focal.evaluation.volume_metrics`: Dice, MONAI's HD95 and symmetric ASSD, signed RVD). Mean ± *sample*",
         "std over the patients (n; each patient is in one test fold); *undefined*: patients with an empty prediction",
         "or truth, where a distance has no value. Per run and case: `volume_results.csv`.",
+        "",
+        truth_sources(volumes),
         "",
     ]
     for (dataset, optimizer), group in volumes.groupby(["dataset", "optimizer"], sort=False):

@@ -1,13 +1,11 @@
 """The tf.data pipelines of a prepared data set.
 
 The format itself (files, schema, validation, the ignore label) is
-`keras_focal.data_prep.prepared`, beside its writer; `PreparedDataset` is
-re-exported here for the trainer's callers.
+`keras_focal.data_prep.prepared`, beside its writer.
 """
 
 import os
 
-from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset  # noqa: F401 (re-exported)
 # --input auto streams the PNGs when the decoded training and validation images
 # and masks would take more memory than this.
 STREAM_ABOVE_BYTES = 2 * 1024**3

@@ -22,7 +22,7 @@ import time
 import keras
 import numpy as np
 
-from keras_focal.data_prep.prepared import IGNORE_LABEL
+from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset
 from keras_focal.errors import BadInput, checking
 from keras_focal.files import (
     LOCK_NAME,
@@ -39,7 +39,6 @@ from keras_focal.training.callbacks import (
     BestCheckpoint,
     HistoryWriter,
     NaNRecorder,
-    RunInterrupted,  # noqa: F401 (re-exported: callers catch it from here)
     RunState,
     RunStateError,
     read_state,
@@ -51,7 +50,6 @@ from keras_focal.training.config import RunConfig
 from keras_focal.training.data import (
     STREAM_ABOVE_BYTES,
     Examples,
-    PreparedDataset,
     evaluation_dataset,
     training_dataset,
 )

@@ -125,6 +125,7 @@ def worker(backend, repeats, small, only=None, label_kinds=None):
 
     sys.path.insert(0, HERE)
     from _timing import interleaved_times, paired_ratios
+
     from keras_focal import losses
 
     inputs = _inputs(small)
@@ -224,7 +225,7 @@ def main(argv=None):
         command += (["--losses", args.losses] if args.losses else []) + (["--labels", args.labels] if args.labels else [])
         print(f"measuring {backend} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("BENCH-JSON ")]
+        lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-JSON ")]
         if done.returncode != 0 or not lines:
             sys.stderr.write(done.stderr[-4000:])
             print(f"error: the {backend} measurement failed (exit {done.returncode})", file=sys.stderr)

@@ -94,7 +94,7 @@ def main(argv=None):
                     [sys.executable, "-c", CHILD, path, os.path.join(root, f"run-{factor}-{mode}"), mode],
                     capture_output=True, text=True,
                 )
-                peaks = [l for l in done.stdout.splitlines() if l.startswith("PEAK-RSS-KIB ")]
+                peaks = [line for line in done.stdout.splitlines() if line.startswith("PEAK-RSS-KIB ")]
                 if done.returncode != 0 or not peaks:
                     sys.stderr.write(done.stderr[-3000:])
                     print(f"error: the {mode} run on {slices} slices failed", file=sys.stderr)

@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 tf.get_logger().setLevel("ERROR")  # retracing notes from building six models
 
 from _timing import interleaved_medians  # noqa: E402  (bench/ is on sys.path)
+
 from keras_focal import losses, models  # noqa: E402
 
 BUILDERS = {

@@ -39,7 +39,6 @@ from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases  # 
 from keras_focal.data_prep.synthetic import make_ultrasound_like  # noqa: E402
 from keras_focal.training import RunConfig, train_run  # noqa: E402
 
-
 JIT_MODES = {"auto": "auto", "on": True, "off": False}
 
 
@@ -203,7 +202,7 @@ def _run_group(command, env, count):
     finally:
         for worker in workers:
             worker.kill()
-    lines = [l for l in outputs[0][0].splitlines() if l.startswith("BENCH-JSON ")]
+    lines = [line for line in outputs[0][0].splitlines() if line.startswith("BENCH-JSON ")]
     if any(worker.returncode for worker in workers) or not lines:
         sys.stderr.write("".join(stderr[-3000:] for _, stderr in outputs))
         return None

@@ -19,7 +19,14 @@
 The command line is `keras-focal prep synth|promise12|dicom|camvid|msd|nnunet|volumes`.
 """
 
-from keras_focal.data_prep.camvid import CAMVID_11, SEGNET_CLASSES, find_image_pairs, find_rgb_label_cases, read_palette_csv, rgb_to_labels
+from keras_focal.data_prep.camvid import (
+    CAMVID_11,
+    SEGNET_CLASSES,
+    find_image_pairs,
+    find_rgb_label_cases,
+    read_palette_csv,
+    rgb_to_labels,
+)
 from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions, PrepReport, assign_folds, prepare_dataset
 from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases, find_volume_pairs
 from keras_focal.data_prep.dicom import read_dicom_volume

@@ -298,9 +298,9 @@ def _camvid(args):
 
 def _synth(args):
     from keras_focal.data_prep.camvid import CAMVID_11, find_rgb_label_cases
+    from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases
     from keras_focal.data_prep.scenes import make_camvid_like
     from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
-    from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases
     from keras_focal.data_prep.synthetic import make_decathlon_like, make_promise12_like, make_ultrasound_like
 
     if args.split:

@@ -44,6 +44,7 @@ import time
 
 import numpy as np
 
+from keras_focal.data_prep.prepared import IGNORE_LABEL, IMAGE_FILE_SEPARATOR, ORIGINAL_MASK_COLUMN, image_files
 from keras_focal.data_prep.slicing import (
     DEFAULT_PERCENTILES,
     check_labels,
@@ -61,8 +62,6 @@ from keras_focal.files import (
     write_json_atomically,
     write_text_atomically,
 )
-
-from keras_focal.data_prep.prepared import IGNORE_LABEL, IMAGE_FILE_SEPARATOR, ORIGINAL_MASK_COLUMN, image_files
 
 MANIFEST_COLUMNS = [
     "case", "slice", "image", "mask", "source_image", "source_mask",

@@ -5,10 +5,10 @@ import re
 
 import numpy as np
 
-from keras_focal.data_prep.dataset import IGNORE_LABEL, Case, CaseData, safe_case_name
+from keras_focal.data_prep.dataset import Case, CaseData, safe_case_name
 from keras_focal.data_prep.dicom import read_dicom_volume
-from keras_focal.data_prep.slicing import normalize_intensity
 from keras_focal.data_prep.labels import LabelTable
+from keras_focal.data_prep.slicing import normalize_intensity
 from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
 
 PROSTATE_CLASSES = ("background", "prostate")

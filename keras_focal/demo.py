@@ -49,7 +49,7 @@ def run(out="demo_output", epochs=30, seed=0, quiet=False, optimizers=("adam",),
     from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
     from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases
     from keras_focal.data_prep.synthetic import make_ultrasound_like
-    from keras_focal.training.compare import CompareConfig, compare
+    from keras_focal.training.comparison import CompareConfig, compare
 
     check_options(epochs, optimizers, folds, lr_sweep)
     source = os.path.join(out, "data", "trus")

@@ -65,10 +65,10 @@ def export_model(model_path, out, export_format="saved_model"):
     trainer's scale ([-1, 1]: `keras_focal.training.data.normalize`). The
     export is written beside `out` and renamed into place.
     """
+    import numpy as np
+
     import keras_focal
     from keras_focal.files import replacing, temporary_path
-
-    import numpy as np
 
     model, cast = float32_model(keras_focal.load_model(model_path))
     # Keras's ONNX export refuses a model never called (a loaded one has not been): one call on zeros.

@@ -129,7 +129,7 @@ def _model_paths(args):
 
 def _compare_model_paths(args):
     from keras_focal.prediction import run_model_path
-    from keras_focal.training.compare import read_results
+    from keras_focal.training.comparison import read_results
 
     if not os.path.isfile(os.path.join(args.compare, "results.csv")):
         raise ValueError(f"'{args.compare}' is not a comparison folder: it has no results.csv (run `keras-focal compare`).")

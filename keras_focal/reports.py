@@ -9,7 +9,6 @@ from keras_focal.errors import BadInput
 from keras_focal.files import save_figure_atomically, save_png_atomically, write_text_atomically
 
 
-
 def draw_confusion_matrix(axis, matrix, class_names, title="Confusion matrix (rows sum to 1)"):
     """Draws a row-normalised confusion matrix on `axis`: cells with their values, axis names, title.
 
@@ -219,11 +218,10 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     volume summary)` then.
     """
     import keras_focal
-
+    from keras_focal.data_prep.prepared import PreparedDataset
     from keras_focal.evaluation import evaluate_semantic_segmentation
     from keras_focal.files import FolderBusyError, FolderLock, check_output_folder, publishing_folder
-    from keras_focal.data_prep.prepared import PreparedDataset
-    from keras_focal.training.run import predict_label_maps, predicted_pairs
+    from keras_focal.training.run import predict_label_maps
 
     out = os.path.abspath(out)
     check_output_folder(out, "the evaluation folder")

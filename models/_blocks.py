@@ -2,8 +2,8 @@
 
 import math
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers
 
 from keras_focal.layers import AdaptiveClassWeight

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test suite: set up .venv with the test, JAX and torch extras, run pytest on the
+# The test suite: set up .venv with the test, JAX and torch extras, run ruff, then pytest on the
 # TensorFlow backend, then the backend-agnostic tests (losses, layers, trainer) again on
 # JAX and on PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh test,jax,torch
 export TF_CPP_MIN_LOG_LEVEL=3
+.venv/bin/ruff check .  # pyflakes, pycodestyle errors, import order (pyproject.toml)
 KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -n 2 "$@"
 KERAS_BACKEND=jax .venv/bin/python -m pytest -n 2 -m backend_agnostic "$@"
 KERAS_BACKEND=torch .venv/bin/python -m pytest -n 2 -m backend_agnostic "$@"

@@ -1,7 +1,7 @@
 """Backend-independent helpers for the tests."""
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 

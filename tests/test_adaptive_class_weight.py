@@ -1,8 +1,8 @@
 """The AdaptiveClassWeight layer."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal.layers import AdaptiveClassWeight
 from keras_focal.losses import CrossEntropy, WeightedCrossEntropy

@@ -1,8 +1,8 @@
 """CrossEntropy and WeightedCrossEntropy."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal.losses import CrossEntropy, WeightedCrossEntropy
 from tests import reference

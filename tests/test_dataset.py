@@ -10,14 +10,13 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from keras_focal import files as files_module
 from keras_focal.class_weights import count_each_label, inverse_frequency_weights, median_frequency_weights
 from keras_focal.cli import main
 from keras_focal.data_prep import dataset as dataset_module
-from keras_focal import files as files_module
+from keras_focal.data_prep.camvid import CAMVID_11, find_rgb_label_cases
 from keras_focal.data_prep.dataset import PrepOptions, assign_folds, prepare_dataset
 from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
-from keras_focal.data_prep.camvid import find_rgb_label_cases
-from keras_focal.data_prep.camvid import CAMVID_11
 from tests.prep_fixtures import png
 
 OPTIONS = PrepOptions(size=32)
@@ -228,7 +227,7 @@ def test_ctrl_c_prints_one_line_removes_the_case_in_progress_and_resumes(promise
     command = ["prep", "promise12", promise12_source, str(out), "--size", "32", "--quiet"]
     assert main(command) == 130
     err = capsys.readouterr().err
-    assert err == f"\nkeras-focal prep promise12: interrupted. Run the same command again to resume: finished work is kept.\n"
+    assert err == "\nkeras-focal prep promise12: interrupted. Run the same command again to resume: finished work is kept.\n"
     assert not (out / ".partial").exists()
     assert sorted(os.listdir(out / "cases")) == ["Case00.json"]
 

@@ -1,8 +1,8 @@
 """DiceLoss and TverskyLoss against a float64 reference; CombinedLoss; their names."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal import losses
 from keras_focal.losses import CombinedLoss, CrossEntropy, DiceLoss, TverskyLoss

@@ -2,15 +2,22 @@
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
-import keras
 from keras import ops
 
 from keras_focal.losses import DualFocalLoss
 from tests import reference
 from tests.helpers import (
-    ATOL, GRADIENT_LOGITS, RTOL, categorical_inputs, central_differences, softmax_inputs, to_numpy, value_and_gradient,
+    ATOL,
+    GRADIENT_LOGITS,
+    RTOL,
+    categorical_inputs,
+    central_differences,
+    softmax_inputs,
+    to_numpy,
+    value_and_gradient,
 )
 
 pytestmark = pytest.mark.backend_agnostic

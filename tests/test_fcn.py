@@ -1,8 +1,8 @@
 """FCN-8s on VGG19."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal.initializers import BilinearUpsampling
 from keras_focal.models import vgg19_fcn

@@ -16,7 +16,6 @@ from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.dicom_labels import label_object_mask
 from keras_focal.data_prep.labels import LabelTable
 from keras_focal.data_prep.volume import CaseError, read_header, read_volume
-from tests.prep_fixtures import SMALL
 
 RNG = np.random.default_rng(0)
 ARRAY = RNG.integers(1, 1000, (6, 20, 24)).astype(np.int16)  # (z, y, x), no zero: a zero-filled read shows
@@ -283,9 +282,8 @@ def test_predict_checks_the_truth_before_inference(predictor, tmp_path, capsys):
 def test_evaluate_volumes_scores_against_the_original_label_volumes(predictor, tmp_path):
     import keras_focal
     from keras_focal.data_prep.prepared import PreparedDataset
-    from keras_focal.evaluation import volume_metrics
+    from keras_focal.evaluation import truth_sources, volume_metrics
     from keras_focal.prediction import prepared_case_volumes, score_prepared_cases
-    from keras_focal.evaluation import truth_sources
 
     copied = tmp_path / "data"
     shutil.copytree(predictor["data"], copied)

@@ -2,16 +2,24 @@
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
-import keras
 from keras import ops
 
 from keras_focal.losses import BinaryFocalLoss, CategoricalFocalLoss
 from tests import reference
 from tests.helpers import (
-    ATOL, GRADIENT_LOGITS, RTOL, binary_inputs, categorical_inputs, central_differences, sigmoid_inputs, softmax_inputs,
-    to_numpy, value_and_gradient,
+    ATOL,
+    GRADIENT_LOGITS,
+    RTOL,
+    binary_inputs,
+    categorical_inputs,
+    central_differences,
+    sigmoid_inputs,
+    softmax_inputs,
+    to_numpy,
+    value_and_gradient,
 )
 
 pytestmark = pytest.mark.backend_agnostic

@@ -331,7 +331,7 @@ def _runs(pooled_by_loss, per_image_by_loss, never_by_loss):
 
 
 def test_the_report_leads_with_the_pooled_metrics_and_shows_a_class_never_predicted():
-    from keras_focal.training.compare import add_rare_miou, markdown_tables
+    from keras_focal.training.comparison import add_rare_miou, markdown_tables
 
     # The case: ADFL first on the per-image mean, while it never predicts the rare class.
     table = _runs({"ce": [0.50, 0.52, 0.54], "adfl": [0.45, 0.47, 0.49]}, {"ce": 0.34, "adfl": 0.40},
@@ -348,7 +348,7 @@ def test_the_report_leads_with_the_pooled_metrics_and_shows_a_class_never_predic
 
 
 def test_the_chart_starts_at_zero(monkeypatch, tmp_path):
-    from keras_focal.training import compare
+    from keras_focal.training import comparison as compare
 
     figures = []
     monkeypatch.setattr(compare, "save_figure_atomically", lambda figure, path, **options: figures.append(figure))
@@ -371,7 +371,7 @@ def test_logs_hold_no_progress_bar_redraws_when_not_on_a_terminal(segnet, tmp_pa
 
 
 def test_a_run_summary_prints_percentages():
-    from keras_focal.training.compare import run_summary
+    from keras_focal.training.comparison import run_summary
 
     line = run_summary({"dataset_miou": 0.1075220299145696, "global_accuracy": 0.5, "mdsc": 0.25,
                         "never_predicted": ["Pole", "Fence"]})

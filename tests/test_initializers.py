@@ -1,8 +1,8 @@
 """PriorProbability."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal.initializers import BilinearUpsampling, PriorProbability, bilinear_filter
 from tests.helpers import to_numpy

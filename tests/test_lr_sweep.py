@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from keras_focal.cli import main
-from keras_focal.training.compare import CompareConfig, compare
+from keras_focal.training.comparison import CompareConfig, compare
 from keras_focal.training.lr_sweep import choose_learning_rates, parse_rates, tuned_runs, validation_score
 
 TINY = {"epochs": 2, "model_options": {"base_filters": 4, "depth": 2}}

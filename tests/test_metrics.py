@@ -1,8 +1,8 @@
 """DiceScore and IoUScore Keras metrics."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 from sklearn.metrics import f1_score, jaccard_score
 
 from keras_focal.losses import CrossEntropy

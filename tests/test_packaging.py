@@ -65,3 +65,16 @@ def test_submodules_load_on_first_use():
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["DualFocalLoss", "True"]
+
+
+def test_the_training_package_exports_what_its_docstring_names():
+    """`from keras_focal.training import compare` gave the module, though the package advertised a function."""
+    import subprocess
+    import sys
+
+    check = ("import inspect\nfrom keras_focal.training import CompareConfig, RunConfig, compare, prepare_run, train_run\n"
+             "print(*(inspect.isfunction(f) for f in (compare, prepare_run, train_run)), inspect.isclass(CompareConfig),"
+             " inspect.isclass(RunConfig))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-5:] == ["True"] * 5

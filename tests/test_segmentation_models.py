@@ -2,9 +2,9 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal.losses import CrossEntropy, DualFocalLoss
 from keras_focal.models import deeplabv3_plus, unet, vgg19_fcn

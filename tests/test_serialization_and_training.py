@@ -1,8 +1,8 @@
 """`losses.get`, Keras serialisation round trips and `model.fit` with every loss."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_focal import losses
 from keras_focal.initializers import PriorProbability

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from keras_focal.training import statistics
-from keras_focal.training.compare import markdown_tables
+from keras_focal.training.comparison import markdown_tables
 
 
 def _table(scores, optimizer="adam"):

@@ -2,10 +2,9 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
-
-import re
 
 import keras
 import numpy as np
@@ -16,7 +15,7 @@ from keras_focal.class_weights import inverse_frequency_weights
 from keras_focal.cli import main
 from keras_focal.training import RunConfig, RunSetupError, train_run
 from keras_focal.training import callbacks as callbacks_module
-from keras_focal.training.compare import CompareConfig, compare, read_results
+from keras_focal.training.comparison import CompareConfig, compare, read_results
 
 # The trainer runs on TensorFlow and on JAX: CI runs this file on both backends.
 pytestmark = pytest.mark.backend_agnostic
@@ -591,7 +590,7 @@ def _hand_made_table(mdsc_by_loss, optimizer="adam"):
 
 
 def test_results_tables_report_the_sample_std_and_n():
-    from keras_focal.training.compare import markdown_tables
+    from keras_focal.training.comparison import markdown_tables
 
     # 80, 84, 88 %: mean 84, sample std 4 (the population std would be 3.27).
     table = _hand_made_table({"ce": [0.80, 0.84, 0.88], "adfl": [0.90, np.nan, 0.92]})

@@ -21,7 +21,7 @@ from keras_focal.data_prep.prepared import PreparedDataset, check_class_names
 from keras_focal.data_prep.slicing import normalize_intensity
 from keras_focal.training import RunConfig, RunSetupError, train_run
 from keras_focal.training import callbacks as callbacks_module
-from keras_focal.training.compare import CompareConfig, compare
+from keras_focal.training.comparison import CompareConfig, compare
 
 TINY = {"epochs": 2, "model_options": {"base_filters": 4, "depth": 2}, "deterministic": True}
 

@@ -1,7 +1,7 @@
 """The Adaptive Class Weight (ACW) layer of ADFL."""
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 

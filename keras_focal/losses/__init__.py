@@ -33,16 +33,10 @@ be inspected, so validate masks in the input pipeline
 """
 
 from keras_focal.losses.combined import CombinedLoss
-from keras_focal.losses.cross_entropy import CrossEntropy
-from keras_focal.losses.cross_entropy import WeightedCrossEntropy
-from keras_focal.losses.cross_entropy import weighted_cross_entropy
-from keras_focal.losses.dual_focal import DualFocalLoss
-from keras_focal.losses.dual_focal import dual_focal_loss
+from keras_focal.losses.cross_entropy import CrossEntropy, WeightedCrossEntropy, weighted_cross_entropy
 from keras_focal.losses.dice import DiceLoss
-from keras_focal.losses.focal import BinaryFocalLoss
-from keras_focal.losses.focal import CategoricalFocalLoss
-from keras_focal.losses.focal import binary_focal_loss
-from keras_focal.losses.focal import categorical_focal_loss
+from keras_focal.losses.dual_focal import DualFocalLoss, dual_focal_loss
+from keras_focal.losses.focal import BinaryFocalLoss, CategoricalFocalLoss, binary_focal_loss, categorical_focal_loss
 from keras_focal.losses.tversky import TverskyLoss
 
 

@@ -16,12 +16,11 @@ formulas of `_ProbabilityPrediction`.
 
 import typing
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
-from keras_focal.losses import _numerics
-from keras_focal.losses import _softmax
+from keras_focal.losses import _numerics, _softmax
 
 try:  # Keras's own losses mark ignored pixels the same way.
     from keras.src.backend import set_keras_mask as _set_keras_mask

@@ -51,7 +51,7 @@ def focal_value_and_derivative(cross_entropy, p, q, gamma, epsilon):
     the product 0 in the limit) where `1 - p` underflows; autodiff of the
     textbook form gives `0 * inf` there.
     """
-    l = cross_entropy
+    l = cross_entropy  # noqa: E741 (the paper's name for the cross-entropy)
     base = q + epsilon if epsilon else q
     if gamma in MULTIPLIED_GAMMAS:
         power = power_below(base, gamma)

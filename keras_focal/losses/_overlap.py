@@ -12,8 +12,7 @@ three sums over the pixels are needed: one softmax and three reductions.
 
 from keras import ops
 
-from keras_focal.losses import _base
-from keras_focal.losses import _softmax
+from keras_focal.losses import _base, _softmax
 
 
 class OverlapLoss(_base.CategoricalLoss):

@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from keras_focal.losses import _base
-from keras_focal.losses import _softmax
+from keras_focal.losses import _base, _softmax
 
 
 def weighted_cross_entropy(y, log_p, class_weights=None, axis=-1):

@@ -3,9 +3,7 @@
 import keras
 from keras import ops
 
-from keras_focal.losses import _base
-from keras_focal.losses import _numerics
-from keras_focal.losses import _softmax
+from keras_focal.losses import _base, _numerics, _softmax
 
 # Above this the plain sum of the non-maximal exponentials is exact to float32
 # rounding; below it (its terms reach the subnormal range) the second-largest

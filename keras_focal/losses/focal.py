@@ -17,14 +17,11 @@ in that paper); it changes the loss slightly and is not needed for finiteness
 here, but is kept so that the paper's loss can be reproduced exactly.
 """
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
-from keras_focal.losses import _base
-from keras_focal.losses import _focal_terms
-from keras_focal.losses import _numerics
-from keras_focal.losses import _softmax
+from keras_focal.losses import _base, _focal_terms, _numerics, _softmax
 from keras_focal.losses._focal_terms import modulating_factor
 
 

@@ -2,8 +2,7 @@
 
 import keras
 
-from keras_focal.losses import _base
-from keras_focal.losses import _overlap
+from keras_focal.losses import _base, _overlap
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")

@@ -4,7 +4,8 @@
 - `prepare_run`: a run's pre-flight (checks everything, writes nothing) -> `PreparedRun`.
 - `train_run`: train, resume, evaluate one run and write its files.
 - `compare`: the grid models x losses x optimisers x folds x seeds, with
-  `results.csv`, `results.md` and `results.png`.
+  `results.csv`, `results.md` and `results.png` (`CompareConfig` its settings;
+  module `keras_focal.training.comparison`).
 """
 
 import importlib
@@ -12,7 +13,7 @@ import importlib
 # Imported on first use, so that the command line's parser needs no Keras.
 _EXPORTS = {
     "LOSSES": "config", "MODELS": "config", "OPTIMIZERS": "config", "RunConfig": "config",
-    "PreparedRun": "run", "RunSetupError": "run", "prepare_run": "run", "train_run": "run",
+    "CompareConfig": "comparison", "compare": "comparison", "PreparedRun": "run", "RunSetupError": "run", "prepare_run": "run", "train_run": "run",
 }
 
 

@@ -132,7 +132,7 @@ def _train(args):
         return 0
     for warning in metrics.get("warnings") or ():
         print(f"keras-focal train: warning: {warning}", file=sys.stderr)
-    from keras_focal.training.compare import run_summary
+    from keras_focal.training.comparison import run_summary
 
     nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
     print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: {run_summary(metrics)}{nan}")
@@ -144,7 +144,7 @@ def _compare(args):
     import dataclasses
 
     from keras_focal.training import processes
-    from keras_focal.training.compare import CompareConfig, compare
+    from keras_focal.training.comparison import CompareConfig, compare
 
     with checking():
         if args.config:

@@ -35,6 +35,8 @@ from keras_focal.files import (
     save_model_atomically,
     write_text_atomically,
 )
+from keras_focal.model_names import MODEL_NAMES
+from keras_focal.training import processes
 from keras_focal.training.callbacks import (
     BestCheckpoint,
     HistoryWriter,
@@ -44,8 +46,6 @@ from keras_focal.training.callbacks import (
     read_state,
     tensorboard_callbacks,
 )
-from keras_focal.model_names import MODEL_NAMES
-from keras_focal.training import processes
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import (
     STREAM_ABOVE_BYTES,

@@ -22,7 +22,15 @@ from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
 from keras_focal.training.config import OPTIMIZER_LABELS, RunConfig
 from keras_focal.training.lr_sweep import validation_score
-from keras_focal.training.run import InitialWeights, RunSetupError, check_strategy, initial_weights_path, prepare_run, train_run
+from keras_focal.training.run import (
+    InitialWeights,
+    RunSetupError,
+    check_strategy,
+    initial_weights_path,
+    prepare_run,
+    train_run,
+)
+
 GRID_AXES = ("models", "losses", "optimizers", "folds", "seeds")
 GRID_EXAMPLES = {"models": "[unet]", "losses": "[ce, adfl]", "optimizers": "[adam]", "folds": "[0, 1, 2]", "seeds": "[0]"}
 

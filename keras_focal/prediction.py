@@ -26,7 +26,6 @@ per-patient table and `--postprocess auto` score whole patients.
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 
@@ -34,6 +33,8 @@ import numpy as np
 
 from keras_focal.data_prep.slicing import labels_of, restore_probabilities
 from keras_focal.data_prep.volume import VOLUME_SUFFIXES, CaseError, strip_volume_suffix
+from keras_focal.training import run_folder
+from keras_focal.training.run_folder import read_run_config, run_model_path
 
 # Post-processing modes of `keras-focal predict --postprocess`.
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
@@ -111,45 +112,6 @@ class TrainedModel:
         return digest.hexdigest()
 
 
-def read_run_config(run_dir):
-    """A run folder's `config.json`; raises ValueError naming the file when it is missing or not a run's."""
-    path = os.path.join(run_dir, "config.json")
-    try:
-        with open(path) as stream:
-            config = json.load(stream)
-    except FileNotFoundError:
-        raise ValueError(f"'{run_dir}' is not a run folder: it has no config.json.") from None
-    except ValueError as error:
-        raise ValueError(f"'{path}' is damaged ({error}).") from None
-    missing = [key for key in ("data", "test_cases") if key not in config]
-    if missing:
-        raise ValueError(f"'{path}' lacks {missing}: it was not written by `keras-focal train`.")
-    return config
-
-
-def run_model_path(run_dir, checkpoint=None):
-    """The model file of a run: `checkpoint` ("best"/"last"), or by default the one its test scores are of.
-
-    Raises ValueError when the run is unfinished or kept no model (a NaN run without a checkpoint).
-    """
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    if checkpoint is None:
-        try:
-            with open(metrics_path) as stream:
-                evaluated = json.load(stream).get("evaluated", "last")
-        except FileNotFoundError:
-            raise ValueError(f"'{run_dir}' holds no finished run (no metrics.json); finish it or give --model.") from None
-        except ValueError as error:
-            raise ValueError(f"'{metrics_path}' is damaged ({error}).") from None
-        if evaluated == "none":
-            raise ValueError(f"the run in '{run_dir}' ended with a NaN loss and kept no model to predict with.")
-        checkpoint = evaluated
-    path = os.path.join(run_dir, f"{checkpoint}.keras")
-    if not os.path.isfile(path):
-        raise ValueError(f"no model at '{path}'.")
-    return path
-
-
 def load_trained_model(path, data=None, dataset=None):
     """Loads `path` with the preparation settings of its training data.
 
@@ -169,7 +131,7 @@ def load_trained_model(path, data=None, dataset=None):
         raise ValueError(f"no model at '{path}'.")
     run = None
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isfile(os.path.join(folder, "config.json")):
+    if os.path.isfile(run_folder.path_of(folder, run_folder.CONFIG)):
         run = read_run_config(folder)
     if dataset is not None:
         data = dataset.path

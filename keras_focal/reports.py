@@ -315,7 +315,7 @@ def _evaluate(args):
 
     try:
         if args.run:
-            from keras_focal.prediction import read_run_config
+            from keras_focal.training.run_folder import read_run_config
 
             config = read_run_config(args.run)
             model_path = os.path.join(args.run, f"{args.checkpoint}.keras")

@@ -173,3 +173,31 @@ def test_trainer_builds_nnunet_style_region_losses():
     assert built("dice_ce", street).losses[0].include_background
 
 
+
+
+def test_the_run_folder_format_is_read_and_written_in_one_module(tmp_path):
+    """`training.run_folder` is the one home of the run folder's files (the trainer wrote them, prediction read them)."""
+    from keras_focal.training import run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ValueError, match=rf"'{run}' is not a run folder: it has no config\.json\."):
+        run_folder.read_run_config(str(run))
+    run_folder.write_config(str(run), {"data": "d", "test_cases": ["a"]})
+    assert run_folder.read_run_config(str(run)) == {"data": "d", "test_cases": ["a"]}
+    assert not run_folder.is_finished(str(run)) and run_folder.read_metrics(str(run)) is None
+    with pytest.raises(ValueError, match=r"holds no finished run \(no metrics\.json\); finish it or give --model\."):
+        run_folder.run_model_path(str(run))
+    run_folder.write_metrics(str(run), {"evaluated": "best"})
+    assert run_folder.is_finished(str(run))
+    with pytest.raises(ValueError, match=rf"no model at '{run / 'best.keras'}'\."):
+        run_folder.run_model_path(str(run))
+    (run / "best.keras").write_bytes(b"")
+    assert run_folder.run_model_path(str(run)) == str(run / "best.keras")
+    with pytest.raises(ValueError, match=r"no model at '.*last\.keras'\."):  # the checkpoint asked for, not the scored one
+        run_folder.run_model_path(str(run), "last")
+    with pytest.raises(ValueError, match=r"`checkpoint` must be one of \['last', 'best'\]\. Received: checkpoint='final'"):
+        run_folder.model_path(str(run), "final")
+    run_folder.write_metrics(str(run), {"evaluated": "none"})
+    with pytest.raises(ValueError, match="ended with a NaN loss and kept no model to predict with"):
+        run_folder.run_model_path(str(run))

@@ -20,6 +20,7 @@ from keras_focal.files import (
 )
 from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
+from keras_focal.training import run_folder
 from keras_focal.training.config import OPTIMIZER_LABELS, RunConfig
 from keras_focal.training.lr_sweep import validation_score
 from keras_focal.training.run import (
@@ -219,7 +220,7 @@ def _epochs_done(run):
     """Epochs a run folder already holds (all of them once it is finished)."""
     from keras_focal.training.callbacks import RunState
 
-    if os.path.exists(os.path.join(run.out, "metrics.json")):
+    if run_folder.is_finished(run.out):
         return run.epochs
     try:
         return int(RunState(run.out, recorder=None).load()[0])
@@ -306,7 +307,7 @@ def _weights_set(prepared):
 def _one_run(prepared, index, count, verbose, bar, weights):
     """Trains (or reads) one run of the grid; returns its metrics and a status for the log line."""
     run = prepared.config
-    finished = os.path.exists(os.path.join(run.out, "metrics.json"))
+    finished = run_folder.is_finished(run.out)
     start = time.perf_counter()
     label = f"run {index}/{count} ({run.model} {run.loss} {run.optimizer} fold {run.fold} seed {run.seed})"
     callbacks = []

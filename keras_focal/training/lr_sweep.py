@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from keras_focal.training import run_folder
+
 VALIDATION_COLUMN = "val_foreground_dice"
 
 
@@ -48,7 +50,7 @@ def validation_score(run_dir, evaluated, epochs_run):
     """
     import pandas as pd
 
-    path = os.path.join(run_dir, "history.csv")
+    path = run_folder.path_of(run_dir, run_folder.HISTORY)
     if evaluated not in ("last", "best") or not os.path.exists(path):
         return float("nan")
     history = pd.read_csv(path)

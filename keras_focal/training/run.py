@@ -36,7 +36,7 @@ from keras_focal.files import (
     write_text_atomically,
 )
 from keras_focal.model_names import MODEL_NAMES
-from keras_focal.training import processes
+from keras_focal.training import processes, run_folder
 from keras_focal.training.callbacks import (
     BestCheckpoint,
     HistoryWriter,
@@ -428,10 +428,10 @@ def prepare_run(config, resume=True, force=False, dataset=None, group=None):
 
 def _check_existing_run(config, dataset, resume):
     """Refuses a run folder whose run has other settings or data, damaged state files, or (unfinished) no `resume`."""
-    config_path = os.path.join(config.out, "config.json")
+    config_path = run_folder.path_of(config.out, run_folder.CONFIG)
     if not os.path.exists(config_path):
         return
-    state = "finished " if os.path.exists(os.path.join(config.out, "metrics.json")) else ""
+    state = "finished " if run_folder.is_finished(config.out) else ""
     try:
         with open(config_path) as stream:
             saved = json.load(stream)
@@ -512,10 +512,9 @@ def train_run(config, resume=False, verbose=1, callbacks=(), force=False, initia
             remove_temporaries(config.init_dir)
         if prepared.force:
             _clear_run_folder(config.out)
-        metrics_path = os.path.join(config.out, "metrics.json")
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as stream:
-                return json.load(stream)
+        finished = run_folder.read_metrics(config.out)
+        if finished is not None:
+            return finished
         return _train_locked(prepared, verbose, callbacks, initial_weights or InitialWeights())
 
 
@@ -607,7 +606,7 @@ def _record(prepared, model, digest):
         # What the run started on: resuming on re-prepared data is refused.
         "data_fingerprint": dataset.fingerprint(),
     }
-    write_text_atomically(os.path.join(config.out, "config.json"), json.dumps(record, indent=2) + "\n")
+    run_folder.write_config(config.out, record)
 
 
 def _fit(prepared, model, schedule, inputs, recorder, state, done, verbose, callbacks):
@@ -615,9 +614,9 @@ def _fit(prepared, model, schedule, inputs, recorder, state, done, verbose, call
     config = prepared.config
     # The same global seed on resume: tf.data's shuffle combines it with the per-epoch seed.
     keras.utils.set_random_seed(config.seed)
-    history_path = os.path.join(config.out, "history.csv")
+    history_path = run_folder.path_of(config.out, run_folder.HISTORY)
     monitor = "val_loss" if inputs.validation else "loss"
-    best = BestCheckpoint(os.path.join(config.out, "best.keras"), monitor)
+    best = BestCheckpoint(run_folder.model_path(config.out, "best"), monitor)
     state.best = best
     if done and os.path.exists(history_path):
         import pandas as pd
@@ -659,7 +658,7 @@ def _finish(prepared, model, best, recorder, state):
     if nan_epoch is None and os.path.exists(state.path):
         with open(state.path) as stream:
             nan_epoch = json.load(stream).get("nan_epoch")
-    save_model_atomically(model, os.path.join(config.out, "last.keras"))
+    save_model_atomically(model, run_folder.model_path(config.out, "last"))
     best.write_model(model, state.load()[1])
     warnings = list(prepared.warnings)
     evaluated = config.evaluate
@@ -712,5 +711,5 @@ def _metrics(prepared, epochs_run, done, nan_epoch, evaluated, scores, train_sec
         "train_images_per_second": trained_images / train_seconds if trained_images and train_seconds > 0 else None,
         "warnings": warnings,
     }
-    write_text_atomically(os.path.join(config.out, "metrics.json"), json.dumps(_json_safe(metrics), indent=2) + "\n")
+    run_folder.write_metrics(config.out, _json_safe(metrics))
     return _json_safe(metrics)

@@ -29,7 +29,7 @@ def _f32(*arrays):
 def test_dual_focal_loss_is_eq_7(labels, alpha, beta, gamma):
     _, hard, soft, log_p, log_q = _softmax_case()
     y = hard if labels == "hard" else soft
-    ours = losses.dual_focal_loss(*_f32(y, log_p, log_q), alpha=alpha, beta=beta, gamma=gamma)
+    ours = losses.dual_focal_terms(*_f32(y, log_p, log_q), alpha=alpha, beta=beta, gamma=gamma)
     expected = reference.dual_focal(y, log_p, log_q, alpha, beta, gamma)
     np.testing.assert_allclose(to_numpy(ours)[:, 0], expected, rtol=1e-5, atol=1e-6)
 
@@ -40,7 +40,7 @@ def test_categorical_focal_loss_is_eq_6(labels, gamma, alpha, epsilon):
     _, hard, soft, log_p, log_q = _softmax_case(1)
     y = hard if labels == "hard" else soft
     weights = None if alpha is None else ops.convert_to_tensor(np.asarray(alpha, np.float32))
-    ours = losses.categorical_focal_loss(*_f32(y, log_p, log_q), gamma=gamma, alpha=weights, epsilon=epsilon)
+    ours = losses.categorical_focal_terms(*_f32(y, log_p, log_q), gamma=gamma, alpha=weights, epsilon=epsilon)
     expected = reference.categorical_focal(y, log_p, log_q, gamma, alpha, epsilon)
     np.testing.assert_allclose(to_numpy(ours)[:, 0], expected, rtol=1e-5, atol=1e-30)
 
@@ -48,7 +48,7 @@ def test_categorical_focal_loss_is_eq_6(labels, gamma, alpha, epsilon):
 def test_weighted_cross_entropy_is_eq_4():
     _, _, soft, log_p, _ = _softmax_case(2)
     weights = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
-    ours = losses.weighted_cross_entropy(*_f32(soft, log_p, weights))
+    ours = losses.weighted_cross_entropy_terms(*_f32(soft, log_p, weights))
     np.testing.assert_allclose(to_numpy(ours)[:, 0], reference.weighted_cross_entropy(soft, log_p, weights), rtol=1e-6)
 
 
@@ -57,14 +57,14 @@ def test_binary_focal_loss_is_the_stability_papers_eq_11(gamma, alpha, epsilon):
     x = np.linspace(-30, 30, 121)[:, None]
     y = np.concatenate([np.ones(40), np.zeros(40), np.full(41, 0.3)])[:, None]
     log_p, log_q = reference.sigmoid_logs(x)
-    ours = losses.binary_focal_loss(*_f32(y, log_p, log_q), gamma=gamma, alpha=alpha, epsilon=epsilon)
+    ours = losses.binary_focal_terms(*_f32(y, log_p, log_q), gamma=gamma, alpha=alpha, epsilon=epsilon)
     np.testing.assert_allclose(to_numpy(ours)[:, 0], reference.binary_focal(y, log_p, log_q, gamma, alpha, epsilon),
                                rtol=1e-5, atol=1e-30)
 
 
 @pytest.mark.parametrize("loss, formula", [
-    (losses.DualFocalLoss(gamma=0.5, reduction=None), lambda y, lp, lq: losses.dual_focal_loss(y, lp, lq, gamma=0.5)),
-    (losses.CategoricalFocalLoss(gamma=2.0, reduction=None), lambda y, lp, lq: losses.categorical_focal_loss(y, lp, lq)),
+    (losses.DualFocalLoss(gamma=0.5, reduction=None), lambda y, lp, lq: losses.dual_focal_terms(y, lp, lq, gamma=0.5)),
+    (losses.CategoricalFocalLoss(gamma=2.0, reduction=None), lambda y, lp, lq: losses.categorical_focal_terms(y, lp, lq)),
 ])
 @pytest.mark.parametrize("labels", ["integer", "dense"])
 def test_the_class_calls_its_formula_for_probabilities(loss, formula, labels):

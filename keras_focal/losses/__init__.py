@@ -2,7 +2,12 @@
 
 All losses are `keras.losses.Loss` subclasses, Keras-serialisable, computed in
 float32 whatever the dtype policy, and written with `keras.ops` only (they run
-on the TensorFlow, JAX and PyTorch backends).
+on the TensorFlow, JAX and PyTorch backends). As in `keras.losses`, each has a
+functional form `fn(y_true, y_pred, **options)` that gives the unreduced
+values and works as `model.compile(loss=fn)`: `cross_entropy`,
+`weighted_cross_entropy`, `binary_focal_loss`, `categorical_focal_loss`,
+`dual_focal_loss`, `dice_loss`, `tversky_loss` (its docstring's `Formula:`
+is the paper's equation). `get` takes a name, a config or a callable.
 
 Label formats of the softmax losses (`CrossEntropy`, `WeightedCrossEntropy`,
 `CategoricalFocalLoss`, `DualFocalLoss`) are detected from the ranks:
@@ -13,12 +18,12 @@ Label formats of the softmax losses (`CrossEntropy`, `WeightedCrossEntropy`,
 - `y_true` of the shape of `y_pred`: one-hot or soft labels (non-negative; they
   need not sum to 1, as in Keras).
 
-Each loss's formula is a short public function beside its class, in the
+Each loss's terms are a short public function beside its class, in the
 paper's notation over exact `log p` and `log(1 - p)`
-(`weighted_cross_entropy`, `binary_focal_loss`, `categorical_focal_loss`,
-`dual_focal_loss`; the region losses' `class_losses`): the class calls it for
-probabilities, and the logits paths below compute the same values with
-closed-form gradients.
+(`weighted_cross_entropy_terms`, `binary_focal_terms`,
+`categorical_focal_terms`, `dual_focal_terms`; the region losses'
+`class_losses`): the class calls it for probabilities, and the logits paths
+below compute the same values with closed-form gradients.
 
 From logits, all three forms run through one exact cross-entropy graph
 (`keras_focal.losses._softmax`) and give the same values and gradients for the
@@ -33,11 +38,24 @@ be inspected, so validate masks in the input pipeline
 """
 
 from keras_focal.losses.combined import CombinedLoss
-from keras_focal.losses.cross_entropy import CrossEntropy, WeightedCrossEntropy, weighted_cross_entropy
-from keras_focal.losses.dice import DiceLoss
-from keras_focal.losses.dual_focal import DualFocalLoss, dual_focal_loss
-from keras_focal.losses.focal import BinaryFocalLoss, CategoricalFocalLoss, binary_focal_loss, categorical_focal_loss
-from keras_focal.losses.tversky import TverskyLoss
+from keras_focal.losses.cross_entropy import (
+    CrossEntropy,
+    WeightedCrossEntropy,
+    cross_entropy,
+    weighted_cross_entropy,
+    weighted_cross_entropy_terms,
+)
+from keras_focal.losses.dice import DiceLoss, dice_loss
+from keras_focal.losses.dual_focal import DualFocalLoss, dual_focal_loss, dual_focal_terms
+from keras_focal.losses.focal import (
+    BinaryFocalLoss,
+    CategoricalFocalLoss,
+    binary_focal_loss,
+    binary_focal_terms,
+    categorical_focal_loss,
+    categorical_focal_terms,
+)
+from keras_focal.losses.tversky import TverskyLoss, tversky_loss
 
 
 def get(identifier, **kwargs):
@@ -136,8 +154,15 @@ __all__ = [
     "TverskyLoss",
     "WeightedCrossEntropy",
     "binary_focal_loss",
+    "binary_focal_terms",
     "categorical_focal_loss",
+    "categorical_focal_terms",
+    "cross_entropy",
+    "dice_loss",
     "dual_focal_loss",
+    "dual_focal_terms",
     "get",
+    "tversky_loss",
     "weighted_cross_entropy",
+    "weighted_cross_entropy_terms",
 ]

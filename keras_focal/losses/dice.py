@@ -69,3 +69,25 @@ class DiceLoss(_overlap.OverlapLoss):
 
     def class_losses(self, tp, predicted, labelled):
         return 1.0 - (2.0 * tp + self.smooth) / (predicted + labelled + self.smooth)
+
+
+def dice_loss(y_true, y_pred, from_logits=False, axis=-1, include_background=True, batch=False, smooth=1e-5,
+              ignore_class=None):
+    """Soft Dice loss per image: Keras's functional form (`model.compile(loss=dice_loss)`).
+
+    Formula (Milletari et al.; MONAI's `DiceLoss`), per image `b` and class
+    `c`, averaged over the classes:
+    `1 - (2 sum p g + smooth) / (sum p + sum g + smooth)`.
+
+    Takes the options of `DiceLoss` and returns one value per image (one for
+    the batch with `batch=True`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> round(float(dice_loss(np.array([[0, 1]]), np.array([[[0.5, 0.5], [0.5, 0.5]]]), smooth=0.0)[0]), 5)
+    0.5
+    """
+    loss = DiceLoss(from_logits=from_logits, axis=axis, include_background=include_background, batch=batch,
+                    smooth=smooth, ignore_class=ignore_class, reduction=None)
+    return loss.call(y_true, y_pred)

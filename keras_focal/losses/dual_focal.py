@@ -11,7 +11,7 @@ from keras_focal.losses import _base, _numerics, _softmax
 _PLAIN_SUM_LIMIT = 1e-30
 
 
-def dual_focal_loss(y, log_p, log_1mp, alpha=1.0, beta=1.0, gamma=1.0, axis=-1):
+def dual_focal_terms(y, log_p, log_1mp, alpha=1.0, beta=1.0, gamma=1.0, axis=-1):
     """The ADFL paper's Eq. (7) per pixel (keepdims), as its MATLAB code sums it over the classes:
 
     `sum_i ( -[y_i log p_i + beta (1 - y_i) log(1 - p_i)] + alpha |y_i - p_i|^gamma )`.
@@ -129,7 +129,7 @@ class DualFocalLoss(_base.CategoricalLoss):
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
 
     def dense_loss(self, y_true, prediction):
-        return dual_focal_loss(
+        return dual_focal_terms(
             y_true, prediction.log_p(), prediction.log_1mp(), self.alpha, self.beta, self.gamma, prediction.axis
         )
 
@@ -250,3 +250,24 @@ class DualFocalLoss(_base.CategoricalLoss):
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
         return config
+
+
+def dual_focal_loss(y_true, y_pred, alpha=1.0, beta=1.0, gamma=1.0, from_logits=False, axis=-1, ignore_class=None):
+    """Dual Focal Loss per pixel: Keras's functional form (`model.compile(loss=dual_focal_loss)`).
+
+    Formula (the ADFL paper's Eq. 7, summed over the classes as the authors'
+    MATLAB code sums it):
+    `sum_i ( -[y_i log p_i + beta (1 - y_i) log(1 - p_i)] + alpha |y_i - p_i|^gamma )`.
+
+    Takes the options of `DualFocalLoss` and returns its per-pixel values
+    (the class axis removed; `ignore_class` pixels masked out of Keras's mean).
+
+    Example:
+
+    >>> import numpy as np
+    >>> round(float(dual_focal_loss(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)
+    2.38629
+    """
+    loss = DualFocalLoss(alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits, axis=axis,
+                         ignore_class=ignore_class, reduction=None)
+    return loss.call(y_true, y_pred)

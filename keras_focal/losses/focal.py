@@ -31,7 +31,7 @@ def _validate_focal_arguments(gamma, epsilon):
     return float(gamma), float(epsilon)
 
 
-def binary_focal_loss(y, log_p, log_q, gamma=2.0, alpha=0.25, epsilon=0.0):
+def binary_focal_terms(y, log_p, log_q, gamma=2.0, alpha=0.25, epsilon=0.0):
     """Lin et al.'s sigmoid focal loss, element-wise (the stability paper's Eq. 11 with `epsilon`):
 
     `-alpha_t (1 - p_t + epsilon)^gamma [y log p + (1 - y) log(1 - p)]`, with
@@ -52,7 +52,7 @@ def binary_focal_loss(y, log_p, log_q, gamma=2.0, alpha=0.25, epsilon=0.0):
     return loss
 
 
-def categorical_focal_loss(y, log_p, log_1mp, gamma=2.0, alpha=None, epsilon=0.0, axis=-1):
+def categorical_focal_terms(y, log_p, log_1mp, gamma=2.0, alpha=None, epsilon=0.0, axis=-1):
     """The ADFL paper's Eq. (6) per pixel (keepdims): `-sum_i alpha_i y_i (1 - p_i + epsilon)^gamma log p_i`.
 
     Args:
@@ -108,8 +108,8 @@ class BinaryFocalLoss(keras.losses.Loss):
     Example:
 
     >>> loss = BinaryFocalLoss(gamma=0.5, alpha=0.5, from_logits=True)
-    >>> round(float(loss([[1.0]], [[0.0]])), 5)
-    0.2451
+    >>> round(float(loss([[1.0]], [[0.0]])), 5)  # 0.5 * sqrt(0.5) * log 2
+    0.24506
     """
 
     def __init__(
@@ -159,7 +159,7 @@ class BinaryFocalLoss(keras.losses.Loss):
             loss = self._loss_from_logits(y_true, ops.cast(logits, "float32"))
         else:
             log_p, log_q = _numerics.sigmoid_log_probabilities(ops.cast(y_pred, "float32"), False)
-            loss = binary_focal_loss(y_true, log_p, log_q, self.gamma, self.alpha, self.epsilon)
+            loss = binary_focal_terms(y_true, log_p, log_q, self.gamma, self.alpha, self.epsilon)
         return ops.mean(loss, axis=-1)
 
     def _alpha_t(self, y):
@@ -308,7 +308,7 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         alpha = self.alpha
         if isinstance(alpha, list):
             alpha = _base.broadcast_class_vector(alpha, len(y_true.shape), prediction.axis)
-        return categorical_focal_loss(
+        return categorical_focal_terms(
             y_true, prediction.log_p(), prediction.log_1mp(), self.gamma, alpha, self.epsilon, prediction.axis
         )
 
@@ -368,3 +368,45 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         config = super().get_config()
         config.update({"gamma": self.gamma, "alpha": self.alpha, "epsilon": self.epsilon})
         return config
+
+
+def binary_focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, epsilon=0.0, from_logits=False):
+    """Lin et al.'s sigmoid focal loss per element: Keras's functional form (`model.compile(loss=...)`).
+
+    Formula (the stability paper's Eq. 11, with `epsilon`):
+    `-alpha_t (1 - p_t + epsilon)^gamma [y log p + (1 - y) log(1 - p)]`, with
+    `1 - p_t = y (1 - p) + (1 - y) p` and `alpha_t = alpha y + (1 - alpha)(1 - y)`.
+
+    Takes the options of `BinaryFocalLoss` and returns its per-element values.
+
+    Example:
+
+    >>> import numpy as np
+    >>> values = binary_focal_loss(np.array([[1.0]]), np.array([[0.0]]), gamma=0.0, alpha=None, from_logits=True)
+    >>> round(float(values[0]), 5)  # the mean over the last axis, as Keras's binary losses: log 2
+    0.69315
+    """
+    loss = BinaryFocalLoss(gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction=None)
+    return loss.call(y_true, y_pred)
+
+
+def categorical_focal_loss(y_true, y_pred, gamma=2.0, alpha=None, epsilon=0.0, from_logits=False, axis=-1,
+                           ignore_class=None):
+    """Softmax focal loss per pixel: Keras's functional form (`model.compile(loss=categorical_focal_loss)`).
+
+    Formula (the ADFL paper's Eq. 6, with `epsilon`):
+    `-sum_i alpha_i y_i (1 - p_i + epsilon)^gamma log p_i`.
+
+    Takes the options of `CategoricalFocalLoss` and returns its per-pixel
+    values (the class axis removed; `ignore_class` pixels masked out of
+    Keras's mean).
+
+    Example:
+
+    >>> import numpy as np
+    >>> round(float(categorical_focal_loss(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)
+    0.17329
+    """
+    loss = CategoricalFocalLoss(gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, axis=axis,
+                                ignore_class=ignore_class, reduction=None)
+    return loss.call(y_true, y_pred)

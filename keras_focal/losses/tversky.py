@@ -73,3 +73,26 @@ class TverskyLoss(_overlap.OverlapLoss):
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta})
         return config
+
+
+def tversky_loss(y_true, y_pred, alpha=0.5, beta=0.5, from_logits=False, axis=-1, include_background=True, batch=False,
+                 smooth=1e-5, ignore_class=None):
+    """Soft Tversky loss per image: Keras's functional form (`model.compile(loss=tversky_loss)`).
+
+    Formula (Salehi et al.; MONAI's `TverskyLoss`), per image and class with
+    `TP = sum p g`, `FP = sum p (1 - g)`, `FN = sum (1 - p) g`, averaged over
+    the classes: `1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)`.
+
+    Takes the options of `TverskyLoss` and returns one value per image.
+
+    Example:
+
+    >>> import numpy as np
+    >>> values = tversky_loss(np.array([[1, 1]]), np.array([[[0.5, 0.5], [0.5, 0.5]]]), 0.3, 0.7,
+    ...                       include_background=False, smooth=0.0)
+    >>> round(float(values[0]), 5)
+    0.41176
+    """
+    loss = TverskyLoss(alpha=alpha, beta=beta, from_logits=from_logits, axis=axis, include_background=include_background,
+                       batch=batch, smooth=smooth, ignore_class=ignore_class, reduction=None)
+    return loss.call(y_true, y_pred)

@@ -136,7 +136,7 @@ class LabelEncoding:
     form: str
     names: tuple
     table: LabelTable = None
-    palette: dict = None
+    palette: dict | None = None
 
     @classmethod
     def index(cls, class_names=None, void=None):

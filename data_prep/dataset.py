@@ -144,7 +144,7 @@ class CaseData:
     images: np.ndarray
     masks: np.ndarray
     sources: list
-    spacing: tuple = None
+    spacing: tuple | None = None
     notes: list = dataclasses.field(default_factory=list)
     geometry: object = None
     separate_channels: bool = False
@@ -394,13 +394,13 @@ class PrepReport:
     unlabelled: list
     total_cases: int
     total_slices: int
-    folds_error: str = None
+    folds_error: str | None = None
     notes: dict = dataclasses.field(default_factory=dict)
-    stopped: str = None  # why the run stopped before every case was tried
-    split: str = None  # the data set's own split, as the summary names it
-    pixel_count: dict = None  # labelled pixels of each class, over the whole data set
-    image_sizes: list = None  # the distinct (height, width) of the original images
-    options: PrepOptions = None
+    stopped: str | None = None  # why the run stopped before every case was tried
+    split: str | None = None  # the data set's own split, as the summary names it
+    pixel_count: dict | None = None  # labelled pixels of each class, over the whole data set
+    image_sizes: list | None = None  # the distinct (height, width) of the original images
+    options: PrepOptions | None = None
 
     @property
     def exit_status(self):

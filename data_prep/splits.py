@@ -40,9 +40,9 @@ class DataSplit:
     """
 
     source: str
-    subsets: dict = None
-    folds: dict = None
-    groups: dict = None
+    subsets: dict | None = None
+    folds: dict | None = None
+    groups: dict | None = None
 
     def __post_init__(self):
         if (self.subsets is None) == (self.folds is None):

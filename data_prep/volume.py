@@ -32,7 +32,7 @@ class Volume:
     direction: tuple = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     source: str = ""
     notes: list = dataclasses.field(default_factory=list)
-    frame_of_reference: str = None
+    frame_of_reference: str | None = None
     nifti_header: object = dataclasses.field(default=None, repr=False)
 
     @property

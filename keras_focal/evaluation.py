@@ -101,7 +101,7 @@ class SegmentationMetrics:
     image_metrics: list
     foreground: list
     foreground_metrics: dict
-    image_size: tuple = None
+    image_size: tuple | None = None
 
     def never_predicted(self):
         """Names of the classes present in the truth that the prediction never marks (IoU 0 by absence, not by error)."""

@@ -92,7 +92,7 @@ class TrainedModel:
     path: str
     model: object
     settings: PredictionSettings
-    run: dict = None
+    run: dict | None = None
 
     @property
     def augmented(self):

@@ -58,8 +58,8 @@ class CompareConfig:
     folds: list = dataclasses.field(default_factory=lambda: [0, 1, 2])
     seeds: list = dataclasses.field(default_factory=lambda: [0])
     run_options: dict = dataclasses.field(default_factory=dict)
-    reference: str = None
-    lr_sweep: list = None
+    reference: str | None = None
+    lr_sweep: list | None = None
 
     def __post_init__(self):
         """Refuses axes that are not lists, are empty, or repeat an entry (a run counted twice in n)."""

@@ -106,9 +106,9 @@ class RunConfig:
     mixed_precision: bool = False
     jit_compile: object = "auto"
     strategy: str = "default"
-    init_dir: str = None
+    init_dir: str | None = None
     input: str = "auto"
-    cache: str = None
+    cache: str | None = None
 
     def __post_init__(self):
         _choice(self.model, MODELS, "model")

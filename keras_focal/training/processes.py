@@ -34,7 +34,7 @@ COORDINATOR_TIMEOUT = "KERAS_FOCAL_COORDINATOR_TIMEOUT"
 class ProcessGroup:
     num_processes: int = 1
     process_id: int = 0
-    coordinator: str = None
+    coordinator: str | None = None
 
     @property
     def is_chief(self):

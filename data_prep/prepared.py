@@ -34,7 +34,8 @@ any work starts, and every refusal is a ValueError naming the file:
   alpha would show the ADC map as transparency), and lets the pipeline
   decode each with `tf.io.decode_png(channels=1)` and stack them.
 
-The tf.data pipeline that streams these files is `keras_focal.training.data`.
+Their slices as a tf.data source are `keras_focal.data_prep.examples.Examples`; the trainer batches them
+(`keras_focal.training.data`).
 """
 
 import hashlib
@@ -42,6 +43,8 @@ import json
 import os
 
 import numpy as np
+
+from keras_focal.data_prep.examples import Examples, cache_name
 
 # The label of pixels no loss or metric counts (padding, unlabelled areas); a
 # folder's `classes.json` records the one it was written with.
@@ -419,13 +422,11 @@ class PreparedDataset:
             raise ValueError(f"'{path}': cannot be decoded ({error}).") from None
 
     def examples(self, cases, channels, stream=False, cache=None):
-        """`keras_focal.training.data.Examples` of `cases`: decoded now (`stream=False`) or streamed from disk.
+        """`keras_focal.data_prep.examples.Examples` of `cases`: decoded now (`stream=False`) or streamed from disk.
 
         `cache`: a folder for the decoded slices of a streamed set (created
         if needed; see `Examples`).
         """
-        from keras_focal.training.data import Examples, cache_name
-
         if not stream:
             images, masks = self.load(cases, channels)
             return Examples(images, masks, channels=channels)

@@ -62,7 +62,7 @@ def export_model(model_path, out, export_format="saved_model"):
 
     The whole network is exported, the ACW layer and the softmax head
     included, with a float32 input `(batch, height, width, channels)` in the
-    trainer's scale ([-1, 1]: `keras_focal.training.data.normalize`). The
+    trainer's scale ([-1, 1]: `keras_focal.data_prep.examples.normalize`). The
     export is written beside `out` and renamed into place.
     """
     import numpy as np

@@ -31,10 +31,10 @@ import re
 
 import numpy as np
 
+from keras_focal import run_folder
 from keras_focal.data_prep.slicing import labels_of, restore_probabilities
 from keras_focal.data_prep.volume import VOLUME_SUFFIXES, CaseError, strip_volume_suffix
-from keras_focal.training import run_folder
-from keras_focal.training.run_folder import read_run_config, run_model_path
+from keras_focal.run_folder import read_run_config, run_model_path
 
 # Post-processing modes of `keras-focal predict --postprocess`.
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
@@ -183,7 +183,7 @@ def _is_probability_output(model):
 
 def network_input(images):
     """uint8 slices `(n, S, S)` or `(n, S, S, C)` -> the float32 network input, as the trainer's pipeline makes it."""
-    from keras_focal.training.data import normalize
+    from keras_focal.data_prep.examples import normalize
 
     images = np.asarray(images)
     if images.ndim == 3:

@@ -114,7 +114,7 @@ class PredictionPlan:
 
 def _model_paths(args):
     """The model files the options name, in order."""
-    from keras_focal.training.run_folder import run_model_path
+    from keras_focal.run_folder import run_model_path
 
     paths = list(args.model)
     paths += [run_model_path(run, args.checkpoint) for run in args.runs]
@@ -128,8 +128,8 @@ def _model_paths(args):
 
 
 def _compare_model_paths(args):
+    from keras_focal.run_folder import run_model_path
     from keras_focal.training.comparison import read_results
-    from keras_focal.training.run_folder import run_model_path
 
     if not os.path.isfile(os.path.join(args.compare, "results.csv")):
         raise ValueError(f"'{args.compare}' is not a comparison folder: it has no results.csv (run `keras-focal compare`).")

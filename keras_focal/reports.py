@@ -263,8 +263,8 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
 def _at_label_size(model, dataset, cases, images, masks, label_masks, batch_size):
     """`(images, masks, predictions)` at the label images' own size: the source photographs (or the slices
     resized back where they are gone), the original masks, and the predictions restored to that size."""
+    from keras_focal.data_prep.examples import Examples
     from keras_focal.data_prep.slicing import resize_image
-    from keras_focal.training.data import Examples
     from keras_focal.training.run import predicted_pairs
 
     keep_aspect = dataset.preparation()[1].keep_aspect
@@ -315,7 +315,7 @@ def _evaluate(args):
 
     try:
         if args.run:
-            from keras_focal.training.run_folder import read_run_config
+            from keras_focal.run_folder import read_run_config
 
             config = read_run_config(args.run)
             model_path = os.path.join(args.run, f"{args.checkpoint}.keras")

@@ -300,7 +300,7 @@ class _ColumnModel:
 
 
 def test_test_scores_are_computed_at_the_label_images_size(tmp_path):
-    from keras_focal.training.data import Examples
+    from keras_focal.data_prep.examples import Examples
     from keras_focal.training.run import evaluate_model
 
     truth = np.zeros((6, 8), np.uint8)

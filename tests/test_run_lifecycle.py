@@ -177,7 +177,7 @@ def test_trainer_builds_nnunet_style_region_losses():
 
 def test_the_run_folder_format_is_read_and_written_in_one_module(tmp_path):
     """`training.run_folder` is the one home of the run folder's files (the trainer wrote them, prediction read them)."""
-    from keras_focal.training import run_folder
+    from keras_focal import run_folder
 
     run = tmp_path / "run"
     run.mkdir()

@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 
+from keras_focal import run_folder
 from keras_focal.errors import checking
 from keras_focal.files import (
     FolderBusyError,
@@ -20,7 +21,6 @@ from keras_focal.files import (
 )
 from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
-from keras_focal.training import run_folder
 from keras_focal.training.config import OPTIMIZER_LABELS, RunConfig
 from keras_focal.training.lr_sweep import validation_score
 from keras_focal.training.run import (

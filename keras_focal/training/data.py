@@ -1,124 +1,16 @@
 """The tf.data pipelines of a prepared data set.
 
 The format itself (files, schema, validation, the ignore label) is
-`keras_focal.data_prep.prepared`, beside its writer.
+`keras_focal.data_prep.prepared`, beside its writer; its slices as a tf.data
+source (`Examples`) and the network's input scale (`normalize`) are
+`keras_focal.data_prep.examples`.
 """
 
-import os
+from keras_focal.data_prep.examples import normalize
 
 # --input auto streams the PNGs when the decoded training and validation images
 # and masks would take more memory than this.
 STREAM_ABOVE_BYTES = 2 * 1024**3
-
-
-class Examples:
-    """The slices of some cases: decoded in memory, or streamed from their PNG files.
-
-    Both give the same `tf.data` elements in the same order (uint8 image
-    `(H, W, C)`, uint8 mask `(H, W)`); a streamed set holds only the file
-    paths, and decodes each slice when the pipeline reaches it.
-
-    A streamed set may keep a cache of decoded slices (`cache_paths`, one
-    raw file per slice, named after the PNGs' path, size and modification
-    time): a slice whose cache file is complete is read from it, any other
-    is decoded from its PNGs and its cache file (re)written. Each process
-    therefore caches only the slices it reads, and an interrupted write or a
-    changed PNG is never read back.
-    """
-
-    def __init__(self, images=None, masks=None, image_paths=None, mask_paths=None, channels=1,
-                 cache_paths=None, shape=None):
-        """`shape`: `(height, width)` of every slice, needed with `cache_paths`.
-
-        `image_paths`: one PNG per slice, or per slice a list of one grey PNG
-        per channel (a multi-channel volume's slices), stacked on decoding.
-        """
-        self.images, self.masks = images, masks
-        self.image_paths, self.mask_paths = image_paths, mask_paths
-        first = image_paths[0] if image_paths else None
-        self.files_per_image = len(first) if isinstance(first, (list, tuple)) else 1
-        self.channels = channels
-        self.cache_paths, self.shape = cache_paths, shape
-
-    @property
-    def streamed(self):
-        return self.images is None
-
-    def __len__(self):
-        return len(self.image_paths) if self.streamed else len(self.images)
-
-    def source(self):
-        """The unbatched `tf.data` source: arrays, or file paths to `decode`."""
-        import tensorflow as tf
-
-        if self.streamed and self.cache_paths:
-            import glob
-
-            patterns = [glob.escape(path) for path in self.cache_paths]
-            return tf.data.Dataset.from_tensor_slices((self.image_paths, self.mask_paths, self.cache_paths, patterns))
-        if self.streamed:
-            return tf.data.Dataset.from_tensor_slices((self.image_paths, self.mask_paths))
-        return tf.data.Dataset.from_tensor_slices((self.images, self.masks))
-
-    def decode(self, *element):
-        """`(image, mask)` from a source element (decodes the PNGs of a streamed set)."""
-        if not self.streamed:
-            return element
-        import tensorflow as tf
-
-        def from_png():
-            if self.files_per_image > 1:
-                image = tf.concat([tf.io.decode_png(tf.io.read_file(element[0][channel]), channels=1)
-                                   for channel in range(self.files_per_image)], axis=-1)
-            else:
-                image = tf.io.decode_png(tf.io.read_file(element[0]), channels=self.channels)
-            mask = tf.io.decode_png(tf.io.read_file(element[1]), channels=1)[..., 0]
-            return image, mask
-
-        if not self.cache_paths:
-            return from_png()
-        cache, cache_pattern = element[2], element[3]
-        shape = tuple(self.shape) + (self.channels + 1,)
-        # A cache file is a serialised uint8 tensor, whose length is fixed by its shape.
-        with tf.init_scope():
-            complete_length = len(tf.io.serialize_tensor(tf.zeros(shape, tf.uint8)).numpy())
-
-        def decode_and_cache():
-            image, mask = from_png()
-            # A PNG of another size fails here (the cache holds one shape).
-            pixels = tf.ensure_shape(tf.concat([image, mask[..., None]], -1), shape)
-            with tf.control_dependencies([tf.io.write_file(cache, tf.io.serialize_tensor(pixels))]):
-                return tf.identity(image), tf.identity(mask)
-
-        def from_cache(content):
-            pixels = tf.ensure_shape(tf.io.parse_tensor(content, tf.uint8), shape)
-            return pixels[..., : self.channels], pixels[..., self.channels]
-
-        # Read once: a file that is missing, or shorter than a slice (a write
-        # cut short, or another process writing it now), is rebuilt from the PNGs.
-        found = tf.size(tf.io.matching_files(cache_pattern)) > 0
-        content = tf.cond(found, lambda: tf.io.read_file(cache), lambda: tf.constant(b""))
-        return tf.cond(tf.equal(tf.strings.length(content), complete_length),
-                       lambda: from_cache(content), decode_and_cache)
-
-
-def cache_name(image_path, mask_path, channels):
-    """The cache file of a slice: changes when either PNG is rewritten or moved."""
-    import hashlib
-
-    key = [str(channels)]
-    image_paths = list(image_path) if isinstance(image_path, (list, tuple)) else [image_path]
-    for path in image_paths + [mask_path]:
-        status = os.stat(path)
-        key += [os.path.abspath(path), str(status.st_size), str(status.st_mtime_ns)]
-    return hashlib.sha256("\0".join(key).encode()).hexdigest()[:32] + ".tensor"
-
-
-def normalize(images):
-    """uint8 images to float32 in [-1, 1] (the models do not normalise their inputs)."""
-    import tensorflow as tf
-
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 def _process_share(batches, batch_size, shard):

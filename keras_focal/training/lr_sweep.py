@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from keras_focal.training import run_folder
+from keras_focal import run_folder
 
 VALIDATION_COLUMN = "val_foreground_dice"
 

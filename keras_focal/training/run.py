@@ -22,6 +22,8 @@ import time
 import keras
 import numpy as np
 
+from keras_focal import run_folder
+from keras_focal.data_prep.examples import Examples
 from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset
 from keras_focal.errors import BadInput, checking
 from keras_focal.files import (
@@ -36,7 +38,7 @@ from keras_focal.files import (
     write_text_atomically,
 )
 from keras_focal.model_names import MODEL_NAMES
-from keras_focal.training import processes, run_folder
+from keras_focal.training import processes
 from keras_focal.training.callbacks import (
     BestCheckpoint,
     HistoryWriter,
@@ -47,12 +49,7 @@ from keras_focal.training.callbacks import (
     tensorboard_callbacks,
 )
 from keras_focal.training.config import RunConfig
-from keras_focal.training.data import (
-    STREAM_ABOVE_BYTES,
-    Examples,
-    evaluation_dataset,
-    training_dataset,
-)
+from keras_focal.training.data import STREAM_ABOVE_BYTES, evaluation_dataset, training_dataset
 
 
 class RunSetupError(BadInput):

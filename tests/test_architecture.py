@@ -1,0 +1,127 @@
+"""The package's parts depend only downward, counting imports inside functions (a lazy import hides a cycle, it
+does not remove one), and no part uses another's private names."""
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Source folder -> the package it is installed as.
+FOLDERS = {"keras_focal": "keras_focal", "data_prep": "keras_focal.data_prep", "models": "keras_focal.models"}
+PACKAGES = ("losses", "layers", "models", "data_prep", "training", "experiments")
+
+# What each lower part may import (besides itself). The parts above them (training, prediction, reports, the
+# command line) may import any part below; the graph must stay acyclic.
+ALLOWED = {
+    "losses": {"loss_names"},
+    "layers": set(),
+    "initializers": set(),
+    "models": {"layers", "initializers"},
+    "data_prep": {"errors", "files", "class_weights"},
+    "files": set(),
+    "errors": set(),
+    "run_folder": {"files"},
+    "metrics": set(),
+    "evaluation": {"files"},
+}
+
+
+def _modules():
+    """`(module name, path, is package __init__)` of every source file of the installed package."""
+    for folder, package in FOLDERS.items():
+        for directory, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in sorted(names):
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(directory, name)
+                relative = os.path.relpath(path, os.path.join(ROOT, folder))[:-3].replace(os.sep, ".")
+                is_init = relative == "__init__" or relative.endswith(".__init__")
+                relative = relative[: -len("__init__")].rstrip(".") if is_init else relative
+                yield (package + "." + relative).rstrip("."), path, is_init
+
+
+MODULES = {name: (path, is_init) for name, path, is_init in _modules()}
+
+
+def part_of(module):
+    """The part a module belongs to: a subpackage (`losses`, `data_prep`, ...) or a top-level module."""
+    pieces = module.split(".")
+    if len(pieces) == 1:
+        return None  # the package's facade (keras_focal/__init__.py: lazy attributes only)
+    return pieces[1] if pieces[1] in PACKAGES or len(pieces) == 2 else pieces[1]
+
+
+def _imports(module):
+    """`(imported module, names, line)` of every keras_focal import of `module`, at any depth of its code."""
+    path, is_init = MODULES[module]
+    package = module if is_init else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("keras_focal."):
+                    yield alias.name, [], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if not base.startswith("keras_focal"):
+                continue
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                if submodule in MODULES:  # `from keras_focal import loss_names`: the module itself
+                    yield submodule, [], node.lineno
+                else:
+                    yield base, [alias.name], node.lineno
+
+
+def _graph():
+    edges = {}
+    for module in MODULES:
+        source = part_of(module)
+        if source is None:
+            continue
+        for target, _, line in _imports(module):
+            destination = part_of(target)
+            if destination is not None and destination != source:
+                edges.setdefault(source, {}).setdefault(destination, f"{module}:{line}")
+    return edges
+
+
+def test_the_parts_import_each_other_without_a_cycle():
+    edges = _graph()
+    state, path = {}, []
+
+    def visit(part):
+        state[part] = "open"
+        path.append(part)
+        for target in sorted(edges.get(part, {})):
+            if state.get(target) == "open":
+                cycle = path[path.index(target):] + [target]
+                where = [edges[a][b] for a, b in zip(cycle, cycle[1:])]
+                pytest.fail(f"import cycle {' -> '.join(cycle)} (at {', '.join(where)})")
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[part] = "done"
+
+    for part in sorted(edges):
+        if part not in state:
+            visit(part)
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_lower_parts_import_only_what_lies_below_them(part):
+    used = _graph().get(part, {})
+    extra = {target: where for target, where in used.items() if target not in ALLOWED[part]}
+    assert not extra, f"{part} imports {sorted(extra)} ({', '.join(extra.values())})"
+
+
+def test_no_private_name_is_imported_from_another_part():
+    crossing = []
+    for module in MODULES:
+        for target, names, line in _imports(module):
+            private = [name for name in names if name.startswith("_") and not name.startswith("__")]
+            if private and part_of(target) != part_of(module):
+                crossing.append(f"{module}:{line} imports {private} from {target}")
+    assert not crossing, crossing

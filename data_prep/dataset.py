@@ -624,19 +624,19 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
             pool = concurrent.futures.ProcessPoolExecutor(
                 min(workers, len(pending)), mp_context=_mp_context(), initializer=_watch_parent, initargs=(os.getpid(),)
             )
-            futures = [pool.submit(_prepare_safely, case, out, options, num_classes, channels) for case in pending]
-            collected = set()
-            try:
+            futures, collected = [], set()
+            try:  # from the first submit (which starts the workers): Ctrl-C may come at any point
+                futures = [pool.submit(_prepare_safely, case, out, options, num_classes, channels) for case in pending]
                 for future in concurrent.futures.as_completed(futures):
                     collected.add(future)
                     collect(future.result())
                     if disk_full:
                         break  # every other case would fail the same way
-            except KeyboardInterrupt:
-                _stop_workers(pool)
-                raise
-            finally:
                 pool.shutdown(wait=True, cancel_futures=True)
+            except BaseException:  # Ctrl-C (or a crash): the cases in progress are not waited for
+                _stop_workers(pool)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
             for future in futures:  # cases that finished while the pool stopped
                 if future not in collected and future.done() and not future.cancelled():
                     collect(future.result())

@@ -296,11 +296,21 @@ prepare_dataset(cases, sys.argv[1], ["background", "foreground"], PrepOptions(si
 """
 
 
-INTERRUPTED_PREP = SLOW_PREP.replace(
-    "prepare_dataset(cases,",
-    "from keras_focal.errors import run_command\n"
-    "sys.exit(run_command('prep test', lambda args: prepare_dataset(cases,",
-).replace("progress=False)", "progress=False), None))")
+INTERRUPTED_PREP = """
+import os, sys, time
+import numpy as np
+from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions, prepare_dataset
+from keras_focal.errors import run_command
+
+def slow(case, options):
+    open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()  # this worker is inside a case
+    time.sleep(300)
+    return CaseData(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), [("a", "b")])
+
+cases = [Case(f"c{i}", slow) for i in range(4)]
+sys.exit(run_command("prep test", lambda args: prepare_dataset(
+    cases, sys.argv[1], ["background", "foreground"], PrepOptions(size=8), workers=2, progress=False), None))
+"""
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc")
@@ -311,21 +321,18 @@ def test_ctrl_c_stops_the_workers_at_once_with_one_message(tmp_path):
     import sys
     import time
 
-    out = tmp_path / "out"
-    parent = subprocess.Popen([sys.executable, "-c", INTERRUPTED_PREP, str(out)], stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    out, started = tmp_path / "out", tmp_path / "started"
+    started.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", INTERRUPTED_PREP, str(out), str(started)], stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        workers = []
-        while time.monotonic() < deadline:
-            workers = [p for p in _children(parent.pid) if _alive(p)]
-            if len(workers) >= 2:
-                break
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(os.listdir(started)) < 2:
             time.sleep(0.2)
-        assert len(workers) >= 2, "the pool's workers never started"
-        time.sleep(1.0)  # the workers are inside a case (a 300 s one)
+        workers = [int(name) for name in os.listdir(started)]
+        assert len(workers) == 2, "the pool's workers never reached their cases"  # (each inside a 300 s case)
         os.killpg(parent.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
-        _, err = parent.communicate(timeout=20)
+        _, err = parent.communicate(timeout=60)  # not the 300 s of the cases in progress
         assert parent.returncode == 130
         assert err == "\nkeras-focal prep test: interrupted. Run the same command again to resume: finished work is kept.\n"
         assert not [p for p in workers if _alive(p)], "workers outlived the interrupt"

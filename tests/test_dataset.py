@@ -323,8 +323,11 @@ def test_ctrl_c_stops_the_workers_at_once_with_one_message(tmp_path):
 
     out, started = tmp_path / "out", tmp_path / "started"
     started.mkdir()
+    # As from a terminal: SIGINT at its default, whatever this test process inherited (a shell's background job, as
+    # CI may run the suite, ignores SIGINT, and a child started from it would never see Ctrl-C).
     parent = subprocess.Popen([sys.executable, "-c", INTERRUPTED_PREP, str(out), str(started)], stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
+                              text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(os.listdir(started)) < 2:

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from keras_focal.data_prep.dataset import PrepOptions  # noqa: E402
 from keras_focal.data_prep.synthetic import make_mri_volume  # noqa: E402
-from keras_focal.data_prep.volume import Volume, read_volume, write_image_atomically  # noqa: E402
+from keras_focal.data_prep.volume import Volume, read_volume, write_image_atomically, write_volume_like  # noqa: E402
 from keras_focal.evaluation import volume_metrics  # noqa: E402
 from keras_focal.models import deeplabv3_plus  # noqa: E402
 from keras_focal.prediction import PredictionSettings, TrainedModel, predict_volume  # noqa: E402
@@ -65,7 +65,7 @@ def main():
             timings["read"] = time.perf_counter() - start
             labels, _, _ = predict_volume(trained, volume, args.batch, tta, timings=timings)
             written = time.perf_counter()
-            _write_like(volume, labels, os.path.join(folder, f"labels.{args.input_format}"))
+            write_volume_like(volume, labels, os.path.join(folder, f"labels.{args.input_format}"))
             timings["write"] = time.perf_counter() - written
             timings["total"] = time.perf_counter() - start
             rounds.append(timings)
@@ -90,17 +90,6 @@ def main():
         volume_metrics(prediction, truth, spacing_zyx=spacing[::-1], classes=CLASSES)
         times.append(time.perf_counter() - start)
     print(f"volume_metrics of one {args.slices}x{args.size}x{args.size} pair: {statistics.median(times):.3f} s (target < 1 s)")
-
-
-def _write_like(volume, labels, path):
-    """The label volume written as `predict` writes it (older versions wrote every format through SimpleITK: the
-    fallback keeps this benchmark's before/after comparison runnable on them)."""
-    try:
-        from keras_focal.data_prep.volume import write_volume_like
-    except ImportError:
-        write_image_atomically(volume.geometry().image(labels), path)
-    else:
-        write_volume_like(volume, labels, path)
 
 
 if __name__ == "__main__":

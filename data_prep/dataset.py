@@ -632,11 +632,11 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
                     collect(future.result())
                     if disk_full:
                         break  # every other case would fail the same way
-                pool.shutdown(wait=True, cancel_futures=True)
             except BaseException:  # Ctrl-C (or a crash): the cases in progress are not waited for
                 _stop_workers(pool)
-                pool.shutdown(wait=True, cancel_futures=True)
                 raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
             for future in futures:  # cases that finished while the pool stopped
                 if future not in collected and future.done() and not future.cancelled():
                     collect(future.result())

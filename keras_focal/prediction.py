@@ -31,10 +31,9 @@ import re
 
 import numpy as np
 
-from keras_focal import run_folder
 from keras_focal.data_prep.slicing import labels_of, restore_probabilities
 from keras_focal.data_prep.volume import VOLUME_SUFFIXES, CaseError, strip_volume_suffix
-from keras_focal.run_folder import read_run_config, run_model_path
+from keras_focal.run_folder import CONFIG, path_of, read_run_config, run_model_path
 
 # Post-processing modes of `keras-focal predict --postprocess`.
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
@@ -131,7 +130,7 @@ def load_trained_model(path, data=None, dataset=None):
         raise ValueError(f"no model at '{path}'.")
     run = None
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isfile(run_folder.path_of(folder, run_folder.CONFIG)):
+    if os.path.isfile(path_of(folder, CONFIG)):
         run = read_run_config(folder)
     if dataset is not None:
         data = dataset.path

@@ -2,7 +2,7 @@
 
 Builds the papers' DeepLabV3+ (ResNet-18, 224x224, random weights: nothing is
 downloaded), makes a synthetic 512x512x54 prostate MRI (PROMISE12's largest
-in-plane size) and runs `keras_focal.prediction.predict_volume` on it, the
+in-plane size) and runs `keras_focal.inference.Predictor.predict_volume` on it, the
 path `keras-focal predict` takes: the input file read and checked whole
 (read: `read_volume`, from an int16 file in `--input-format`), intensity
 normalisation and resize to 224² (prepare), the network in batches
@@ -30,8 +30,8 @@ from keras_focal.data_prep.dataset import PrepOptions  # noqa: E402
 from keras_focal.data_prep.synthetic import make_mri_volume  # noqa: E402
 from keras_focal.data_prep.volume import Volume, read_volume, write_image_atomically, write_volume_like  # noqa: E402
 from keras_focal.evaluation import volume_metrics  # noqa: E402
+from keras_focal.inference import PredictionSettings, Predictor, TrainedModel  # noqa: E402
 from keras_focal.models import deeplabv3_plus  # noqa: E402
-from keras_focal.prediction import PredictionSettings, TrainedModel, predict_volume  # noqa: E402
 
 CLASSES = ("background", "prostate")
 
@@ -50,20 +50,20 @@ def main():
     keras.utils.set_random_seed(0)
     model = deeplabv3_plus((224, 224, 1), len(CLASSES))
     settings = PredictionSettings(PrepOptions(size=224), "promise12", CLASSES, 1, "")
-    trained = [TrainedModel("", model, settings)]
+    predictor = Predictor([TrainedModel("", model, settings)], batch_size=args.batch, tta="flip" if args.tta else "none")
     image, mask, spacing = make_mri_volume(np.random.default_rng(0), args.slices, args.size)
     tta = "flip" if args.tta else "none"
     rounds = []
     with tempfile.TemporaryDirectory() as folder:
         source = os.path.join(folder, f"input.{args.input_format}")
         write_image_atomically(Volume(image, spacing).geometry().image(image), source)
-        predict_volume(trained, read_volume(source), args.batch, tta)  # warm-up: traces the predict step
+        predictor.predict_volume(read_volume(source))  # warm-up: traces the predict step
         for _ in range(args.repeats):
             timings = {}
             start = time.perf_counter()
             volume = read_volume(source)
             timings["read"] = time.perf_counter() - start
-            labels, _, _ = predict_volume(trained, volume, args.batch, tta, timings=timings)
+            labels, _, _ = predictor.predict_volume(volume, timings=timings)
             written = time.perf_counter()
             write_volume_like(volume, labels, os.path.join(folder, f"labels.{args.input_format}"))
             timings["write"] = time.perf_counter() - written

@@ -409,7 +409,7 @@ def image_cases(pairs, encoding, group_by="sequence"):
 def find_rgb_label_cases(src, palette=None, group_by="sequence"):
     """Colour label images under `src` as cases (the built-in street scenes, CamVid's `_L.png` release).
 
-    Returns `(cases, problems)`; `prep camvid` reads every layout and label form (`data_prep.cli`).
+    Returns `(cases, problems)`; `prep camvid` reads every layout and label form (`keras_focal.cli.prep`).
     """
     found = find_image_pairs(src)
     cases, _ = image_cases(found.pairs, LabelEncoding.colour(palette), group_by)

@@ -2,7 +2,8 @@
 
 - `Examples`: the slices of some cases, decoded in memory or streamed from
   their PNG files (with an optional cache of decoded slices); the trainer's
-  pipelines (`keras_focal.training.data`) batch them.
+  shuffled pipeline (`keras_focal.training.data`) and `evaluation_dataset`
+  (the slices in order, for scoring and prediction) batch them.
 - `normalize`: uint8 slices to the float32 network input in [-1, 1], the one
   scale of training, evaluation, prediction and export.
 
@@ -120,3 +121,40 @@ def normalize(images):
     import tensorflow as tf
 
     return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def process_share(batches, batch_size, shard):
+    """The elements of `(index, element)` pairs that process `shard[0]` of `shard[1]` feeds.
+
+    Process i takes the i-th part of every whole global batch, exactly as
+    Keras's `DataParallel` auto-sharding would after decoding; sharding the
+    file paths first means each process decodes (and caches) only its share.
+    """
+    index, count = shard
+    if count == 1:
+        return batches
+    share = batch_size // count
+    whole = (batches.cardinality() // batch_size) * batch_size
+    return batches.take(whole).filter(lambda position, _: (position % batch_size) // share == index)
+
+
+def evaluation_dataset(examples, batch_size, drop_remainder=False, shard=(0, 1)):
+    """Batches of `Examples` in order, normalised, with int32 masks (`shard`: see `process_share`)."""
+    import tensorflow as tf
+
+    def prepare(index, element):
+        image, mask = examples.decode(*element)
+        return normalize(image), tf.cast(mask, tf.int32)
+
+    elements = process_share(examples.source().enumerate(), batch_size, shard)
+    batches = elements.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size // shard[1], drop_remainder=drop_remainder)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def read_mask_png(path):
+    """A mask PNG's class indices (uint8)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image, dtype=np.uint8)

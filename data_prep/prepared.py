@@ -295,7 +295,7 @@ class PreparedDataset:
             raise ValueError(f"'{path}' does not hold `keras-focal prep` settings ({type(error).__name__}: {error}).") from None
         return str(description.get("source", "")), options
 
-    # What rebuilding a case's volume needs from the manifest (`keras_focal.prediction`).
+    # What rebuilding a case's volume needs from the manifest (`keras_focal.inference.prepared_cases`).
     VOLUME_COLUMNS = ("spacing_x", "spacing_y", "spacing_z", "original_height", "original_width", "original_slices")
 
     def has_volumes(self):

@@ -15,9 +15,11 @@ Submodules:
 - `keras_focal.metrics`: `DiceScore` and `IoUScore` Keras metrics.
 - `keras_focal.evaluation`: MATLAB-style `evaluate_semantic_segmentation`, and
   `volume_metrics`, per-patient 3-D Dice, HD95, ASSD and RVD in millimetres.
-- `keras_focal.prediction`: trained networks on whole volumes, label volumes
-  back in the input's geometry (`keras-focal predict`); `keras_focal.export`:
-  SavedModel and ONNX export.
+- `keras_focal.inference`: `Predictor`, trained networks on slices and whole
+  volumes, label volumes back in the input's geometry (`keras-focal
+  predict`), a model's evaluation report (`keras-focal evaluate`);
+  `keras_focal.export`: SavedModel and ONNX export.
+- `keras_focal.reporting`: tables, charts and overlays of results.
 - `keras_focal.models`, `keras_focal.data_prep`, `keras_focal.training`:
   network builders, data preparation and the trainer; `keras_focal.loss_names`
   and `keras_focal.model_names` are the tables of the trainer's losses and
@@ -37,8 +39,9 @@ import os
 # and the command line start without TensorFlow, Keras or JAX, and
 # `keras_focal.losses` etc. work as if imported here.
 _SUBMODULES = (
-    "class_weights", "data_prep", "errors", "evaluation", "experiments", "export", "files", "initializers", "layers",
-    "loss_names", "losses", "metrics", "model_names", "models", "prediction", "prediction_cli", "reports", "training",
+    "class_weights", "cli", "data_prep", "errors", "evaluation", "experiments", "export", "files", "inference",
+    "initializers", "layers", "loss_names", "losses", "metrics", "model_names", "models", "optimizer_names", "reporting",
+    "run_folder", "training",
 )
 # The modules that register Keras-serialisable classes (see `load_model`).
 _KERAS_OBJECT_MODULES = ("initializers", "layers", "losses", "metrics")

@@ -13,7 +13,11 @@ A run folder (`keras-focal train --out RUN`, each run of `compare`) holds:
 
 The trainer writes these (`write_config`, `write_metrics`); prediction,
 evaluation and the comparison read them (`read_run_config`,
-`run_model_path`). Nothing here imports TensorFlow, Keras or JAX.
+`run_model_path`).
+
+A comparison folder (`keras-focal compare`) holds `results.csv` (`RESULTS`):
+one row per run, its `run_dir` relative to the folder
+(`read_comparison_results`). Nothing here imports TensorFlow, Keras or JAX.
 """
 
 import json
@@ -24,6 +28,7 @@ from keras_focal.files import write_text_atomically
 CONFIG = "config.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
+RESULTS = "results.csv"  # a comparison folder's table of runs
 CHECKPOINTS = ("last", "best")
 
 
@@ -100,3 +105,28 @@ def run_model_path(run_dir, checkpoint=None):
     if not os.path.isfile(path):
         raise ValueError(f"no model at '{path}'.")
     return path
+
+
+def read_comparison_results(folder):
+    """`results.csv` of a comparison folder (a DataFrame), with `run_dir` resolved to a usable path.
+
+    Run folders are stored relative to the results folder; tables written
+    before that stored them relative to where `compare` ran, and are read
+    from the current directory as a fallback.
+
+    Raises:
+        ValueError: `folder` has no results.csv.
+    """
+    import pandas as pd
+
+    path = os.path.join(folder, RESULTS)
+    if not os.path.isfile(path):
+        raise ValueError(f"'{folder}' is not a comparison folder: it has no {RESULTS} (run `keras-focal compare`).")
+    table = pd.read_csv(path)
+
+    def resolve(run_dir):
+        beside = os.path.join(folder, run_dir)
+        return beside if os.path.isabs(run_dir) or os.path.isdir(beside) or not os.path.isdir(run_dir) else run_dir
+
+    table["run_dir"] = [resolve(d) for d in table.run_dir]
+    return table

@@ -9,10 +9,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Source folder -> the package it is installed as.
 FOLDERS = {"keras_focal": "keras_focal", "data_prep": "keras_focal.data_prep", "models": "keras_focal.models"}
-PACKAGES = ("losses", "layers", "models", "data_prep", "training", "experiments")
+PACKAGES = ("losses", "layers", "models", "data_prep", "inference", "reporting", "training", "experiments", "cli")
 
-# What each lower part may import (besides itself). The parts above them (training, prediction, reports, the
-# command line) may import any part below; the graph must stay acyclic.
+# What each part below the command line may import (besides itself): the layers of the README's layout, from
+# the bottom (losses, layers, models, data, files) through metrics, reporting, inference and training. The
+# command line (cli) and the demo may import any part; the graph must stay acyclic.
 ALLOWED = {
     "losses": {"loss_names"},
     "layers": set(),
@@ -24,6 +25,14 @@ ALLOWED = {
     "run_folder": {"files"},
     "metrics": set(),
     "evaluation": {"files"},
+    "loss_names": set(),
+    "model_names": set(),
+    "optimizer_names": set(),
+    "reporting": {"evaluation", "files", "loss_names", "model_names", "optimizer_names", "data_prep"},
+    "inference": {"data_prep", "errors", "files", "evaluation", "run_folder", "reporting"},
+    "export": {"errors", "files"},
+    "training": {"losses", "layers", "initializers", "models", "metrics", "data_prep", "errors", "files", "run_folder",
+                 "class_weights", "loss_names", "model_names", "optimizer_names", "evaluation", "reporting", "inference"},
 }
 
 
@@ -125,3 +134,19 @@ def test_no_private_name_is_imported_from_another_part():
             if private and part_of(target) != part_of(module):
                 crossing.append(f"{module}:{line} imports {private} from {target}")
     assert not crossing, crossing
+
+
+def test_nothing_but_the_console_script_imports_the_command_line():
+    importers = sorted({where for source, targets in _graph().items() if source != "cli"
+                        for target, where in targets.items() if target == "cli"})
+    assert not importers, f"the library imports the command line: {importers}"
+
+
+def test_the_predict_parser_offers_exactly_the_library_choices():
+    # The parser repeats them so that `--help` never imports the inference code.
+    from keras_focal import inference
+    from keras_focal.cli import predict
+
+    assert predict.OUTPUT_FORMATS == inference.OUTPUT_FORMATS
+    assert predict.TTA_MODES == inference.TTA_MODES
+    assert predict.POSTPROCESS_MODES == inference.POSTPROCESS_MODES

@@ -282,18 +282,19 @@ def test_predict_checks_the_truth_before_inference(predictor, tmp_path, capsys):
 def test_evaluate_volumes_scores_against_the_original_label_volumes(predictor, tmp_path):
     import keras_focal
     from keras_focal.data_prep.prepared import PreparedDataset
-    from keras_focal.evaluation import truth_sources, volume_metrics
-    from keras_focal.prediction import prepared_case_volumes, score_prepared_cases
+    from keras_focal.evaluation import volume_metrics
+    from keras_focal.reporting.tables import truth_sources
+    from keras_focal.inference import Predictor, prepared_case_volumes, score_prepared_cases
 
     copied = tmp_path / "data"
     shutil.copytree(predictor["data"], copied)
     dataset = PreparedDataset(str(copied))
     model = keras_focal.load_model(predictor["model"])
     truth = read_volume(predictor["source"] / "masks" / "case0.nii.gz").array
-    volumes = prepared_case_volumes([model], dataset, "case0")
+    volumes = prepared_case_volumes(Predictor([model]), dataset, "case0")
     np.testing.assert_array_equal(volumes.truth, truth)  # the original, not the 32x32 masks rebuilt
     expected = volume_metrics(volumes.prediction, truth, spacing_zyx=volumes.spacing_zyx, classes=dataset.class_names)
-    rows = score_prepared_cases([model], dataset, ["case0"])
+    rows = score_prepared_cases(Predictor([model]), dataset, ["case0"])
     assert [row["dice"] for row in rows] == pytest.approx([row["dice"] for row in expected], nan_ok=True)
     assert {row["truth"] for row in rows} == {"original"}
     import pandas as pd
@@ -301,7 +302,7 @@ def test_evaluate_volumes_scores_against_the_original_label_volumes(predictor, t
     manifest = pd.read_csv(copied / "manifest.csv")
     manifest["source_mask"] = manifest["source_mask"].str.replace("masks", "gone")
     manifest.to_csv(copied / "manifest.csv", index=False)
-    rows = score_prepared_cases([model], PreparedDataset(str(copied)), ["case0"])
+    rows = score_prepared_cases(Predictor([model]), PreparedDataset(str(copied)), ["case0"])
     assert truth_sources(pd.DataFrame(rows)).startswith(
         "Truth: the prepared masks rebuilt on the original grid (1 case(s), not the original truth — case0: its label "
         "volume '")

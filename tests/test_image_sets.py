@@ -331,7 +331,7 @@ def _runs(pooled_by_loss, per_image_by_loss, never_by_loss):
 
 
 def test_the_report_leads_with_the_pooled_metrics_and_shows_a_class_never_predicted():
-    from keras_focal.training.comparison import add_rare_miou, markdown_tables
+    from keras_focal.reporting.tables import add_rare_miou, markdown_tables
 
     # The case: ADFL first on the per-image mean, while it never predicts the rare class.
     table = _runs({"ce": [0.50, 0.52, 0.54], "adfl": [0.45, 0.47, 0.49]}, {"ce": 0.34, "adfl": 0.40},
@@ -348,14 +348,15 @@ def test_the_report_leads_with_the_pooled_metrics_and_shows_a_class_never_predic
 
 
 def test_the_chart_starts_at_zero(monkeypatch, tmp_path):
-    from keras_focal.training import comparison as compare
+    from keras_focal.reporting import figures as charts
+    from keras_focal.reporting.tables import add_rare_miou
 
     figures = []
-    monkeypatch.setattr(compare, "save_figure_atomically", lambda figure, path, **options: figures.append(figure))
-    table = compare.add_rare_miou(_runs({"ce": [0.90, 0.91, 0.92], "adfl": [0.93, 0.94, 0.95]},
+    monkeypatch.setattr(charts, "save_figure_atomically", lambda figure, path, **options: figures.append(figure))
+    table = add_rare_miou(_runs({"ce": [0.90, 0.91, 0.92], "adfl": [0.93, 0.94, 0.95]},
                                         {"ce": 0.9, "adfl": 0.9}, {"ce": [], "adfl": []}),
                                   {"Sky": 0.3, "Road": 0.5, "Pole": 0.01, "Car": 0.19})
-    compare.bar_plot(table, str(tmp_path / "results.png"))
+    charts.bar_plot(table, str(tmp_path / "results.png"))
     axes = figures[0].axes
     assert [axis.get_ylabel() for axis in axes] == ["pooled mIoU (%)", "rare-class mIoU (%)"]
     assert all(axis.get_ylim()[0] == 0 for axis in axes)
@@ -371,7 +372,7 @@ def test_logs_hold_no_progress_bar_redraws_when_not_on_a_terminal(segnet, tmp_pa
 
 
 def test_a_run_summary_prints_percentages():
-    from keras_focal.training.comparison import run_summary
+    from keras_focal.reporting.tables import run_summary
 
     line = run_summary({"dataset_miou": 0.1075220299145696, "global_accuracy": 0.5, "mdsc": 0.25,
                         "never_predicted": ["Pole", "Fence"]})
@@ -380,7 +381,7 @@ def test_a_run_summary_prints_percentages():
 
 def test_overlays_without_a_background_class_show_label_maps_with_a_key():
     from keras_focal.data_prep.camvid import CAMVID_11
-    from keras_focal.reports import class_colours, label_panels, with_class_key
+    from keras_focal.reporting.overlays import class_colours, label_panels, with_class_key
 
     names = ["Sky", "Road", "unknown"]
     assert class_colours(names)[:2] == [CAMVID_11["Sky"][0], CAMVID_11["Road"][0]]

@@ -439,7 +439,7 @@ def test_predict_takes_a_four_d_volume_or_nnunet_channel_files_alike(zones, tmp_
 
 
 def test_predicted_labels_carry_the_source_label_values(zones, tmp_path):
-    from keras_focal.prediction import PredictionSettings
+    from keras_focal.inference import PredictionSettings
 
     folder = _copy(zones, tmp_path, "nnunet")
     _edit_json(folder, lambda d: d.update(labels={"background": 0, "peripheral zone": 3, "transition zone": 7}))

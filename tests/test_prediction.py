@@ -14,7 +14,7 @@ from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.prepared import PreparedDataset
 from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases, load_dicom_case
 from keras_focal.data_prep.volume import read_volume
-from keras_focal.prediction import prepared_case_truth
+from keras_focal.inference import prepared_case_truth
 from tests.prep_fixtures import SMALL
 
 TINY_UNET = {"base_filters": 4, "depth": 2}

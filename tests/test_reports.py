@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from keras_focal.cli import main
-from keras_focal.reports import overlay
+from keras_focal.reporting.overlays import overlay
 from keras_focal.training import RunConfig, train_run
 
 
@@ -102,7 +102,7 @@ def test_overlay_colours():
 
 
 def test_overlay_key_and_caption_below_the_picture():
-    from keras_focal.reports import OVERLAY_KEY, with_key
+    from keras_focal.reporting.overlays import OVERLAY_KEY, with_key
 
     picture = np.full((64, 448, 3), 40, np.uint8)
     keyed = with_key(picture, "median test image: foreground Dice 0.873")

@@ -10,9 +10,10 @@ from keras_focal import errors
 from keras_focal.cli import main
 from keras_focal.losses import CrossEntropy, DiceLoss
 from keras_focal.model_names import MODEL_LABELS, MODEL_NAMES, ModelName
+from keras_focal.optimizer_names import OPTIMIZER_LABELS
 from keras_focal.training import RunConfig, RunSetupError
 from keras_focal.training import run as run_module
-from keras_focal.training.config import MODELS, OPTIMIZER_LABELS
+from keras_focal.training.config import MODELS
 from keras_focal.training.run import build_loss, prepare_run
 
 TINY_OPTIONS = '{"base_filters": 4, "depth": 2}'

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_focal.training import statistics
-from keras_focal.training.comparison import markdown_tables
+from keras_focal.reporting import statistics
+from keras_focal.reporting.tables import markdown_tables
 
 
 def _table(scores, optimizer="adam"):

@@ -13,9 +13,10 @@ import pytest
 
 from keras_focal.class_weights import inverse_frequency_weights
 from keras_focal.cli import main
+from keras_focal.run_folder import read_comparison_results as read_results
 from keras_focal.training import RunConfig, RunSetupError, train_run
 from keras_focal.training import callbacks as callbacks_module
-from keras_focal.training.comparison import CompareConfig, compare, read_results
+from keras_focal.training.comparison import CompareConfig, compare
 
 # The trainer runs on TensorFlow and on JAX: CI runs this file on both backends.
 pytestmark = pytest.mark.backend_agnostic
@@ -590,7 +591,7 @@ def _hand_made_table(mdsc_by_loss, optimizer="adam"):
 
 
 def test_results_tables_report_the_sample_std_and_n():
-    from keras_focal.training.comparison import markdown_tables
+    from keras_focal.reporting.tables import markdown_tables
 
     # 80, 84, 88 %: mean 84, sample std 4 (the population std would be 3.27).
     table = _hand_made_table({"ce": [0.80, 0.84, 0.88], "adfl": [0.90, np.nan, 0.92]})

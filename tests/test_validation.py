@@ -405,18 +405,18 @@ def test_a_truncated_keras_file_is_called_damaged(trained_run, tmp_path, prepare
 
 
 def test_evaluate_refuses_an_unwritable_out_before_predicting(trained_run, tmp_path, capsys, monkeypatch):
-    from keras_focal.training import run as run_module
+    from keras_focal.inference import Predictor
 
     out = tmp_path / "taken"
     out.write_text("a file")
-    monkeypatch.setattr(run_module, "predict_label_maps", lambda *a: pytest.fail("predicted before checking --out"))
+    monkeypatch.setattr(Predictor, "labelled_pairs", lambda *a: pytest.fail("predicted before checking --out"))
     assert main(["evaluate", "--run", str(trained_run), "--out", str(out)]) == 2
     assert f"the evaluation folder '{out}' is an existing file" in capsys.readouterr().err
 
 
 def test_evaluate_is_locked_and_its_outputs_appear_together(trained_run, tmp_path, capsys, monkeypatch):
-    from keras_focal import reports
     from keras_focal.files import FolderLock
+    from keras_focal.inference import evaluate as reports
 
     out = tmp_path / "evaluation"
     assert main(["evaluate", "--run", str(trained_run), "--out", str(out)]) == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_focal.evaluation import summarise_volume_metrics, volume_metrics
-from keras_focal.prediction import keep_largest_components
+from keras_focal.inference import keep_largest_components
 
 SPACING = (0.5, 0.5, 1.0)  # (x, y, z) mm
 CLASSES = ["background", "ball"]

@@ -1,4 +1,8 @@
-"""The comparison grid and its tables and plot."""
+"""The comparison grid: models x losses x optimisers x folds x seeds, run and written as one results folder.
+
+Its tables and chart are `keras_focal.reporting`'s; its per-patient 3-D
+scores are `keras_focal.inference.run_volume_metrics`'.
+"""
 
 import dataclasses
 import itertools
@@ -16,12 +20,14 @@ from keras_focal.files import (
     FolderLock,
     check_output_folder,
     remove_temporaries,
-    save_figure_atomically,
     write_text_atomically,
 )
 from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
-from keras_focal.training.config import OPTIMIZER_LABELS, RunConfig
+from keras_focal.optimizer_names import OPTIMIZER_LABELS
+from keras_focal.reporting.figures import bar_plot
+from keras_focal.reporting.tables import add_rare_miou, markdown_tables, run_summary, volume_tables
+from keras_focal.training.config import RunConfig
 from keras_focal.training.lr_sweep import validation_score
 from keras_focal.training.run import (
     InitialWeights,
@@ -290,7 +296,7 @@ def _compare_locked(config, prepared, verbose, log, progress=False):
 
 def _volume_rows(prepared, row):
     """The run's per-patient 3-D metrics (`run_volume_metrics`) with the run's keys, or None (no model, or photographs)."""
-    from keras_focal.prediction import run_volume_metrics
+    from keras_focal.inference import run_volume_metrics
 
     table = run_volume_metrics(prepared.config.out, prepared.config.batch_size, prepared.dataset)
     if table is None:
@@ -321,18 +327,6 @@ def _one_run(prepared, index, count, verbose, bar, weights):
     return metrics, status
 
 
-def _percent(value):
-    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.2f}%"
-
-
-def run_summary(metrics):
-    """One line of a run's test scores, the pooled figures first: `pooled mIoU 36.80%, global accuracy ..., never predicted: Pole`."""
-    never = metrics.get("never_predicted") or []
-    return (f"{HEADLINE_NAME} {_percent(metrics.get(HEADLINE))}, global accuracy {_percent(metrics.get('global_accuracy'))}, "
-            f"per-image mDSC {_percent(metrics.get('mdsc'))}"
-            + (f"; never predicted: {', '.join(never)}" if never else ""))
-
-
 def _row(metrics, run, out):
     keys = ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch", "evaluated",
             "dataset_miou", "global_accuracy", "dataset_mdsc", "mdsc", "miou", "mean_bf_score", "scored_size")
@@ -347,25 +341,6 @@ def _row(metrics, run, out):
     # Relative to the results folder: the table stays valid wherever it is read from, or moved to.
     row["run_dir"] = os.path.relpath(run.out, out)
     return row
-
-
-def read_results(folder):
-    """`results.csv` of a comparison folder, with `run_dir` resolved to a usable path.
-
-    Run folders are stored relative to the results folder; tables written
-    before that stored them relative to where `compare` ran, and are read
-    from the current directory as a fallback.
-    """
-    import pandas as pd
-
-    table = pd.read_csv(os.path.join(folder, "results.csv"))
-
-    def resolve(run_dir):
-        beside = os.path.join(folder, run_dir)
-        return beside if os.path.isabs(run_dir) or os.path.isdir(beside) or not os.path.isdir(run_dir) else run_dir
-
-    table["run_dir"] = [resolve(d) for d in table.run_dir]
-    return table
 
 
 def class_shares(dataset):
@@ -425,310 +400,3 @@ def write_results(rows, out, reference=None, shares=None, fixed_rate=None, volum
     return table
 
 
-def _mean_and_spread(values):
-    """`"mean ± sample std (n)"` of the finite values in percent; no spread is claimed from one run."""
-    values = 100 * np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return "n/a"
-    if values.size == 1:
-        return f"{values[0]:.2f} (n = 1, no spread)"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} (n = {values.size})"
-
-
-RARE_SHARE = 0.02  # a class under 2% of the labelled pixels is "rare" in the per-class table
-# The headline of every comparison: MATLAB's data-set metrics, pooled over the test pixels.
-HEADLINE = "dataset_miou"
-HEADLINE_NAME = "pooled mIoU"
-
-
-def rare_classes(classes, shares):
-    """The foreground classes under `RARE_SHARE` of the labelled pixels (`shares` from `class_shares`)."""
-    from keras_focal.evaluation import foreground_classes
-
-    foreground = [classes[i] for i in foreground_classes(classes)]
-    return [c for c in foreground if c in (shares or {}) and shares[c] < RARE_SHARE] if len(foreground) > 1 else []
-
-
-def add_rare_miou(table, shares):
-    """`table` with `rare_miou`: each run's mean IoU over the rare classes (NaN where none is rare or scored)."""
-    classes = [c[len("iou_"):] for c in table.columns if c.startswith("iou_")]
-    rare = rare_classes(classes, shares)
-    if rare:
-        values = table[[f"iou_{c}" for c in rare]].astype(float)
-        table = table.assign(rare_miou=values.mean(axis=1, skipna=True))
-    return table
-
-
-def markdown_tables(table, reference=None, shares=None, title="Results", note=None):
-    """The comparison's report: the pooled data-set metrics first, then per-class IoU, then per-image means.
-
-    1. The headline, one table per (data set, optimiser): pooled mIoU (the
-       class IoUs of the test set's pooled confusion matrix, averaged over
-       the foreground classes: MATLAB's `DataSetMetrics`), global accuracy,
-       the rare classes' mean IoU (`shares`, `{class: share of the labelled
-       pixels}`, see `class_shares`; classes under 2%) and the classes a run
-       never predicts. Mean ± sample std (ddof = 1) over the runs (folds x
-       seeds) with finite scores, and their number n.
-    2. With more than one foreground class, each class's IoU, a class never
-       predicted flagged with the number of runs.
-    3. The paper's per-image means (mDSC, mIOU) per test run, named as such.
-    4. With a `reference` loss, the paired differences of the headline
-       metric against it (`keras_focal.training.statistics`).
-
-    `title` heads the text and `note` is a paragraph under it.
-    """
-    classes = [c[len("iou_"):] for c in table.columns if c.startswith("iou_")]
-    rare = rare_classes(classes, shares)
-    if rare and "rare_miou" not in table:
-        table = add_rare_miou(table, shares)
-    sizes = sorted({str(s) for s in table.get("scored_size", []) if isinstance(s, str) and s})
-    lines = [f"# {title}", ""] + ([note, ""] if note else []) + [
-        f"**{HEADLINE_NAME}** (%), the headline: each class's IoU from the confusion matrix of all the test pixels",
-        "together (MATLAB's `DataSetMetrics`), averaged over the foreground classes; *global accuracy*: the share of",
-        "labelled test pixels classified right"
-        + (f"; *rare mIoU*: the mean IoU of the rare classes (under {RARE_SHARE:.0%} of the labelled pixels: "
-           f"{', '.join(rare)})" if rare else "")
-        + "; *never predicted*: classes present in the test set that a run never marks (their IoU is 0), with the",
-        "number of runs. Mean ± *sample* std (ddof = 1) over the n runs (folds × seeds) with finite scores; a",
-        "single run has no spread."
-        + (f" Scored at the label images' own size ({', '.join(sizes)}), predictions restored to it." if sizes else ""),
-        "",
-    ]
-    lines.extend(_headline_tables(table, rare))
-    lines.extend(_class_iou_tables(table, shares))
-    lines.extend(_per_image_tables(table))
-    if reference is not None and reference in set(table.loss) and table.loss.nunique() > 1 and HEADLINE in table:
-        from keras_focal.training import statistics
-
-        label = LOSS_LABELS.get(reference, reference)
-        differences = statistics.paired_differences(table, reference, metric=HEADLINE, label=label)
-        lines.append(statistics.markdown(differences, label, labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS},
-                                         metric_name=HEADLINE_NAME))
-    return "\n".join(lines)
-
-
-def _never_predicted(runs):
-    """`{class: number of runs that never predict it}` over `runs` (results rows)."""
-    counts = {}
-    for entry in runs.get("never_predicted", []):
-        for name in str(entry).split(";") if isinstance(entry, str) and entry else ():
-            counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def _headline_tables(table, rare):
-    lines = []
-    for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
-        lines += [f"## {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}", ""]
-        header = ["Loss + model", f"{HEADLINE_NAME} (n)", "global accuracy"] + (["rare mIoU"] if rare else [])
-        header += ["never predicted (runs)", "NaN runs"]
-        aligns = ["---"] + ["---:"] * (len(header) - 3) + ["---", "---:"]  # names left, numbers right
-        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
-        for (model, loss), runs in group.groupby(["model", "loss"], sort=False):
-            # results.csv files of older versions lack the pooled columns: n/a, not a crash.
-            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}"]
-            cells += [_mean_and_spread(runs[c]) if c in runs else "n/a" for c in (HEADLINE, "global_accuracy")]
-            if rare:
-                cells.append(_mean_and_spread(runs["rare_miou"]))
-            never = _never_predicted(runs)
-            cells.append(", ".join(f"**{name}** ({count}/{len(runs)})" for name, count in never.items()) or "none")
-            cells.append(str(int(runs.nan_epoch.notna().sum())))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
-
-
-def _per_image_tables(table):
-    """The paper's per-image means (mDSC, mIOU) per test run: second to the pooled figures."""
-    lines = [
-        "## Per-image means (the papers' mDSC and mIOU)",
-        "",
-        "The foreground classes' Dice and IoU of each test image, averaged over the images (an image without",
-        "foreground in either mask is left out). They weigh every image alike and a class absent from an image not",
-        "at all, so they can rank a loss that misses the rare classes first: read them after the pooled figures.",
-        "",
-    ]
-    for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
-        folds = sorted(group.fold.unique())
-        lines.append(f"### {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}")
-        lines.append("")
-        header = ["Loss + model"] + [f"Test run #{f + 1} {m}" for f in folds for m in ("mDSC", "mIOU")] + ["mDSC mean ± std (n)", "mIOU mean ± std (n)"]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" + "---:|" * (len(header) - 1))
-        for (model, loss), runs in group.groupby(["model", "loss"], sort=False):
-            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}"]
-            per_fold = runs.groupby("fold")[["mdsc", "miou"]].mean()
-            for fold in folds:
-                for metric in ("mdsc", "miou"):
-                    value = per_fold[metric].get(fold, np.nan)
-                    cells.append("n/a" if not np.isfinite(value) else f"{100 * value:.2f}")
-            for metric in ("mdsc", "miou"):
-                cells.append(_mean_and_spread(runs[metric]))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
-
-
-VOLUME_COLUMNS = (("dice", "Dice (%)", 100.0), ("hd95_mm", "HD95 (mm)", 1.0), ("assd_mm", "ASSD (mm)", 1.0),
-                  ("rvd_percent", "RVD (%)", 1.0))
-
-
-def volume_tables(volumes, reference=None):
-    """The per-patient 3-D table of a comparison: mean ± sample std over patients per loss and class, and paired Dice differences.
-
-    `volumes`: `volume_results.csv` rows (one per run, case and foreground
-    class). Each patient is in one test fold, so a loss's n is the number
-    of patients times seeds. With a `reference` loss, the paired differences
-    of each patient's Dice (mean over the foreground classes) against it
-    follow, pairs being the same patient and seed.
-    """
-    from keras_focal.evaluation import mean_std_cell, truth_sources
-    from keras_focal.training import statistics
-
-    lines = [
-        "# Per-patient 3-D metrics",
-        "",
-        "Each test case's prediction restored to its original grid (spacing in mm) and scored as a whole volume",
-        "(`keras_focal.evaluation.volume_metrics`: Dice, MONAI's HD95 and symmetric ASSD, signed RVD). Mean ± *sample*",
-        "std over the patients (n; each patient is in one test fold); *undefined*: patients with an empty prediction",
-        "or truth, where a distance has no value. Per run and case: `volume_results.csv`.",
-        "",
-        truth_sources(volumes),
-        "",
-    ]
-    for (dataset, optimizer), group in volumes.groupby(["dataset", "optimizer"], sort=False):
-        lines += [f"## {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)} (3-D)", ""]
-        header = ["Loss + model", "class"] + [label for _, label, _ in VOLUME_COLUMNS]
-        lines += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(VOLUME_COLUMNS)]
-        for (model, loss, name), rows in group.groupby(["model", "loss", "class"], sort=False):
-            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}", str(name)]
-            for column, _, scale in VOLUME_COLUMNS:
-                values = rows[column].to_numpy(dtype=float)
-                finite = values[np.isfinite(values)]
-                cells.append(mean_std_cell(finite.mean() if finite.size else np.nan,
-                                           finite.std(ddof=1) if finite.size > 1 else np.nan,
-                                           finite.size, values.size - finite.size, scale))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    if reference is not None and reference in set(volumes.loss) and volumes.loss.nunique() > 1:
-        per_patient = (volumes.groupby(["dataset", "model", "optimizer", "loss", "case", "seed"], sort=False)
-                       .dice.mean().reset_index())
-        label = LOSS_LABELS.get(reference, reference)
-        differences = statistics.paired_differences(per_patient, reference, metric="dice", label=label,
-                                                    pair_keys=("case", "seed"))
-        lines.append(statistics.markdown(differences, label, labels={**LOSS_LABELS, **MODEL_LABELS, **OPTIMIZER_LABELS},
-                                         metric_name="foreground 3-D Dice of each patient",
-                                         pairs="the same patient and seed (the runs of its test fold)"))
-    return "\n".join(lines)
-
-
-def _class_iou_tables(table, shares):
-    """Per-class IoU (mean over the runs) per (data set, optimiser), when there are several foreground classes."""
-    from keras_focal.evaluation import foreground_classes
-
-    classes = [c[len("iou_"):] for c in table.columns if c.startswith("iou_")]
-    foreground = [classes[i] for i in foreground_classes(classes)]
-    if len(foreground) < 2:
-        return []
-    shares = shares or {}
-    rare = rare_classes(classes, shares)
-    lines = [
-        "## IoU of each class (%)",
-        "",
-        "Mean over the runs (n as above) of each class's IoU on the test images, pooled over the test fold;",
-        "in brackets, the share of each class in the labelled pixels of the data set."
-        + (f" Rare classes (under {RARE_SHARE:.0%} of the pixels): {', '.join(rare)}; *rare mIoU* is their mean —"
-           " the column where losses for class imbalance should differ." if rare else "")
-        + " **0.0 ✗k/n**: the class was never predicted in k of the n runs.",
-        "",
-    ]
-    for (dataset, optimizer), group in table.groupby(["dataset", "optimizer"], sort=False):
-        lines.append(f"### {dataset}, {OPTIMIZER_LABELS.get(optimizer, optimizer)}")
-        lines.append("")
-        header = ["Loss + model"] + [f"{c} ({100 * shares[c]:.1f}%)" if c in shares else c for c in foreground]
-        header += ["rare mIoU"] if rare else []
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" + "---:|" * (len(header) - 1))
-        for (model, loss), runs in group.groupby(["model", "loss"], sort=False):
-            means = {c: runs[f"iou_{c}"].mean() for c in foreground}  # NaN runs (no scores) are skipped
-            never = _never_predicted(runs)
-            cells = [f"{LOSS_LABELS.get(loss, loss)}+{MODEL_LABELS.get(model, model)}"]
-            cells += [_percent_cell(means[c]) + (f" ✗{never[c]}/{len(runs)}" if c in never else "") for c in foreground]
-            cells = [f"**{cell}**" if "✗" in cell else cell for cell in cells]
-            if rare:
-                finite = [means[c] for c in rare if np.isfinite(means[c])]  # a class absent from every test fold has no IoU
-                cells.append(_percent_cell(np.mean(finite) if finite else np.nan))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
-
-
-def _percent_cell(value):
-    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
-
-
-def bar_plot(table, path, note=None):
-    """The headline per loss (bars, with the value) for each model (groups), one panel per optimiser.
-
-    The top row is the pooled mIoU; where the table has rare classes
-    (`rare_miou`), a second row shows their mean IoU. Every axis starts at
-    0 (a bar's height is its value: a chart cut at 38% makes a 5-point
-    gap look three times larger). `note` is added to the title (e.g. how the
-    learning rate was set). Error bars are the sample standard deviation
-    (ddof = 1) over the runs (folds x seeds); the title names the data set,
-    the epochs and n.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [(HEADLINE, f"{HEADLINE_NAME} (%)")]
-    if "rare_miou" in table and table.rare_miou.notna().any():
-        metrics.append(("rare_miou", "rare-class mIoU (%)"))
-    optimizers = list(dict.fromkeys(table.optimizer))
-    all_losses = list(dict.fromkeys(table.loss))  # one colour and legend entry per loss, in every panel
-    figure, axes = plt.subplots(len(metrics), len(optimizers), figsize=(5.5 * len(optimizers), 4.2 * len(metrics)),
-                                squeeze=False, sharey="row")
-    legend = {}
-    for row, (metric, label) in enumerate(metrics):
-        high = 0.0
-        for axis, optimizer in zip(axes[row], optimizers):
-            group = table[table.optimizer == optimizer]
-            models = list(dict.fromkeys(group.model))
-            losses = list(dict.fromkeys(group.loss))
-            width = 0.8 / max(len(losses), 1)
-            for index, loss in enumerate(losses):
-                values = group[group.loss == loss].assign(value=lambda t: 100 * t[metric].astype(float))
-                stats = values.groupby("model").value.agg(["mean", "std"]).reindex(models)
-                positions = np.arange(len(models)) + (index - (len(losses) - 1) / 2) * width
-                spread = stats["std"].fillna(0)  # pandas' std is the sample one; one run has none
-                colour = f"C{all_losses.index(loss)}"
-                bars = axis.bar(positions, stats["mean"].fillna(0), width, color=colour, capsize=3,
-                                yerr=spread if stats["std"].notna().any() else None)
-                legend.setdefault(loss, bars)
-                # above the bar (a bar of 0 still shows its value), on a patch of its colour
-                axis.bar_label(bars, labels=[f"{v:.1f}" if np.isfinite(v) else "n/a" for v in stats["mean"]],
-                               padding=3, color="white", fontweight="bold", fontsize="small", zorder=5,
-                               bbox={"boxstyle": "round,pad=0.2", "facecolor": colour, "edgecolor": "none"})
-                finite = stats["mean"].notna()
-                if finite.any():
-                    high = max(high, float((stats["mean"] + spread)[finite].max()))
-            axis.set_xticks(np.arange(len(models)), [MODEL_LABELS.get(m, m) for m in models])
-            if row == 0:
-                axis.set_title(OPTIMIZER_LABELS.get(optimizer, optimizer))
-        axes[row][0].set_ylabel(label)
-        axes[row][0].set_ylim(0.0, min(100.0, max(10.0, high * 1.15 + 3)))
-    figure.legend([legend[loss] for loss in all_losses], [LOSS_LABELS.get(loss, loss) for loss in all_losses],
-                  loc="center left", bbox_to_anchor=(1.0, 0.5), title="loss")
-    runs = table.groupby(["model", "loss", "optimizer"]).size()
-    count = f"n = {runs.min()}" if runs.min() == runs.max() else f"n = {runs.min()}–{runs.max()}"
-    count += " run per bar" if runs.max() == 1 else " runs per bar"
-    error_bars = "error bars: sample std over the runs (folds × seeds)" if runs.max() > 1 else "single runs, no error bars"
-    datasets = ", ".join(dict.fromkeys(table.dataset.astype(str)))
-    epochs = ", ".join(str(e) for e in dict.fromkeys(table.epochs))
-    title = f"{datasets}: {epochs} epochs, {count}; {error_bars}"
-    figure.suptitle(f"{title}\n{note}" if note else title, fontsize="medium")
-    figure.tight_layout()
-    save_figure_atomically(figure, path, bbox_inches="tight")  # keeps the legend beside the panels

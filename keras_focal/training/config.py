@@ -7,13 +7,10 @@ import os
 
 from keras_focal.loss_names import LOSS_NAMES, TRAINER_LOSSES
 from keras_focal.model_names import MODEL_NAMES, TRAINER_MODELS
+from keras_focal.optimizer_names import OPTIMIZER_NAMES, OPTIMIZERS
 
 MODELS = TRAINER_MODELS  # one table with the builders and the reports (keras_focal.model_names)
 LOSSES = TRAINER_LOSSES  # one table with keras_focal.losses.get (keras_focal.loss_names)
-# Each optimiser's label in tables and the settings it reads (MATLAB's "adam" and "sgdm").
-OPTIMIZER_NAMES = {"adam": ("ADAM", ()), "sgdm": ("SGDM", ("momentum",))}
-OPTIMIZERS = tuple(OPTIMIZER_NAMES)
-OPTIMIZER_LABELS = {name: label for name, (label, _) in OPTIMIZER_NAMES.items()}
 STRATEGIES = ("default", "mirrored", "data-parallel", "multiworker")
 EVALUATE = ("last", "best")
 INPUTS = ("auto", "memory", "stream")

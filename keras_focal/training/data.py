@@ -1,31 +1,17 @@
-"""The tf.data pipelines of a prepared data set.
+"""The trainer's shuffled tf.data pipeline of a prepared data set.
 
 The format itself (files, schema, validation, the ignore label) is
 `keras_focal.data_prep.prepared`, beside its writer; its slices as a tf.data
 source (`Examples`) and the network's input scale (`normalize`) are
-`keras_focal.data_prep.examples`.
+`keras_focal.data_prep.examples`, with the pipeline of the slices in order
+(`evaluation_dataset`).
 """
 
-from keras_focal.data_prep.examples import normalize
+from keras_focal.data_prep.examples import normalize, process_share
 
 # --input auto streams the PNGs when the decoded training and validation images
 # and masks would take more memory than this.
 STREAM_ABOVE_BYTES = 2 * 1024**3
-
-
-def _process_share(batches, batch_size, shard):
-    """The elements of `(index, element)` pairs that process `shard[0]` of `shard[1]` feeds.
-
-    Process i takes the i-th part of every whole global batch, exactly as
-    Keras's `DataParallel` auto-sharding would after decoding; sharding the
-    file paths first means each process decodes (and caches) only its share.
-    """
-    index, count = shard
-    if count == 1:
-        return batches
-    share = batch_size // count
-    whole = (batches.cardinality() // batch_size) * batch_size
-    return batches.take(whole).filter(lambda position, _: (position % batch_size) // share == index)
 
 
 def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=False, drop_remainder=False,
@@ -50,7 +36,7 @@ def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=Fa
     def epoch_batches(epoch):
         # A Python seed per epoch: tf.data's shuffle seed must be static.
         shuffled = base.shuffle(count, seed=seed * 100003 + epoch, reshuffle_each_iteration=False).enumerate()
-        shuffled = _process_share(shuffled, batch_size, shard)
+        shuffled = process_share(shuffled, batch_size, shard)
 
         def prepare(index, pair):
             image, mask = examples.decode(*pair)
@@ -67,16 +53,3 @@ def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=Fa
     for epoch in range(first_epoch + 1, epochs):
         dataset = dataset.concatenate(epoch_batches(epoch))
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def evaluation_dataset(examples, batch_size, drop_remainder=False, shard=(0, 1)):
-    """Batches of `Examples` in order, normalised, with int32 masks (`shard` as `training_dataset`)."""
-    import tensorflow as tf
-
-    def prepare(index, element):
-        image, mask = examples.decode(*element)
-        return normalize(image), tf.cast(mask, tf.int32)
-
-    elements = _process_share(examples.source().enumerate(), batch_size, shard)
-    batches = elements.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size // shard[1], drop_remainder=drop_remainder)
-    return batches.prefetch(tf.data.AUTOTUNE)

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from keras_focal import run_folder
-from keras_focal.data_prep.examples import Examples
+from keras_focal.data_prep.examples import Examples, evaluation_dataset
 from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset
 from keras_focal.errors import BadInput, checking
 from keras_focal.files import (
@@ -49,7 +49,7 @@ from keras_focal.training.callbacks import (
     tensorboard_callbacks,
 )
 from keras_focal.training.config import RunConfig
-from keras_focal.training.data import STREAM_ABOVE_BYTES, evaluation_dataset, training_dataset
+from keras_focal.training.data import STREAM_ABOVE_BYTES, training_dataset
 
 
 class RunSetupError(BadInput):
@@ -236,58 +236,20 @@ class InitialWeights:
         return model, digest
 
 
-def predicted_pairs(model, examples, batch_size, label_masks=None, keep_aspect=False):
-    """`(label map, mask)` pairs, uint8, batch by batch (nothing held beyond a batch).
-
-    `label_masks`: the paths of the slices' masks at the label images' own
-    size (`PreparedDataset.original_mask_paths`), in the order of
-    `examples`. Each slice's class probabilities are then restored to that
-    size (bilinear, `keep_aspect` padding removed: the inverse of prep's
-    resize) before the arg-max, and paired with that mask: the scores are
-    those of the labels as distributed, not of their resized copies.
-    """
-    from keras_focal.data_prep.slicing import labels_of, restore_probabilities
-
-    originals = iter(label_masks) if label_masks is not None else None
-    for batch_images, batch_masks in evaluation_dataset(examples, batch_size):
-        # predict_on_batch: NumPy out on every backend, no gradient graph (torch).
-        probabilities = np.asarray(model.predict_on_batch(np.asarray(batch_images)))
-        if originals is None:
-            maps = np.argmax(probabilities, axis=-1).astype(np.uint8)
-            yield from zip(maps, np.asarray(batch_masks).astype(np.uint8))
-            continue
-        for probability in probabilities:
-            truth = read_mask_png(next(originals))
-            restored = restore_probabilities(probability[None], *truth.shape, keep_aspect=keep_aspect)[0]
-            yield labels_of(restored), truth
-
-
-def read_mask_png(path):
-    """A mask PNG's class indices (uint8)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image, dtype=np.uint8)
-
-
-def predict_label_maps(model, images, batch_size):
-    """Arg-max label maps (uint8) of the uint8 `images` array, batch by batch."""
-    examples = Examples(images, np.zeros(images.shape[:3], np.uint8), channels=images.shape[-1])
-    return [label_map for label_map, _ in predicted_pairs(model, examples, batch_size)]
-
-
 def evaluate_model(model, examples, class_names, batch_size, ignore_label=IGNORE_LABEL, label_masks=None, keep_aspect=False):
-    """`evaluate_semantic_segmentation` of the model's predictions on `Examples`.
+    """`evaluate_semantic_segmentation` of a Keras model's predictions on `Examples`.
 
-    Predictions and masks are paired lazily, so a streamed test set is never
-    held in memory. With `label_masks` the scores are computed at the label
-    images' own size (see `predicted_pairs`).
+    Predictions and masks are paired lazily (`Predictor.labelled_pairs`), so
+    a streamed test set is never held in memory. With `label_masks` the
+    scores are computed at the label images' own size.
     """
     import itertools
 
     from keras_focal.evaluation import evaluate_semantic_segmentation
+    from keras_focal.inference import Predictor
 
-    first, second = itertools.tee(predicted_pairs(model, examples, batch_size, label_masks, keep_aspect))
+    pairs = Predictor([model], batch_size=batch_size).labelled_pairs(examples, label_masks, keep_aspect)
+    first, second = itertools.tee(pairs)
     return evaluate_semantic_segmentation(
         (label_map for label_map, _ in first), (mask for _, mask in second),
         class_names, ignore_label=ignore_label,

@@ -1,4 +1,9 @@
-"""The `keras-focal` command line."""
+"""The `keras-focal` command line: parsers only; every command calls the library.
+
+One module per command group: `prep` (`prep.py`), `train`, `compare` and
+`lr-sweep` (`train.py`), `evaluate`, `predict` and `export`, `stability`;
+`demo` is here. `main` is the console script.
+"""
 
 import argparse
 import os
@@ -54,21 +59,19 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(execute=_demo)
 
-    from keras_focal.data_prep.cli import add_prep_parser, run_prep
-    from keras_focal.training.cli import add_training_parsers
+    # Each command's parser lives in its own module, imported here: the parsers import nothing heavy (the
+    # work's modules are imported when a command runs), so `--help` answers without TensorFlow.
+    from keras_focal.cli.evaluate import add_evaluate_parser
+    from keras_focal.cli.predict import add_export_parser, add_predict_parser
+    from keras_focal.cli.prep import add_prep_parser, run_prep
+    from keras_focal.cli.stability import add_stability_parser
+    from keras_focal.cli.train import add_training_parsers
 
     add_training_parsers(commands)
-    from keras_focal.reports import add_evaluate_parser
-
     add_evaluate_parser(commands)
-    from keras_focal.prediction_cli import add_export_parser, add_predict_parser
-
     add_predict_parser(commands)
     add_export_parser(commands)
-    from keras_focal.experiments.cli import add_stability_parser
-
     add_stability_parser(commands)
-
     add_prep_parser(commands).set_defaults(execute=run_prep)
     return parser
 

@@ -132,7 +132,7 @@ def _train(args):
         return 0
     for warning in metrics.get("warnings") or ():
         print(f"keras-focal train: warning: {warning}", file=sys.stderr)
-    from keras_focal.training.comparison import run_summary
+    from keras_focal.reporting.tables import run_summary
 
     nan = f", NaN at epoch {metrics['nan_epoch']}" if metrics.get("nan_epoch") else ""
     print(f"{config.model} {config.loss} {config.optimizer} fold {config.fold}: {run_summary(metrics)}{nan}")

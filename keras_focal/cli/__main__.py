@@ -1,0 +1,7 @@
+"""`python -m keras_focal.cli`: the `keras-focal` command."""
+
+import sys
+
+from keras_focal.cli import main
+
+sys.exit(main())

@@ -150,3 +150,32 @@ def test_the_predict_parser_offers_exactly_the_library_choices():
     assert predict.OUTPUT_FORMATS == inference.OUTPUT_FORMATS
     assert predict.TTA_MODES == inference.TTA_MODES
     assert predict.POSTPROCESS_MODES == inference.POSTPROCESS_MODES
+
+
+LONG_FUNCTION_LINES = 60  # code lines, the docstring not counted
+LONG_REASON = "# Long:"  # a function that stays longer says why, in a comment on its first line of code
+
+
+def _functions():
+    for module, (path, _) in MODULES.items():
+        lines = open(path).read().split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines), path)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield module, node, lines
+
+
+def _code_lines(node):
+    body = node.body
+    has_docstring = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+        and isinstance(body[0].value.value, str)
+    first = body[0].end_lineno + 1 if has_docstring and len(body) > 1 else body[0].lineno
+    return first, node.end_lineno - first + 1
+
+
+def test_functions_a_reader_can_hold():
+    too_long = []
+    for module, node, lines in _functions():
+        first, count = _code_lines(node)
+        if count > LONG_FUNCTION_LINES and not lines[first - 1].strip().startswith(LONG_REASON):
+            too_long.append(f"{module}.{node.name} ({count} lines)")
+    assert not too_long, f"over {LONG_FUNCTION_LINES} lines without a '{LONG_REASON} ...' reason: {too_long}"

@@ -283,8 +283,8 @@ def test_evaluate_volumes_scores_against_the_original_label_volumes(predictor, t
     import keras_focal
     from keras_focal.data_prep.prepared import PreparedDataset
     from keras_focal.evaluation import volume_metrics
-    from keras_focal.reporting.tables import truth_sources
     from keras_focal.inference import Predictor, prepared_case_volumes, score_prepared_cases
+    from keras_focal.reporting.tables import truth_sources
 
     copied = tmp_path / "data"
     shutil.copytree(predictor["data"], copied)

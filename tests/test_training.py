@@ -624,8 +624,8 @@ def test_compare_refuses_a_reference_outside_the_grid(prepared_trus, tmp_path, c
 
 def test_best_keras_is_the_lowest_validation_loss_and_last_keras_the_last_epoch(prepared_trus, tmp_path):
     """best.keras comes from the best epoch's kept state after training; the last model is put back before testing."""
+    from keras_focal.data_prep.examples import evaluation_dataset
     from keras_focal.data_prep.prepared import PreparedDataset
-    from keras_focal.training.data import evaluation_dataset
 
     config = _config(prepared_trus, tmp_path / "run", epochs=4, optimizer="sgdm", learning_rate=2.0)  # diverges after epoch 1
     train_run(config, verbose=0)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_focal.data_prep.examples import evaluation_dataset
 from keras_focal.data_prep.prepared import PreparedDataset
-from keras_focal.training.data import evaluation_dataset, training_dataset
+from keras_focal.training.data import training_dataset
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -204,6 +204,29 @@ def prepare_case(case, out, options, num_classes, channels=None):
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def _class_pixel_counts(masks, num_classes):
+    """`(pixels of each class, pixels of the images holding each class)`, as MATLAB's `countEachLabel` counts them."""
+    pixel_count = np.zeros(num_classes, np.int64)
+    image_pixel_count = np.zeros(num_classes, np.int64)
+    for mask in masks:
+        counts = np.bincount(mask[mask != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
+        pixel_count += counts
+        image_pixel_count[counts > 0] += mask.size
+    return pixel_count, image_pixel_count
+
+
+def _move_slice_files(rows, partial, out):
+    """Renames the slices' PNGs from `partial` to their places in `out` (the case's record comes after them)."""
+    for row in rows:
+        for image in image_files(row["image"]):
+            os.replace(os.path.join(partial, f"image_{os.path.basename(image)}"), os.path.join(out, image))
+        os.replace(os.path.join(partial, f"mask_{os.path.basename(row['mask'])}"), os.path.join(out, row["mask"]))
+        if ORIGINAL_MASK_COLUMN in row:
+            os.makedirs(os.path.join(out, "original_masks"), exist_ok=True)
+            os.replace(os.path.join(partial, f"original_{os.path.basename(row['mask'])}"),
+                       os.path.join(out, row[ORIGINAL_MASK_COLUMN]))
+
+
 def _write_case(case, out, options, num_classes, data, images, masks, keep, fractions, partial):
     size = (options.size, options.size)
     rows, resized_masks = [], []
@@ -242,12 +265,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
             }
             | ({ORIGINAL_MASK_COLUMN: f"original_masks/{stem}.png"} if data.keep_original_masks else {})
         )
-    pixel_count = np.zeros(num_classes, np.int64)
-    image_pixel_count = np.zeros(num_classes, np.int64)
-    for mask in resized_masks:
-        counts = np.bincount(mask[mask != IGNORE_LABEL].ravel(), minlength=num_classes)[:num_classes]
-        pixel_count += counts
-        image_pixel_count[counts > 0] += mask.size
+    pixel_count, image_pixel_count = _class_pixel_counts(resized_masks, num_classes)
     record = {
         "case": case.name,
         "rows": rows,
@@ -256,14 +274,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
         "image_pixel_count": image_pixel_count.tolist(),
         "geometry": None if data.geometry is None else data.geometry.to_dict(),
     }
-    for row in rows:
-        for image in image_files(row["image"]):
-            os.replace(os.path.join(partial, f"image_{os.path.basename(image)}"), os.path.join(out, image))
-        os.replace(os.path.join(partial, f"mask_{os.path.basename(row['mask'])}"), os.path.join(out, row["mask"]))
-        if ORIGINAL_MASK_COLUMN in row:
-            os.makedirs(os.path.join(out, "original_masks"), exist_ok=True)
-            os.replace(os.path.join(partial, f"original_{os.path.basename(row['mask'])}"),
-                       os.path.join(out, row[ORIGINAL_MASK_COLUMN]))
+    _move_slice_files(rows, partial, out)
     record_path = os.path.join(partial, "record.json")
     write_json_atomically(record_path, record)
     os.replace(record_path, os.path.join(out, "cases", f"{case.name}.json"))
@@ -481,23 +492,48 @@ def _mp_context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def prepare_dataset(
-    cases,
-    out,
-    class_names,
-    options=PrepOptions(),
-    source="",
-    folds=3,
-    seed=0,
-    workers=1,
-    force=False,
-    unlabelled=(),
-    failures=None,
-    progress=True,
-    channels=None,
-    split=None,
-    groups=None,
-):
+@dataclasses.dataclass(frozen=True)
+class FoldSettings:
+    """How the cases are split: patient-level folds drawn at random, or the data set's own split.
+
+    Attributes:
+        count: the number of folds drawn (`prep --folds`).
+        seed: the seed of the draw (`prep --seed`).
+        split: the data set's own `keras_focal.data_prep.splits.DataSplit`
+            (written as `split.csv`, or as `folds.csv` for given folds),
+            used instead of drawing; it must list exactly the cases given.
+        groups: `{case: group}` (a frame's video sequence) when cases are
+            finer than what they belong to; written to `folds.csv` so that
+            validation cases are drawn as whole groups.
+    """
+
+    count: int = 3
+    seed: int = 0
+    split: object = None
+    groups: dict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """What a source told about its cases besides the cases: its name, channels, and the cases it could not use.
+
+    Attributes:
+        name: a label for the data source, kept in prep.json.
+        channels: the names of the images' channels (`("T2", "ADC")`),
+            recorded in prep.json; a case with another channel count fails.
+        unlabelled: names of cases skipped for lack of a segmentation.
+        failures: `{case: message}` for cases the source could not pair
+            (reported with the others, exit status 1).
+    """
+
+    name: str = ""
+    channels: tuple | None = None
+    unlabelled: tuple = ()
+    failures: dict | None = None
+
+
+def prepare_dataset(cases, out, class_names, options=PrepOptions(), *, source="", folds=3, workers=1, force=False,
+                    progress=True):
     """Prepares `cases` into `out` (see the module docstring for the layout).
 
     Args:
@@ -507,24 +543,11 @@ def prepare_dataset(
             source's `LabelTable` (names and the values that mark them),
             whose values `classes.json` records.
         options: `PrepOptions`.
-        source: a label for the data source, kept in prep.json.
-        folds: number of patient-level folds.
-        seed: seed of the fold assignment.
+        source: a `SourceInfo`, or its name alone.
+        folds: a `FoldSettings`, or the number of folds alone (seed 0).
         workers: processes working on cases at once.
         force: rebuild finished cases (and accept changed options).
-        unlabelled: names of cases skipped for lack of a segmentation.
-        failures: `{case: message}` for cases the source could not pair
-            (reported with the others, exit status 1).
         progress: show a progress bar.
-        channels: the names of the images' channels (`("T2", "ADC")`),
-            recorded in prep.json; a case with another channel count fails.
-        split: the data set's own `keras_focal.data_prep.splits.DataSplit`
-            (written as `split.csv`, or as `folds.csv` for given folds),
-            instead of folds drawn with `folds` and `seed`. It must list
-            exactly the cases given.
-        groups: `{case: group}` (a frame's video sequence) when cases are
-            finer than what they belong to; written to `folds.csv` so that
-            validation cases are drawn as whole groups.
 
     Returns:
         A `PrepReport`.
@@ -538,67 +561,90 @@ def prepare_dataset(
             file or cannot be written, a folder prepared with other settings
             (without `force`), or a folder another process is preparing.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
     from keras_focal.data_prep.labels import LabelTable
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
+    source = source if isinstance(source, SourceInfo) else SourceInfo(name=source)
+    folds = folds if isinstance(folds, FoldSettings) else FoldSettings(count=folds)
     labels = class_names if isinstance(class_names, LabelTable) else LabelTable.from_names(class_names)
-    class_names = list(labels.names)
     names = [case.name for case in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"several cases share the names {duplicates}; case names must be unique.")
-    description = {
-        "source": source,
-        "class_names": list(class_names),
-        "options": dataclasses.asdict(options) | {"percentiles": list(options.percentiles)},
-        "folds": folds,
-        "seed": seed,
-    }
-    # Recorded only where they say something (older folders, without them, resume unchanged).
-    if not labels.is_identity:
-        description["label_values"] = list(labels.values)
-    if channels is not None:
-        description["channels"] = list(channels)
-    if split is not None:
-        split.check_cases(names)
-        description["split"] = split.description()
+    if folds.split is not None:
+        folds.split.check_cases(names)
     check_output_folder(out)
+    job = _PrepJob(out, labels, options, source, folds, workers, force, progress)
     try:
         with FolderLock(out):
-            return _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress,
-                                   split, groups)
+            return _prepare_locked(cases, job)
     except FolderBusyError as error:
         raise ValueError(str(error)) from None
 
 
-def _prepare_locked(cases, out, labels, options, description, workers, force, unlabelled, failures, progress, split=None,
-                    groups=None):
-    from tqdm.auto import tqdm
+@dataclasses.dataclass(frozen=True)
+class _PrepJob:
+    """One `prepare_dataset` call's settings, as its steps share them."""
 
-    folds, seed, channels = description["folds"], description["seed"], description.get("channels")
-    _check_options(out, description, force)
+    out: str
+    labels: object  # LabelTable
+    options: PrepOptions
+    source: SourceInfo
+    folds: FoldSettings
+    workers: int
+    force: bool
+    progress: bool
+
+    def description(self):
+        """prep.json: what makes two preparations the same (a resumed run must match it)."""
+        options = self.options
+        description = {
+            "source": self.source.name,
+            "class_names": list(self.labels.names),
+            "options": dataclasses.asdict(options) | {"percentiles": list(options.percentiles)},
+            "folds": self.folds.count,
+            "seed": self.folds.seed,
+        }
+        # Recorded only where they say something (older folders, without them, resume unchanged).
+        if not self.labels.is_identity:
+            description["label_values"] = list(self.labels.values)
+        if self.source.channels is not None:
+            description["channels"] = list(self.source.channels)
+        if self.folds.split is not None:
+            description["split"] = self.folds.split.description()
+        return description
+
+
+def _start(job):
+    """Checks the folder's settings, clears what a killed run left, writes prep.json; returns the finished case names."""
+    out = job.out
+    description = job.description()
+    _check_options(out, description, job.force)
     for sub in ("images", "masks", "cases"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     # Under the lock nothing else writes here: what a killed run left goes.
     shutil.rmtree(os.path.join(out, ".partial"), ignore_errors=True)
     for folder in (out, os.path.join(out, "cases")):
         remove_temporaries(folder)
-    if force:
+    if job.force:
         for name in os.listdir(os.path.join(out, "cases")):
             os.remove(os.path.join(out, "cases", name))
     write_json_atomically(os.path.join(out, "prep.json"), description)
+    return {n[: -len(".json")] for n in os.listdir(os.path.join(out, "cases")) if n.endswith(".json")}
 
-    finished = {n[: -len(".json")] for n in os.listdir(os.path.join(out, "cases")) if n.endswith(".json")}
+
+def _prepare_locked(cases, job):
+    from tqdm.auto import tqdm
+
+    out = job.out
+    finished = _start(job)
     pending = [case for case in cases if case.name not in finished]
     skipped = [case.name for case in cases if case.name in finished]
-    prepared, failed = [], dict(failures or {})
+    prepared, failed = [], dict(job.source.failures or {})
     # disable=None: no bar where stderr is not a terminal (a log file gets no ANSI redraws).
-    bar = tqdm(total=len(pending), desc="cases", unit="case", disable=None if progress and pending else True)
-    num_classes = len(labels.names)
-
-    notes = {}
-    disk_full = []
+    bar = tqdm(total=len(pending), desc="cases", unit="case", disable=None if job.progress and pending else True)
+    notes, disk_full = {}, []
 
     def collect(result):
         name, record, error = result
@@ -615,31 +661,7 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
         bar.set_postfix(failed=len(failed))
 
     try:
-        if workers == 1 or len(pending) < 2:
-            for case in pending:
-                collect(_prepare_safely(case, out, options, num_classes, channels))
-                if disk_full:
-                    break
-        else:
-            pool = concurrent.futures.ProcessPoolExecutor(
-                min(workers, len(pending)), mp_context=_mp_context(), initializer=_watch_parent, initargs=(os.getpid(),)
-            )
-            futures, collected = [], set()
-            try:  # from the first submit (which starts the workers): Ctrl-C may come at any point
-                futures = [pool.submit(_prepare_safely, case, out, options, num_classes, channels) for case in pending]
-                for future in concurrent.futures.as_completed(futures):
-                    collected.add(future)
-                    collect(future.result())
-                    if disk_full:
-                        break  # every other case would fail the same way
-            except BaseException:  # Ctrl-C (or a crash): the cases in progress are not waited for
-                _stop_workers(pool)
-                raise
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-            for future in futures:  # cases that finished while the pool stopped
-                if future not in collected and future.done() and not future.cancelled():
-                    collect(future.result())
+        _run_cases(pending, job, collect, stop=lambda: bool(disk_full))
     except KeyboardInterrupt:
         # Finished cases are committed; the case in progress is only in .partial.
         shutil.rmtree(os.path.join(out, ".partial"), ignore_errors=True)
@@ -653,8 +675,9 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
             f"the disk holding '{out}' is full; {untried} case(s) not tried. Free space and run the same "
             "command again: finished cases are kept."
         )
+    unlabelled = list(job.source.unlabelled)
     try:
-        report = _finalize(out, labels, folds, seed, prepared, skipped, failed, list(unlabelled), notes, split, groups)
+        report = _finalize(out, job.labels, job.folds, prepared, skipped, failed, unlabelled, notes)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -665,11 +688,45 @@ def _prepare_locked(cases, out, labels, options, description, workers, force, un
             + "; manifest.csv, classes.json and folds.csv could not be written (the next run rebuilds them).",
         )
     report.stopped = stopped
-    report.options = options
+    report.options = job.options
     return report
 
 
-def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, notes, split=None, groups=None):
+def _run_cases(pending, job, collect, stop):
+    """Prepares the pending cases, in this process or in `job.workers` processes; `collect` gets each result.
+
+    `stop()` true after a result (a full disk): no further case is started,
+    since every other case would fail the same way.
+    """
+    arguments = (job.out, job.options, len(job.labels.names), job.source.channels)
+    if job.workers == 1 or len(pending) < 2:
+        for case in pending:
+            collect(_prepare_safely(case, *arguments))
+            if stop():
+                break
+        return
+    pool = concurrent.futures.ProcessPoolExecutor(
+        min(job.workers, len(pending)), mp_context=_mp_context(), initializer=_watch_parent, initargs=(os.getpid(),)
+    )
+    futures, collected = [], set()
+    try:  # from the first submit (which starts the workers): Ctrl-C may come at any point
+        futures = [pool.submit(_prepare_safely, case, *arguments) for case in pending]
+        for future in concurrent.futures.as_completed(futures):
+            collected.add(future)
+            collect(future.result())
+            if stop():
+                break
+    except BaseException:  # Ctrl-C (or a crash): the cases in progress are not waited for
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:  # cases that finished while the pool stopped
+        if future not in collected and future.done() and not future.cancelled():
+            collect(future.result())
+
+
+def _finalize(out, labels, folds, prepared, skipped, failed, unlabelled, notes):
     import pandas as pd
 
     records = []
@@ -698,7 +755,7 @@ def _finalize(out, labels, folds, seed, prepared, skipped, failed, unlabelled, n
         write_json_atomically(os.path.join(out, "classes.json"), summary)
         slices = {r["case"]: len(r["rows"]) for r in records}
         try:
-            split_line = _write_split(out, slices, folds, seed, split, groups)
+            split_line = _write_split(out, slices, folds.count, folds.seed, folds.split, folds.groups)
         except ValueError as error:
             folds_error = str(error)
     with contextlib.suppress(OSError):  # empty once every case is committed or cleaned

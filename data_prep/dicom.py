@@ -190,6 +190,37 @@ def series_files(folder, series=None):
     return groups[chosen[0]]
 
 
+def _series_frames(files, path):
+    """`(frames (n, rows, columns), positions or None)` of a series of single-frame files, in file order.
+
+    Raises CaseError naming the file whose size or frame count differs from
+    the series', or that lacks the ImagePositionPatient the others have.
+    """
+    slices = [_pixels(p, h) for p, h in files]
+    # Name the file at fault: the first whose size differs from the series' most common one.
+    sizes = [s.shape[1:] for s in slices]
+    common = max(set(sizes), key=sizes.count)
+    for (file_path, _), pixels in zip(files, slices):
+        if pixels.shape[0] != 1:
+            raise CaseError(f"'{file_path}' holds {pixels.shape[0]} frames; the other files of its series in '{path}' one each.")
+        if pixels.shape[1:] != common:
+            odd = sum(size != common for size in sizes)
+            raise CaseError(
+                f"'{file_path}' is {pixels.shape[2]}x{pixels.shape[1]} pixels; {sizes.count(common)} other slice(s) of its "
+                f"series in '{path}' are {common[1]}x{common[0]}" + (f" ({odd - 1} more file(s) differ)." if odd > 1 else ".")
+            )
+    positions = [h.get("ImagePositionPatient") for _, h in files]
+    lacking = [p for (p, _), position in zip(files, positions) if position is None]
+    if lacking and len(lacking) < len(files):
+        # Placing it by InstanceNumber among slices placed by position would shift the volume.
+        raise CaseError(
+            f"'{lacking[0]}' has no ImagePositionPatient (0020,0032), which {len(files) - len(lacking)} other "
+            f"slice(s) of its series have: its place in the volume is unknown"
+            + (f" ({len(lacking) - 1} more file(s) lack it)." if len(lacking) > 1 else ".")
+        )
+    return np.concatenate(slices), (None if lacking else [np.array(p, float) for p in positions])
+
+
 def read_dicom_volume(path, series=None):
     """Reads a DICOM series folder, or one (multi-frame) DICOM file, as a `Volume`.
 
@@ -230,30 +261,7 @@ def read_dicom_volume(path, series=None):
         if positions is None and first.get("ImagePositionPatient") is not None:
             positions = [np.array(first.ImagePositionPatient, float)]
     else:
-        slices = [_pixels(p, h) for p, h in files]
-        # Name the file at fault: the first whose size differs from the series' most common one.
-        sizes = [s.shape[1:] for s in slices]
-        common = max(set(sizes), key=sizes.count)
-        for (file_path, _), pixels in zip(files, slices):
-            if pixels.shape[0] != 1:
-                raise CaseError(f"'{file_path}' holds {pixels.shape[0]} frames; the other files of its series in '{path}' one each.")
-            if pixels.shape[1:] != common:
-                odd = sum(size != common for size in sizes)
-                raise CaseError(
-                    f"'{file_path}' is {pixels.shape[2]}x{pixels.shape[1]} pixels; {sizes.count(common)} other slice(s) of its "
-                    f"series in '{path}' are {common[1]}x{common[0]}" + (f" ({odd - 1} more file(s) differ)." if odd > 1 else ".")
-                )
-        frames = np.concatenate(slices)
-        positions = [h.get("ImagePositionPatient") for _, h in files]
-        lacking = [p for (p, _), position in zip(files, positions) if position is None]
-        if lacking and len(lacking) < len(files):
-            # Placing it by InstanceNumber among slices placed by position would shift the volume.
-            raise CaseError(
-                f"'{lacking[0]}' has no ImagePositionPatient (0020,0032), which {len(files) - len(lacking)} other "
-                f"slice(s) of its series have: its place in the volume is unknown"
-                + (f" ({len(lacking) - 1} more file(s) lack it)." if len(lacking) > 1 else ".")
-            )
-        positions = None if lacking else [np.array(p, float) for p in positions]
+        frames, positions = _series_frames(files, path)
 
     if orientation is not None and positions is not None:
         order, step = _slice_step(positions, orientation[2], notes)

@@ -46,7 +46,7 @@ def run(out="demo_output", epochs=30, seed=0, quiet=False, optimizers=("adam",),
         lr_sweep: learning rates to tune on validation cases (e.g.
             "1e-4,5e-4,2e-3"), or None for the paper's fixed 5e-4 only.
     """
-    from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
+    from keras_focal.data_prep.dataset import FoldSettings, PrepOptions, SourceInfo, prepare_dataset
     from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases
     from keras_focal.data_prep.synthetic import make_ultrasound_like
     from keras_focal.training.comparison import CompareConfig, compare
@@ -58,8 +58,8 @@ def run(out="demo_output", epochs=30, seed=0, quiet=False, optimizers=("adam",),
         make_ultrasound_like(source, cases=DEMO_CASES, seed=seed, progress=not quiet)
     cases, problems = find_dicom_cases(os.path.join(source, "dicom"), os.path.join(source, "masks"))
     report = prepare_dataset(
-        cases, prepared, PROSTATE_CLASSES, PrepOptions(size=DEMO_IMAGE_SIZE), source="dicom", folds=folds, seed=seed,
-        failures=problems, progress=not quiet,
+        cases, prepared, PROSTATE_CLASSES, PrepOptions(size=DEMO_IMAGE_SIZE), source=SourceInfo("dicom", failures=problems),
+        folds=FoldSettings(folds, seed), progress=not quiet,
     )
     print(report.summary())
     if report.exit_status:

@@ -191,6 +191,54 @@ def foreground_classes(class_names):
     return [i for i, n in enumerate(class_names) if str(n).lower() != "background"] or list(range(len(class_names)))
 
 
+def _checked_classes(class_names, num_classes, foreground):
+    """`(class names, foreground indices)`, the defaults filled in; ValueError naming the argument otherwise."""
+    if class_names is None:
+        if num_classes is None:
+            raise ValueError("give `class_names` or `num_classes`.")
+        class_names = [f"class_{i}" for i in range(num_classes)]
+    class_names = list(class_names)
+    count = len(class_names)
+    if count < 1:
+        raise ValueError("`class_names` is empty.")
+    foreground = list(foreground_classes(class_names) if foreground is None else foreground)
+    if any(not 0 <= i < count for i in foreground):
+        raise ValueError(f"`foreground` holds indices outside 0..{count - 1}: {foreground}")
+    return class_names, foreground
+
+
+def _check_label_map_pair(index, predicted, truth, count, ignore_label):
+    """Raises ValueError naming image `index` unless both maps have one 2-D shape and labels 0..count-1 (or the ignore label)."""
+    if predicted.shape != truth.shape or predicted.ndim != 2:
+        raise ValueError(f"image {index}: prediction shape {predicted.shape} differs from ground truth shape {truth.shape}.")
+    labelled = truth != ignore_label
+    bad_truth = np.unique(truth[labelled & ((truth < 0) | (truth >= count))])
+    bad_prediction = np.unique(predicted[(predicted < 0) | (predicted >= count)])
+    if bad_truth.size or bad_prediction.size:
+        where = "ground truth" if bad_truth.size else "prediction"
+        raise ValueError(
+            f"image {index}: {where} holds labels {(bad_truth if bad_truth.size else bad_prediction)[:10].tolist()} "
+            f"outside 0..{count - 1}" + (f" (and not the ignore label {ignore_label})" if bad_truth.size else "") + "."
+        )
+
+
+def _image_scores(predicted, truth, count, ignore_label, foreground, bf_tolerance):
+    """One image's `(confusion matrix, BF score per class, row of image metrics)`."""
+    labelled = truth != ignore_label
+    confusion = np.bincount(
+        truth[labelled].astype(np.int64) * count + predicted[labelled].astype(np.int64), minlength=count * count
+    ).reshape(count, count)
+    tolerance = bf_tolerance * math.hypot(*truth.shape)
+    scores = [bf_score((predicted == c) & labelled, (truth == c) & labelled, tolerance) for c in range(count)]
+    _, iou, dice = _scores(confusion)
+    image = _summary(confusion) | {
+        "MeanBFScore": _nanmean(scores),
+        "ForegroundDice": _nanmean(dice[foreground]),
+        "ForegroundIoU": _nanmean(iou[foreground]),
+    }
+    return confusion, scores, image
+
+
 def evaluate_semantic_segmentation(
     predictions, ground_truth, class_names=None, num_classes=None, ignore_label=255, foreground=None, bf_tolerance=BF_TOLERANCE
 ):
@@ -227,20 +275,8 @@ def evaluate_semantic_segmentation(
     >>> round(result.class_metrics["IoU"][1], 4), round(result.class_metrics["Dice"][1], 4)
     (0.6667, 0.8)
     """
-    if class_names is None:
-        if num_classes is None:
-            raise ValueError("give `class_names` or `num_classes`.")
-        class_names = [f"class_{i}" for i in range(num_classes)]
-    class_names = list(class_names)
+    class_names, foreground = _checked_classes(class_names, num_classes, foreground)
     count = len(class_names)
-    if count < 1:
-        raise ValueError("`class_names` is empty.")
-    if foreground is None:
-        foreground = foreground_classes(class_names)
-    foreground = list(foreground)
-    if any(not 0 <= i < count for i in foreground):
-        raise ValueError(f"`foreground` holds indices outside 0..{count - 1}: {foreground}")
-
     confusion = np.zeros((count, count), np.int64)
     bf_per_image, images, shapes = [], [], set()
     truths = _as_maps(ground_truth, "ground_truth")
@@ -249,36 +285,12 @@ def evaluate_semantic_segmentation(
         if truth is None:
             raise ValueError(f"`predictions` has more label maps than `ground_truth` ({index}).")
         predicted, truth = np.asarray(predicted), np.asarray(truth)
-        if predicted.shape != truth.shape or predicted.ndim != 2:
-            raise ValueError(f"image {index}: prediction shape {predicted.shape} differs from ground truth shape {truth.shape}.")
-        labelled = truth != ignore_label
-        bad_truth = np.unique(truth[labelled & ((truth < 0) | (truth >= count))])
-        bad_prediction = np.unique(predicted[(predicted < 0) | (predicted >= count)])
-        if bad_truth.size or bad_prediction.size:
-            where = "ground truth" if bad_truth.size else "prediction"
-            raise ValueError(
-                f"image {index}: {where} holds labels {(bad_truth if bad_truth.size else bad_prediction)[:10].tolist()} "
-                f"outside 0..{count - 1}" + (f" (and not the ignore label {ignore_label})" if bad_truth.size else "") + "."
-            )
+        _check_label_map_pair(index, predicted, truth, count, ignore_label)
         shapes.add(truth.shape)
-        image_confusion = np.bincount(
-            truth[labelled].astype(np.int64) * count + predicted[labelled].astype(np.int64), minlength=count * count
-        ).reshape(count, count)
+        image_confusion, scores, image = _image_scores(predicted, truth, count, ignore_label, foreground, bf_tolerance)
         confusion += image_confusion
-        tolerance = bf_tolerance * math.hypot(*truth.shape)
-        scores = [
-            bf_score((predicted == c) & labelled, (truth == c) & labelled, tolerance) for c in range(count)
-        ]
         bf_per_image.append(scores)
-        _, iou, dice = _scores(image_confusion)
-        images.append(
-            _summary(image_confusion)
-            | {
-                "MeanBFScore": _nanmean(scores),
-                "ForegroundDice": _nanmean(dice[foreground]),
-                "ForegroundIoU": _nanmean(iou[foreground]),
-            }
-        )
+        images.append(image)
     if next(truths, None) is not None:
         raise ValueError("`ground_truth` has more label maps than `predictions`.")
     if not images:

@@ -15,7 +15,7 @@ from keras_focal.class_weights import count_each_label, inverse_frequency_weight
 from keras_focal.cli import main
 from keras_focal.data_prep import dataset as dataset_module
 from keras_focal.data_prep.camvid import CAMVID_11, find_rgb_label_cases
-from keras_focal.data_prep.dataset import PrepOptions, assign_folds, prepare_dataset
+from keras_focal.data_prep.dataset import PrepOptions, SourceInfo, assign_folds, prepare_dataset
 from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases, find_promise12_cases
 from tests.prep_fixtures import png
 
@@ -24,8 +24,9 @@ OPTIONS = PrepOptions(size=32)
 
 def _prepare(source, out, **kwargs):
     cases, unlabelled, problems = find_promise12_cases(source)
-    return prepare_dataset(cases, str(out), PROSTATE_CLASSES, kwargs.pop("options", OPTIONS), source="promise12",
-                           unlabelled=unlabelled, failures=problems, progress=False, **kwargs)
+    return prepare_dataset(cases, str(out), PROSTATE_CLASSES, kwargs.pop("options", OPTIONS),
+                           source=SourceInfo("promise12", unlabelled=tuple(unlabelled), failures=problems),
+                           progress=False, **kwargs)
 
 
 def test_promise12_end_to_end(promise12_source, tmp_path):
@@ -158,7 +159,7 @@ def test_camvid_layout_end_to_end(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "images" / "0001TP_000000.png")  # no labels
     cases, problems = find_rgb_label_cases(str(src), CAMVID_11)
     assert [c.name for c in cases] == ["0001TP", "Seq05VD"] and list(problems) == ["0001TP_000000"]
-    report = prepare_dataset(cases, str(tmp_path / "out"), list(CAMVID_11), PrepOptions(size=48), folds=2, failures=problems, progress=False)
+    report = prepare_dataset(cases, str(tmp_path / "out"), list(CAMVID_11), PrepOptions(size=48), folds=2, source=SourceInfo(failures=problems), progress=False)
     assert report.failed == {"0001TP_000000": problems["0001TP_000000"]} and report.exit_status == 1
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
     for _, row in manifest.iterrows():

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from keras_focal.cli import main
-from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
+from keras_focal.data_prep.dataset import PrepOptions, SourceInfo, prepare_dataset
 from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases, find_volume_pairs
 from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.dicom_labels import label_object_mask
@@ -34,8 +34,8 @@ def zones(tmp_path_factory):
     for name, finder, folder in (("msd", find_msd_cases, msd), ("nnunet", find_nnunet_cases, nnunet)):
         cases, unlabelled, problems, channels, labels = finder(str(folder))
         assert not problems and not unlabelled and channels == ("T2", "ADC")
-        report = prepare_dataset(cases, str(root / name), labels, PrepOptions(size=96), source=name, folds=2,
-                                 progress=False, channels=channels)
+        report = prepare_dataset(cases, str(root / name), labels, PrepOptions(size=96), source=SourceInfo(name, channels), folds=2,
+                                 progress=False)
         assert report.exit_status == 0
     return {"root": root, "msd": msd, "nnunet": nnunet}
 
@@ -200,7 +200,7 @@ def test_plain_volume_pairs_prepare_as_the_decathlon_does(zones, tmp_path):
     cases, unlabelled, problems, channels, labels = find_volume_pairs(
         str(zones["msd"] / "imagesTr"), str(zones["msd"] / "labelsTr"), LabelTable.parse("bg,pz,tz"), ("T2", "ADC"))
     assert not problems and not unlabelled and channels == ("T2", "ADC") and len(cases) == 4
-    prepare_dataset(cases, str(tmp_path / "out"), labels, PrepOptions(size=96), folds=2, progress=False, channels=channels)
+    prepare_dataset(cases, str(tmp_path / "out"), labels, PrepOptions(size=96), folds=2, progress=False, source=SourceInfo(channels=channels))
     msd = PreparedDataset(zones["root"] / "msd")
     row = msd.manifest.iloc[3]
     for name in row.image.split(";") + [row["mask"]]:
@@ -218,7 +218,7 @@ def test_a_label_value_outside_dataset_json_fails_the_case(zones, tmp_path):
     sitk.WriteImage(changed, str(path))
     cases, *_, channels, table = find_nnunet_cases(str(folder))
     report = prepare_dataset(cases, str(tmp_path / "out"), table, PrepOptions(size=96), folds=2, progress=False,
-                             channels=channels)
+                             source=SourceInfo(channels=channels))
     assert report.failed == {"prostate_03": f"mask '{path}' holds the label value(s) 5, which the label table does not name "
                                             "(background = 0, peripheral zone = 1, transition zone = 2)."}
     assert not any(n.startswith("prostate_03") for n in os.listdir(tmp_path / "out" / "images"))
@@ -250,7 +250,7 @@ def test_channels_on_different_grids_fail_naming_the_channel(zones, tmp_path):
     sitk.WriteImage(image, path)
     cases, *_, channels, table = find_nnunet_cases(str(folder))
     report = prepare_dataset(cases, str(tmp_path / "out"), table, PrepOptions(size=96), folds=2, progress=False,
-                             channels=channels)
+                             source=SourceInfo(channels=channels))
     assert report.failed["prostate_01"].startswith("case 'prostate_01': channel 'T2' and channel 'ADC' differ in spacing")
 
 
@@ -450,7 +450,7 @@ def test_predicted_labels_carry_the_source_label_values(zones, tmp_path):
         changed.CopyInformation(image)
         sitk.WriteImage(changed, str(path))
     cases, *_, channels, table = find_nnunet_cases(str(folder))
-    prepare_dataset(cases, str(tmp_path / "out"), table, PrepOptions(size=96), folds=2, progress=False, channels=channels)
+    prepare_dataset(cases, str(tmp_path / "out"), table, PrepOptions(size=96), folds=2, progress=False, source=SourceInfo(channels=channels))
     dataset = PreparedDataset(tmp_path / "out")
     assert dataset.classes["label_values"] == [0, 3, 7]
     for name in dataset.manifest["mask"]:  # class indices in the slices, as before

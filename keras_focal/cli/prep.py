@@ -4,7 +4,7 @@ import argparse
 import os
 import shutil
 
-from keras_focal.data_prep.dataset import PrepOptions, prepare_dataset
+from keras_focal.data_prep.dataset import FoldSettings, PrepOptions, SourceInfo, prepare_dataset
 from keras_focal.data_prep.slicing import DEFAULT_PERCENTILES
 
 
@@ -52,7 +52,17 @@ def add_prep_parser(commands):
         description="Prepare a PNG image/mask dataset with manifest.csv, classes.json and patient-level folds.csv.",
     )
     sources = prep.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    _add_synth_parser(sources)
+    _add_promise12_parser(sources)
+    _add_dicom_parser(sources)
+    _add_msd_parser(sources)
+    _add_nnunet_parser(sources)
+    _add_volumes_parser(sources)
+    _add_camvid_parser(sources)
+    return prep
 
+
+def _add_synth_parser(sources):
     synth = sources.add_parser("synth", help="write the built-in synthetic data (no download)")
     synth.add_argument("out", metavar="OUT")
     synth.add_argument("--cases", type=int, default=12, help="PROMISE12-style MRI cases, 0 for none (default: 12)")
@@ -70,12 +80,16 @@ def add_prep_parser(commands):
     _add_common(synth)
     synth.set_defaults(prepare_source=_synth)
 
+
+def _add_promise12_parser(sources):
     promise12 = sources.add_parser("promise12", help="PROMISE12 CaseNN.mhd + CaseNN_segmentation.mhd")
     promise12.add_argument("src", metavar="SRC")
     promise12.add_argument("out", metavar="OUT")
     _add_common(promise12)
     promise12.set_defaults(prepare_source=_promise12)
 
+
+def _add_dicom_parser(sources):
     dicom = sources.add_parser("dicom", help="one DICOM series folder (or multi-frame file) per case")
     dicom.add_argument("src", metavar="SRC")
     dicom.add_argument("out", metavar="OUT")
@@ -90,18 +104,24 @@ def add_prep_parser(commands):
     _add_common(dicom)
     dicom.set_defaults(prepare_source=_dicom)
 
+
+def _add_msd_parser(sources):
     msd = sources.add_parser("msd", help="a Medical Segmentation Decathlon task folder (dataset.json, 4-D NIfTI channels)")
     msd.add_argument("src", metavar="TASK_DIR")
     msd.add_argument("out", metavar="OUT")
     _add_common(msd)
     msd.set_defaults(prepare_source=_msd)
 
+
+def _add_nnunet_parser(sources):
     nnunet = sources.add_parser("nnunet", help="an nnU-Net v2 raw data set (dataset.json, imagesTr/CASE_0000, labelsTr/CASE)")
     nnunet.add_argument("src", metavar="DATASET_DIR")
     nnunet.add_argument("out", metavar="OUT")
     _add_common(nnunet)
     nnunet.set_defaults(prepare_source=_nnunet)
 
+
+def _add_volumes_parser(sources):
     volumes = sources.add_parser("volumes", help="image and label volumes matched by name, any SimpleITK format")
     volumes.add_argument("src", metavar="IMAGES_DIR")
     volumes.add_argument("masks", metavar="MASKS_DIR")
@@ -111,6 +131,8 @@ def add_prep_parser(commands):
     _add_common(volumes)
     volumes.set_defaults(prepare_source=_volumes)
 
+
+def _add_camvid_parser(sources):
     camvid = sources.add_parser(
         "camvid", help="2-D images + label images: SegNet's CamVid copy, CamVid's _L.png release, images/ + labels/",
         description="Pairs images with label images as they are downloaded: SegNet's CamVid copy (train/ + trainannot/ ..., "
@@ -136,7 +158,6 @@ def add_prep_parser(commands):
                              "with a split every image is a case and its sequence its group")
     _add_common(camvid)
     camvid.set_defaults(prepare_source=_camvid)
-    return prep
 
 
 def _options(args):
@@ -170,9 +191,10 @@ def _run(args, cases, out, class_names, source, unlabelled=(), failures=None, ch
                                                           " (folds need at least 2: give --split FILE to name a test set)"))
     created = not os.path.exists(out)
     report = prepare_dataset(
-        cases, out, class_names, _options(args), source=source, folds=args.folds, seed=args.seed,
-        workers=args.workers, force=args.force, unlabelled=unlabelled, failures=failures, progress=not args.quiet,
-        channels=channels, split=split, groups=groups,
+        cases, out, class_names, _options(args),
+        source=SourceInfo(source, None if channels is None else tuple(channels), tuple(unlabelled), failures),
+        folds=FoldSettings(args.folds, args.seed, split, groups),
+        workers=args.workers, force=args.force, progress=not args.quiet,
     )
     print(report.summary())
     refusal = None

@@ -19,6 +19,8 @@
 The command line is `keras-focal prep synth|promise12|dicom|camvid|msd|nnunet|volumes`.
 """
 
+from __future__ import annotations
+
 from keras_focal.data_prep.camvid import (
     CAMVID_11,
     SEGNET_CLASSES,

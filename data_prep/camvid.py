@@ -25,18 +25,23 @@ label image, read from its header) and said in the summary:
   in the palette are ignored (void).
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from keras_focal.data_prep.dataset import Case, CaseData, safe_case_name
+from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions, safe_case_name
 from keras_focal.data_prep.file_checks import decoded, read_image_file
 from keras_focal.data_prep.labels import LabelTable
 from keras_focal.data_prep.prepared import IGNORE_LABEL
 from keras_focal.data_prep.volume import CaseError
+from keras_focal.types import Array, ArrayLike, PathLike
 
 # MATLAB's CamVid example (camvidPixelLabelIDs): the 32 CamVid colours grouped
 # into 11 classes; Void (0, 0, 0) and any colour not listed become 255 (ignore).
@@ -67,7 +72,7 @@ SEGNET_LISTS = {"train.txt": "train", "val.txt": "validation", "test.txt": "test
 SAMPLED_LABELS = 12
 
 
-def read_palette_csv(path):
+def read_palette_csv(path: PathLike) -> dict[str, list[tuple[int, int, int]]]:
     """A palette from a CSV with columns `name,r,g,b` (several rows may share a name).
 
     Classes are numbered in order of first appearance; colours not listed
@@ -92,7 +97,9 @@ def read_palette_csv(path):
     return palette
 
 
-def rgb_to_labels(label_image, palette, ignore_label=IGNORE_LABEL):
+def rgb_to_labels(
+    label_image: ArrayLike, palette: dict[str, list[tuple[int, int, int]]], ignore_label: int = IGNORE_LABEL,
+) -> Array:
     """Maps an `(H, W, 3)` colour label image to class indices by exact colour.
 
     Args:
@@ -109,7 +116,8 @@ def rgb_to_labels(label_image, palette, ignore_label=IGNORE_LABEL):
     if len(palette) >= ignore_label:
         raise ValueError(f"the palette has {len(palette)} classes; at most {ignore_label} fit below the ignore label.")
     codes = label_image[..., :3].astype(np.int32) @ np.array([65536, 256, 1], np.int32)
-    lookup_codes, lookup_labels = [], []
+    lookup_codes: Any = []
+    lookup_labels: Any = []
     for index, colours in enumerate(palette.values()):
         for r, g, b in colours:
             lookup_codes.append(r * 65536 + g * 256 + b)
@@ -139,7 +147,7 @@ class LabelEncoding:
     palette: dict | None = None
 
     @classmethod
-    def index(cls, class_names=None, void=None):
+    def index(cls, class_names: str | None = None, void: int | None = None) -> LabelEncoding:
         """Index masks: SegNet's 11 classes with void 11 by default; else `--class-names` (and `void`)."""
         if class_names is None:
             table = LabelTable(SEGNET_CLASSES, tuple(range(len(SEGNET_CLASSES))),
@@ -152,22 +160,22 @@ class LabelEncoding:
         return cls("index", table.names, table=table)
 
     @classmethod
-    def colour(cls, palette=None):
+    def colour(cls, palette: dict[str, list[tuple[int, int, int]]] | None = None) -> LabelEncoding:
         palette = CAMVID_11 if palette is None else palette
         return cls("colour", tuple(palette), palette=palette)
 
-    def describe(self):
+    def describe(self) -> str:
         if self.form == "index":
             void = [v for v in self.table.ignore_values if v != IGNORE_LABEL] or list(self.table.ignore_values)
             return (f"index masks: {len(self.names)} classes as values {_value_range(self.table.values)}"
                     + (f", void {', '.join(map(str, void))} -> ignored" if void else ""))
-        colours = sum(len(c) for c in self.palette.values())
+        colours = sum(len(c) for c in (self.palette or {}).values())
         return f"colour masks: {colours} colours in {len(self.names)} classes, other colours ignored"
 
-    def to_indices(self, label_image, path):
+    def to_indices(self, label_image: ArrayLike, path: PathLike) -> Array:
         """The class indices (uint8) of one label image array; raises `CaseError` naming `path` for a value not in the table."""
         if self.form == "colour":
-            return rgb_to_labels(label_image, self.palette, IGNORE_LABEL)
+            return rgb_to_labels(label_image, self.palette or CAMVID_11, IGNORE_LABEL)
         return self.table.to_indices(label_image, f"label image '{path}'")
 
 
@@ -178,7 +186,7 @@ def _value_range(values):
     return ", ".join(map(str, values))
 
 
-def read_label_image(path, form):
+def read_label_image(path: PathLike, form: str) -> Array:
     """A label image as an array: single-band as stored (`index`), else converted to RGB (`colour`)."""
     with read_image_file(path) as image:
         if form == "colour":
@@ -188,7 +196,7 @@ def read_label_image(path, form):
         return decoded(path, lambda: np.asarray(image))
 
 
-def _read_rgb(path):
+def _read_rgb(path: str):
     with read_image_file(path) as image:
         return decoded(path, lambda: np.asarray(image.convert("RGB")))
 
@@ -198,7 +206,7 @@ def _read_rgb(path):
 LABEL_FOLDER_WORDS = {"mask", "masks", "gt", "annotation", "annotations", "annot", "annots"}
 
 
-def is_label_folder(name):
+def is_label_folder(name: str) -> bool:
     """A folder whose images are label images: SegNet's `trainannot`, `labels`, `train_labels`, `masks`, `gt`..."""
     name = name.lower()
     words = set(re.split(r"[^a-z]+", name))
@@ -222,12 +230,13 @@ class ImagePairs:
     orphan_labels: list
 
 
-def find_image_pairs(src):
+def find_image_pairs(src: PathLike) -> ImagePairs:
     """Pairs every image under `src` with its label image (see the module docstring for the layouts).
 
     Raises:
         ValueError: `src` is not a folder, or holds no image.
     """
+    src = os.fspath(src)
     if not os.path.isdir(src):
         raise ValueError(f"image folder '{src}' does not exist.")
     images, labels, problems = {}, {}, {}
@@ -271,7 +280,7 @@ def find_image_pairs(src):
     return ImagePairs(pairs, problems, "; ".join(parts) or "no label folder", orphans)
 
 
-def detect_label_form(label_paths, form="auto"):
+def detect_label_form(label_paths: Sequence[str], form: str = "auto") -> str:
     """`"index"` or `"colour"`: the form of the label images, from their PIL modes (headers only).
 
     With `form` "index" or "colour" the user's choice is kept (a colour
@@ -302,7 +311,7 @@ def detect_label_form(label_paths, form="auto"):
     return next(iter(forms)) if forms else "colour"
 
 
-def check_labels_match(label_paths, encoding):
+def check_labels_match(label_paths: Sequence[str], encoding: LabelEncoding) -> None:
     """The pre-flight of a class table: raises ValueError when the sampled label images hold nothing it names.
 
     `SAMPLED_LABELS` label images, evenly spaced over the set, are read. The
@@ -343,7 +352,7 @@ def check_labels_match(label_paths, encoding):
 
 # --- the official split ------------------------------------------------------
 
-def read_segnet_lists(src):
+def read_segnet_lists(src: PathLike) -> dict[str, str] | None:
     """`{stem: subset}` from SegNet's `train.txt`/`val.txt`/`test.txt` in `src` (None when there are none).
 
     Each line holds an image path and a label path, absolute paths of
@@ -369,14 +378,14 @@ def read_segnet_lists(src):
     return subsets
 
 
-def sequence_of(stem):
+def sequence_of(stem: str) -> str:
     """CamVid's video sequence of a frame: the stem's prefix before the first "_" (`0001TP_006690` -> `0001TP`)."""
     return stem.split("_")[0]
 
 
 # --- cases -------------------------------------------------------------------
 
-def load_image_case(case, options):
+def load_image_case(case: Case, options: PrepOptions) -> CaseData:
     """`CaseData` of the image/label pairs of one case (a video sequence, or one image)."""
     pairs, encoding = case.inputs
     images, masks = [], []
@@ -390,7 +399,9 @@ def load_image_case(case, options):
     return CaseData(images=images, masks=masks, sources=list(pairs), keep_original_masks=True)
 
 
-def image_cases(pairs, encoding, group_by="sequence"):
+def image_cases(
+    pairs: dict[str, tuple[str, str]], encoding: LabelEncoding, group_by: str = "sequence",
+) -> tuple[list[Case], dict[str, str]]:
     """`Case`s of the pairs `{stem: (image, label)}`: one per video sequence, or one per image.
 
     Returns `(cases, groups)`: `groups` maps each case to its sequence.
@@ -406,7 +417,9 @@ def image_cases(pairs, encoding, group_by="sequence"):
     return cases, groups
 
 
-def find_rgb_label_cases(src, palette=None, group_by="sequence"):
+def find_rgb_label_cases(
+    src: PathLike, palette: dict[str, list[tuple[int, int, int]]] | None = None, group_by: str = "sequence",
+) -> tuple[list[Case], dict[str, str]]:
     """Colour label images under `src` as cases (the built-in street scenes, CamVid's `_L.png` release).
 
     Returns `(cases, problems)`; `prep camvid` reads every layout and label form (`keras_focal.cli.prep`).

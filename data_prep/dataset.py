@@ -29,6 +29,8 @@ rebuilt from the records at the end of every run, each written to a
 temporary file and renamed.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -41,6 +43,8 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -62,6 +66,16 @@ from keras_focal.files import (
     write_json_atomically,
     write_text_atomically,
 )
+from keras_focal.types import Array, ArrayLike, ClassNames, PathLike
+
+if TYPE_CHECKING:
+    from keras_focal.data_prep.splits import DataSplit
+
+if TYPE_CHECKING:
+    from keras_focal.data_prep.volume import Geometry
+
+if TYPE_CHECKING:
+    pass
 
 MANIFEST_COLUMNS = [
     "case", "slice", "image", "mask", "source_image", "source_mask",
@@ -101,7 +115,7 @@ class PrepOptions:
         object.__setattr__(self, "percentiles", (float(low), float(high)))
 
     @classmethod
-    def from_description(cls, options):
+    def from_description(cls, options: dict) -> PrepOptions:
         """The options as `prep.json` records them (its `options`)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - fields)
@@ -109,7 +123,7 @@ class PrepOptions:
             raise ValueError(f"unknown preparation option(s) {unknown}; known: {sorted(fields)}")
         return cls(**{**options, "percentiles": tuple(options.get("percentiles", DEFAULT_PERCENTILES))})
 
-    def network_image(self, image):
+    def network_image(self, image: ArrayLike) -> Array:
         """One normalised uint8 slice `(H, W)` or `(H, W, C)` as the network sees it: resized (or padded and resized) to `size`.
 
         `prep` writes its PNG slices with this, and `keras-focal predict`
@@ -146,7 +160,7 @@ class CaseData:
     sources: list
     spacing: tuple | None = None
     notes: list = dataclasses.field(default_factory=list)
-    geometry: object = None
+    geometry: Geometry | None = None
     separate_channels: bool = False
     keep_original_masks: bool = False
 
@@ -156,26 +170,29 @@ class Case:
     """One patient (or video sequence): a name and what the loader needs."""
 
     name: str
-    loader: object  # a picklable callable: loader(case, options) -> CaseData
+    loader: Callable[[Case, PrepOptions], CaseData]  # picklable (a module-level function)
     inputs: tuple = ()
 
 
-def safe_case_name(name):
+def safe_case_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "case"
 
 
-def _write_png(path, array):
+def _write_png(path: str, array: ArrayLike) -> None:
     from PIL import Image
 
     Image.fromarray(array).save(path, format="PNG")
 
 
-def prepare_case(case, out, options, num_classes, channels=None):
+def prepare_case(
+    case: Case, out: PathLike, options: PrepOptions, num_classes: int, channels: Sequence[str] | None = None,
+) -> dict:
     """Loads, slices, resizes and writes one case; returns its record.
 
     `channels`: the data set's channel names, when its images are volumes
     of several channels (each case must have that many).
     """
+    out = os.fspath(out)
     data = case.loader(case, options)
     images, masks = list(data.images), list(data.masks)
     if len(images) != len(masks):
@@ -204,7 +221,7 @@ def prepare_case(case, out, options, num_classes, channels=None):
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _class_pixel_counts(masks, num_classes):
+def _class_pixel_counts(masks: ArrayLike, num_classes: int):
     """`(pixels of each class, pixels of the images holding each class)`, as MATLAB's `countEachLabel` counts them."""
     pixel_count = np.zeros(num_classes, np.int64)
     image_pixel_count = np.zeros(num_classes, np.int64)
@@ -215,7 +232,7 @@ def _class_pixel_counts(masks, num_classes):
     return pixel_count, image_pixel_count
 
 
-def _move_slice_files(rows, partial, out):
+def _move_slice_files(rows, partial, out: str) -> None:
     """Renames the slices' PNGs from `partial` to their places in `out` (the case's record comes after them)."""
     for row in rows:
         for image in image_files(row["image"]):
@@ -227,7 +244,9 @@ def _move_slice_files(rows, partial, out):
                        os.path.join(out, row[ORIGINAL_MASK_COLUMN]))
 
 
-def _write_case(case, out, options, num_classes, data, images, masks, keep, fractions, partial):
+def _write_case(
+    case, out: str, options, num_classes: int, data, images: ArrayLike, masks: ArrayLike, keep, fractions, partial,
+):
     size = (options.size, options.size)
     rows, resized_masks = [], []
     for index in keep:
@@ -285,7 +304,7 @@ def _write_case(case, out, options, num_classes, data, images, masks, keep, frac
 DISK_FULL = "no space left on device"
 
 
-def _prepare_safely(case, out, options, num_classes, channels=None):
+def _prepare_safely(case, out: str, options, num_classes: int, channels = None):
     try:
         return case.name, prepare_case(case, out, options, num_classes, channels), None
     except CaseError as error:
@@ -298,7 +317,7 @@ def _prepare_safely(case, out, options, num_classes, channels=None):
         return case.name, None, f"{type(error).__name__}: {error}"
 
 
-def _watch_parent(parent):
+def _watch_parent(parent) -> None:
     """Ends this worker within a second of its parent's death (kill -9 included).
 
     A pool worker whose parent is gone would go on writing into OUT, racing
@@ -319,7 +338,7 @@ def _watch_parent(parent):
         except (OSError, AttributeError):
             pass
 
-    def watch():
+    def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)
@@ -329,7 +348,7 @@ def _watch_parent(parent):
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def assign_folds(slice_counts, folds=3, seed=0):
+def assign_folds(slice_counts: dict[str, int], folds: int = 3, seed: int = 0) -> dict[str, int]:
     """Patient-level folds balanced by slice count.
 
     Cases are shuffled with `seed` (to break ties), sorted by decreasing
@@ -361,7 +380,7 @@ def assign_folds(slice_counts, folds=3, seed=0):
     return assignment
 
 
-def class_summary(records, class_names, label_values=None):
+def class_summary(records: Sequence[dict], class_names: ClassNames, label_values: Sequence[int] | None = None) -> dict:
     """classes.json's content: totals over `records` and the core's class weights.
 
     `label_values`: the value of each class in the source's label volumes
@@ -414,19 +433,19 @@ class PrepReport:
     options: PrepOptions | None = None
 
     @property
-    def exit_status(self):
+    def exit_status(self) -> int:
         return 1 if self.failed or self.folds_error or self.stopped else 0
 
     @property
-    def absent_classes(self):
+    def absent_classes(self) -> list[str]:
         """Classes with no labelled pixel in any mask of the data set."""
         return [name for name, count in (self.pixel_count or {}).items() if count == 0]
 
     @property
-    def labelled_pixels(self):
+    def labelled_pixels(self) -> int:
         return sum((self.pixel_count or {}).values())
 
-    def summary(self):
+    def summary(self) -> str:
         lines = [
             f"{self.total_cases} cases ({self.total_slices} slices) in the dataset: "
             f"{len(self.prepared)} prepared now, {len(self.skipped)} already finished, "
@@ -451,7 +470,8 @@ class PrepReport:
             lines.append(f"STOPPED: {self.stopped}")
         return "\n".join(lines)
 
-    def _resize_line(self):
+    def _resize_line(self) -> str:
+        assert self.options is not None and self.image_sizes is not None  # set for a photograph set
         sizes = ", ".join(f"{h}x{w}" for h, w in self.image_sizes)
         size = self.options.size
         how = "padded to a square, then resized" if self.options.keep_aspect else "resized"
@@ -463,7 +483,7 @@ class PrepReport:
                 "their own size, on which the test metrics are computed")
 
 
-def _check_options(out, description, force):
+def _check_options(out: str, description, force):
     path = os.path.join(out, "prep.json")
     if os.path.exists(path) and not force:
         with open(path) as stream:
@@ -476,7 +496,7 @@ def _check_options(out, description, force):
             )
 
 
-def _stop_workers(pool):
+def _stop_workers(pool) -> None:
     """Terminates a pool's worker processes now (Ctrl-C: a case in progress is not waited for).
 
     A terminated worker leaves only its case's `.partial` files, which the
@@ -509,7 +529,7 @@ class FoldSettings:
 
     count: int = 3
     seed: int = 0
-    split: object = None
+    split: DataSplit | None = None
     groups: dict | None = None
 
 
@@ -532,8 +552,8 @@ class SourceInfo:
     failures: dict | None = None
 
 
-def prepare_dataset(cases, out, class_names, options=PrepOptions(), *, source="", folds=3, workers=1, force=False,
-                    progress=True):
+def prepare_dataset(cases: Sequence[Case], out: PathLike, class_names: ClassNames, options: PrepOptions = PrepOptions(), *, source: str = "", folds: int | FoldSettings = 3, workers: int = 1, force: bool = False,
+                    progress: bool = True) -> PrepReport:
     """Prepares `cases` into `out` (see the module docstring for the layout).
 
     Args:
@@ -565,17 +585,17 @@ def prepare_dataset(cases, out, class_names, options=PrepOptions(), *, source=""
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
-    source = source if isinstance(source, SourceInfo) else SourceInfo(name=source)
-    folds = folds if isinstance(folds, FoldSettings) else FoldSettings(count=folds)
+    source_info = source if isinstance(source, SourceInfo) else SourceInfo(name=source)
+    fold_settings = folds if isinstance(folds, FoldSettings) else FoldSettings(count=folds)
     labels = class_names if isinstance(class_names, LabelTable) else LabelTable.from_names(class_names)
     names = [case.name for case in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"several cases share the names {duplicates}; case names must be unique.")
-    if folds.split is not None:
-        folds.split.check_cases(names)
+    if fold_settings.split is not None:
+        fold_settings.split.check_cases(names)
     check_output_folder(out)
-    job = _PrepJob(out, labels, options, source, folds, workers, force, progress)
+    job = _PrepJob(os.fspath(out), labels, options, source_info, fold_settings, workers, force, progress)
     try:
         with FolderLock(out):
             return _prepare_locked(cases, job)
@@ -646,7 +666,7 @@ def _prepare_locked(cases, job):
     bar = tqdm(total=len(pending), desc="cases", unit="case", disable=None if job.progress and pending else True)
     notes, disk_full = {}, []
 
-    def collect(result):
+    def collect(result) -> None:
         name, record, error = result
         if error is None:
             prepared.append(name)
@@ -726,7 +746,7 @@ def _run_cases(pending, job, collect, stop):
             collect(future.result())
 
 
-def _finalize(out, labels, folds, prepared, skipped, failed, unlabelled, notes):
+def _finalize(out: str, labels, folds, prepared, skipped, failed, unlabelled, notes):
     import pandas as pd
 
     records = []
@@ -782,7 +802,7 @@ def _finalize(out, labels, folds, prepared, skipped, failed, unlabelled, notes):
     )
 
 
-def _write_split(out, slices, folds, seed, split, groups=None):
+def _write_split(out: str, slices, folds, seed: int, split, groups = None):
     """`folds.csv` (drawn, or the split's folds) or `split.csv` (the split's subsets) for the finished cases; returns the summary's line.
 
     The other file is removed, so that a folder holds one split. Raises
@@ -822,6 +842,6 @@ def _write_split(out, slices, folds, seed, split, groups=None):
     return line
 
 
-def _remove(path):
+def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)

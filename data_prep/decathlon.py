@@ -19,9 +19,13 @@ key; a case whose files are missing, or whose channel count differs from
 the data set's, is a problem (the case fails, named, and the others go on).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from keras_focal.data_prep.dataset import Case, safe_case_name
 from keras_focal.data_prep.labels import LabelTable
@@ -34,11 +38,15 @@ from keras_focal.data_prep.volume import (
     strip_volume_suffix,
     volume_channels,
 )
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions
 
 DATASET_JSON = "dataset.json"
 
 
-def read_dataset_json(folder, keys):
+def read_dataset_json(folder: PathLike, keys: Sequence[str]) -> tuple[str, dict]:
     """`folder/dataset.json` with `keys` checked present; raises ValueError naming the file and the key."""
     if not os.path.isdir(folder):
         raise ValueError(f"data set folder '{folder}' does not exist.")
@@ -58,7 +66,7 @@ def read_dataset_json(folder, keys):
     return path, description
 
 
-def channel_names_of(mapping, where, key):
+def channel_names_of(mapping: Mapping[str, Any], where: str, key: str) -> tuple[str, ...]:
     """`{"0": "T2", "1": "ADC"}` -> `("T2", "ADC")`; the keys must be 0..C-1."""
     if not isinstance(mapping, dict) or not mapping:
         raise ValueError(f"{where}: `{key}` must map channel numbers to names. Received: {mapping!r}")
@@ -71,7 +79,7 @@ def channel_names_of(mapping, where, key):
     return tuple(numbered[i] for i in range(len(numbered)))
 
 
-def _channel_problem(path, channels, channel_names, where):
+def _channel_problem(path: str, channels, channel_names, where):
     """A message when the volume at `path` does not hold `channels` channels, else None."""
     try:
         found = volume_channels(path)
@@ -83,7 +91,7 @@ def _channel_problem(path, channels, channel_names, where):
     return None
 
 
-def _one_channel_problem(path, name):
+def _one_channel_problem(path: str, name: str):
     """A message when the nnU-Net channel file at `path` is not one scalar volume, else None."""
     try:
         found = volume_channels(path)
@@ -95,7 +103,7 @@ def _one_channel_problem(path, name):
 
 # --- The Medical Segmentation Decathlon -------------------------------------------
 
-def find_msd_cases(folder):
+def find_msd_cases(folder: PathLike) -> tuple[list[Case], list[str], dict[str, str], tuple[str, ...], LabelTable]:
     """The training cases of a Decathlon task folder (see the module docstring)."""
     path, description = read_dataset_json(folder, ("modality", "labels", "training"))
     channel_names = channel_names_of(description["modality"], f"'{path}'", "modality")
@@ -132,14 +140,14 @@ def find_msd_cases(folder):
 
 # --- nnU-Net v2 raw data ----------------------------------------------------------
 
-def load_channel_files_case(case, options):
+def load_channel_files_case(case: Case, options: PrepOptions) -> CaseData:
     """An nnU-Net case: one scalar volume per channel (`X_0000`, `X_0001`...) on one grid, and its label volume."""
     paths, channel_names, mask_path, labels = case.inputs
     image = stack_channels([read_volume(p) for p in paths], channel_names, f"case {case.name!r}")
     return volume_case(image, read_volume(mask_path), options, labels, len(paths))
 
 
-def find_nnunet_cases(folder):
+def find_nnunet_cases(folder: PathLike) -> tuple[list[Case], list[str], dict[str, str], tuple[str, ...], LabelTable]:
     """The training cases of an nnU-Net v2 raw data set (see the module docstring)."""
     path, description = read_dataset_json(folder, ("channel_names", "labels", "file_ending"))
     channel_names = channel_names_of(description["channel_names"], f"'{path}'", "channel_names")
@@ -189,12 +197,14 @@ def find_nnunet_cases(folder):
         cases.append(Case(name, load_channel_files_case, (paths, channel_names, label_files[case_id], labels)))
     for case_id in sorted(set(label_files) - set(channels)):
         problems[safe_case_name(case_id)] = f"labels '{label_files[case_id]}' have no image {case_id}_0000{ending} in '{images_dir}'"
-    return cases, sorted(unlabelled), problems, channel_names, labels
+    return cases, sorted(unlabelled), problems, None if channel_names is None else tuple(channel_names), labels
 
 
 # --- Plain image/label pairs -----------------------------------------------------------
 
-def find_volume_pairs(images, masks, labels, channel_names=None):
+def find_volume_pairs(
+    images: PathLike, masks: PathLike, labels: LabelTable, channel_names: Sequence[str] | None = None,
+) -> tuple[list[Case], list[str], dict[str, str], tuple[str, ...] | None, LabelTable]:
     """Cases of image volumes in `images` with label volumes of the same name in `masks`, any SimpleITK format.
 
     The channel count is read from every image's header first: all must
@@ -239,7 +249,7 @@ def find_volume_pairs(images, masks, labels, channel_names=None):
         raise ValueError(f"--channel-names gives {len(channel_names)} name(s) {list(channel_names)}; the images hold {channels} channel(s).")
     cases = [Case(name, load_volume_case, (path, mask, labels, channels)) for name, (path, mask) in found.items()
              if name not in problems]
-    return cases, sorted(unlabelled), problems, channel_names, labels
+    return cases, sorted(unlabelled), problems, None if channel_names is None else tuple(channel_names), labels
 
 
 

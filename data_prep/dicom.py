@@ -1,11 +1,18 @@
 """DICOM series and multi-frame files to `Volume`s (pydicom, GDCM through SimpleITK as fallback)."""
 
+from __future__ import annotations
+
 import collections
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_focal.data_prep.volume import CaseError, Volume
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    import pydicom
 
 # A slice step further than this from the median step is reported as a gap.
 GAP_TOLERANCE = 0.1
@@ -15,13 +22,14 @@ GAP_TOLERANCE = 0.1
 _DEFER_ABOVE = "64 KB"
 
 
-def read_dicom_header(path):
+def read_dicom_header(path: PathLike) -> pydicom.Dataset | None:
     """The file's dataset with its pixel data deferred (read once, by `_pixels`), or None if it is not DICOM.
 
     Raises:
         CaseError: the file has DICOM's "DICM" marker but pydicom cannot
             parse it (truncated or corrupt): never skipped as "not DICOM".
     """
+    path = os.fspath(path)
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -38,7 +46,7 @@ def read_dicom_header(path):
         return None
 
 
-def _pixels(path, dataset):
+def _pixels(path: str, dataset):
     """Modality-rescaled pixels of one file (`dataset`: its `read_dicom_header`), `(frames, rows, columns)` float32."""
     from pydicom.pixels import apply_modality_lut
 
@@ -127,7 +135,7 @@ def _slice_step(positions, normal, notes):
     return order, step
 
 
-def _check_not_a_cut_image(path, header):
+def _check_not_a_cut_image(path: str, header):
     """Raises `CaseError` when a DICOM file without pixel rows is an image whose data set was cut short.
 
     Such a file would otherwise be skipped as "not an image", and its series
@@ -141,8 +149,9 @@ def _check_not_a_cut_image(path, header):
         raise CaseError(f"'{path}' is a DICOM image ({name}) without its pixel rows and data: truncated or corrupt?")
 
 
-def find_series(folder):
+def find_series(folder: PathLike) -> dict[str, list[tuple[str, pydicom.Dataset]]]:
     """`{SeriesInstanceUID: [(path, header), ...]}` for every DICOM file under `folder`."""
+    folder = os.fspath(folder)
     series = collections.defaultdict(list)
     for root, _, names in os.walk(folder):
         for name in sorted(names):
@@ -157,7 +166,7 @@ def find_series(folder):
     return dict(series)
 
 
-def _describe(uid, files):
+def _describe(uid, files) -> str:
     header = files[0][1]
     return (
         f"{uid} (SeriesNumber {header.get('SeriesNumber', '?')}, "
@@ -165,7 +174,7 @@ def _describe(uid, files):
     )
 
 
-def series_files(folder, series=None):
+def series_files(folder: PathLike, series: str | None = None) -> list[tuple[str, pydicom.Dataset]]:
     """`[(path, header), ...]` of the one DICOM series under `folder` (its headers only; pixel data deferred).
 
     With several series, `series` (a SeriesInstanceUID or a SeriesNumber)
@@ -190,7 +199,7 @@ def series_files(folder, series=None):
     return groups[chosen[0]]
 
 
-def _series_frames(files, path):
+def _series_frames(files, path: str):
     """`(frames (n, rows, columns), positions or None)` of a series of single-frame files, in file order.
 
     Raises CaseError naming the file whose size or frame count differs from
@@ -221,7 +230,7 @@ def _series_frames(files, path):
     return np.concatenate(slices), (None if lacking else [np.array(p, float) for p in positions])
 
 
-def read_dicom_volume(path, series=None):
+def read_dicom_volume(path: PathLike, series: str | None = None) -> Volume:
     """Reads a DICOM series folder, or one (multi-frame) DICOM file, as a `Volume`.
 
     - Files are grouped by SeriesInstanceUID; with several series, `series`

@@ -30,18 +30,28 @@ with our `Volume`'s geometry more simply (rt-utils also needs OpenCV and
 the series' files on disk).
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keras_focal.data_prep.volume import CaseError
+from keras_focal.types import Array, ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    import pydicom
+
+    from keras_focal.data_prep.labels import LabelTable
+    from keras_focal.data_prep.volume import Volume
 
 LABEL_MODALITIES = ("SEG", "RTSTRUCT")
 # How far (in voxels) a frame's or contour's position may lie from a voxel centre, for rounded DS values.
 POSITION_TOLERANCE = 0.1
 
 
-def read_label_object(path):
+def read_label_object(path: PathLike) -> pydicom.Dataset | None:
     """The pydicom dataset of a SEG or RTSTRUCT file, or None when `path` is not one.
 
     Read with `force=True`: RT objects are often written without the file
@@ -57,12 +67,13 @@ def read_label_object(path):
     return dataset if str(dataset.get("Modality", "")).upper() in LABEL_MODALITIES else None
 
 
-def find_label_object(path):
+def find_label_object(path: PathLike) -> str | None:
     """`path` if it is a SEG/RTSTRUCT file, the one such file in folder `path`, else None.
 
     Raises:
         CaseError: the folder holds several label objects (which one is meant is unknown).
     """
+    path = os.fspath(path)
     if os.path.isfile(path):
         return path if read_label_object(path) is not None else None
     if not os.path.isdir(path):
@@ -76,7 +87,9 @@ def find_label_object(path):
     return found[0] if found else None
 
 
-def label_object_mask(path, image, labels, roi_map=None):
+def label_object_mask(
+    path: PathLike, image: Volume, labels: LabelTable, roi_map: dict[str, str] | None = None,
+) -> Array:
     """The SEG or RTSTRUCT at `path` as uint8 class indices on the grid of `image` (a `Volume`).
 
     Args:
@@ -93,6 +106,7 @@ def label_object_mask(path, image, labels, roi_map=None):
         CaseError: another frame of reference, no segment or ROI for any
             class, a frame or contour off the image's grid.
     """
+    path = os.fspath(path)
     dataset = read_label_object(path)
     if dataset is None:
         raise CaseError(f"'{path}' is not a DICOM SEG or RTSTRUCT object.")
@@ -101,13 +115,13 @@ def label_object_mask(path, image, labels, roi_map=None):
     return _structure_set_mask(path, dataset, image, labels, roi_map)
 
 
-def _check_frame_of_reference(path, uid, image):
+def _check_frame_of_reference(path: str, uid, image: ArrayLike):
     if uid and image.frame_of_reference and str(uid) != str(image.frame_of_reference):
         raise CaseError(f"'{path}' refers to the frame of reference {uid}, but the image series '{image.source}' is in "
                         f"{image.frame_of_reference}: its labels would be placed in another patient position.")
 
 
-def _classes_of(path, names_by_number, labels, roi_map, kind):
+def _classes_of(path: str, names_by_number, labels, roi_map, kind):
     """`{segment/ROI number: class index}` and notes about the ones left out."""
     lowered = {name.lower(): index for index, name in enumerate(labels.names)}
     chosen, skipped = {}, []
@@ -130,7 +144,7 @@ def _classes_of(path, names_by_number, labels, roi_map, kind):
     return chosen, notes
 
 
-def _to_index(image, points):
+def _to_index(image: ArrayLike, points):
     """Continuous voxel indices `(x, y, z)` of physical points `(n, 3)` on `image`'s grid."""
     direction = np.asarray(image.direction, float).reshape(3, 3)
     matrix = direction * np.asarray(image.spacing, float)[None, :]
@@ -146,7 +160,7 @@ def _shared_item(dataset, frame, sequence):
     return None
 
 
-def _segmentation_mask(path, dataset, image, labels, roi_map):
+def _segmentation_mask(path: str, dataset, image: ArrayLike, labels, roi_map):
     _check_frame_of_reference(path, dataset.get("FrameOfReferenceUID"), image)
     segments = {int(item.SegmentNumber): str(item.get("SegmentLabel", item.SegmentNumber))
                 for item in dataset.get("SegmentSequence", [])}
@@ -164,9 +178,9 @@ def _segmentation_mask(path, dataset, image, labels, roi_map):
             raise CaseError(f"'{path}': frame {frame_index + 1} has no ImagePositionPatient; it cannot be placed on the series.")
         orientation = _shared_item(dataset, frame_index, "PlaneOrientationSequence")
         if orientation is not None:
-            values = np.asarray(orientation.ImageOrientationPatient, float)
-            if not (np.allclose(values[:3], image_row, atol=1e-3) and np.allclose(values[3:], image_column, atol=1e-3)):
-                raise CaseError(f"'{path}': frame {frame_index + 1} is oriented {values.round(4).tolist()}, the image series "
+            cosines = np.asarray(orientation.ImageOrientationPatient, float)
+            if not (np.allclose(cosines[:3], image_row, atol=1e-3) and np.allclose(cosines[3:], image_column, atol=1e-3)):
+                raise CaseError(f"'{path}': frame {frame_index + 1} is oriented {cosines.round(4).tolist()}, the image series "
                                 f"{np.concatenate([image_row, image_column]).round(4).tolist()}; resample it first.")
         measures = _shared_item(dataset, frame_index, "PixelMeasuresSequence")
         if measures is not None and "PixelSpacing" in measures:
@@ -181,7 +195,7 @@ def _segmentation_mask(path, dataset, image, labels, roi_map):
                             f"lies between the series' voxels (index {offsets.round(3).tolist()}).")
         column, row, slice_index = (int(v) for v in np.rint(offsets))
         if kind == "LABELMAP":
-            values = {number: frame == number for number in classes}
+            values: dict[int, Any] = {number: frame == number for number in classes}
         else:
             number = int(_shared_item(dataset, frame_index, "SegmentIdentificationSequence").ReferencedSegmentNumber)
             if number not in classes:
@@ -211,7 +225,7 @@ def _segmentation_mask(path, dataset, image, labels, roi_map):
 ON_CONTOUR_TOLERANCE = 1e-3
 
 
-def pixels_on_contour(rows, columns, shape):
+def pixels_on_contour(rows: ArrayLike, columns: ArrayLike, shape: tuple[int, int]) -> tuple[Array, Array]:
     """`(rows, columns)` of the pixels whose centres lie on the closed polygon through `(rows, columns)` (to 1e-3 px).
 
     These pixels are inside the ROI, whatever side of the polygon they fall
@@ -242,7 +256,7 @@ def pixels_on_contour(rows, columns, shape):
     return points[keep, 0], points[keep, 1]
 
 
-def _structure_set_mask(path, dataset, image, labels, roi_map):
+def _structure_set_mask(path: str, dataset, image: ArrayLike, labels, roi_map):
     from skimage.draw import polygon
 
     rois = {}

@@ -10,7 +10,16 @@
 TensorFlow is imported only when a dataset is built.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from keras_focal.types import Array, ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class Examples:
@@ -28,8 +37,8 @@ class Examples:
     changed PNG is never read back.
     """
 
-    def __init__(self, images=None, masks=None, image_paths=None, mask_paths=None, channels=1,
-                 cache_paths=None, shape=None):
+    def __init__(self, images: ArrayLike | None = None, masks: ArrayLike | None = None, image_paths: Sequence | None = None, mask_paths: Sequence[str] | None = None, channels: int = 1,
+                 cache_paths: Sequence[str] | None = None, shape: tuple[int, int] | None = None) -> None:
         """`shape`: `(height, width)` of every slice, needed with `cache_paths`.
 
         `image_paths`: one PNG per slice, or per slice a list of one grey PNG
@@ -43,13 +52,13 @@ class Examples:
         self.cache_paths, self.shape = cache_paths, shape
 
     @property
-    def streamed(self):
+    def streamed(self) -> bool:
         return self.images is None
 
     def __len__(self):
         return len(self.image_paths) if self.streamed else len(self.images)
 
-    def source(self):
+    def source(self) -> tf.data.Dataset:
         """The unbatched `tf.data` source: arrays, or file paths to `decode`."""
         import tensorflow as tf
 
@@ -62,7 +71,7 @@ class Examples:
             return tf.data.Dataset.from_tensor_slices((self.image_paths, self.mask_paths))
         return tf.data.Dataset.from_tensor_slices((self.images, self.masks))
 
-    def decode(self, *element):
+    def decode(self, *element: Any) -> tuple[Any, Any]:
         """`(image, mask)` from a source element (decodes the PNGs of a streamed set)."""
         if not self.streamed:
             return element
@@ -80,7 +89,7 @@ class Examples:
         if not self.cache_paths:
             return from_png()
         cache, cache_pattern = element[2], element[3]
-        shape = tuple(self.shape) + (self.channels + 1,)
+        shape = tuple(self.shape or ()) + (self.channels + 1,)
         # A cache file is a serialised uint8 tensor, whose length is fixed by its shape.
         with tf.init_scope():
             complete_length = len(tf.io.serialize_tensor(tf.zeros(shape, tf.uint8)).numpy())
@@ -104,26 +113,26 @@ class Examples:
                        lambda: from_cache(content), decode_and_cache)
 
 
-def cache_name(image_path, mask_path, channels):
+def cache_name(image_path: str | Sequence[str], mask_path: str, channels: int) -> str:
     """The cache file of a slice: changes when either PNG is rewritten or moved."""
     import hashlib
 
     key = [str(channels)]
-    image_paths = list(image_path) if isinstance(image_path, (list, tuple)) else [image_path]
+    image_paths = list(image_path) if isinstance(image_path, (list, tuple)) else [str(image_path)]
     for path in image_paths + [mask_path]:
         status = os.stat(path)
         key += [os.path.abspath(path), str(status.st_size), str(status.st_mtime_ns)]
     return hashlib.sha256("\0".join(key).encode()).hexdigest()[:32] + ".tensor"
 
 
-def normalize(images):
+def normalize(images: ArrayLike) -> Any:
     """uint8 images to float32 in [-1, 1] (the models do not normalise their inputs)."""
     import tensorflow as tf
 
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
-def process_share(batches, batch_size, shard):
+def process_share(batches: tf.data.Dataset, batch_size: int, shard: tuple[int, int]) -> tf.data.Dataset:
     """The elements of `(index, element)` pairs that process `shard[0]` of `shard[1]` feeds.
 
     Process i takes the i-th part of every whole global batch, exactly as
@@ -138,7 +147,9 @@ def process_share(batches, batch_size, shard):
     return batches.take(whole).filter(lambda position, _: (position % batch_size) // share == index)
 
 
-def evaluation_dataset(examples, batch_size, drop_remainder=False, shard=(0, 1)):
+def evaluation_dataset(
+    examples: Examples, batch_size: int, drop_remainder: bool = False, shard: tuple[int, int] = (0, 1),
+) -> tf.data.Dataset:
     """Batches of `Examples` in order, normalised, with int32 masks (`shard`: see `process_share`)."""
     import tensorflow as tf
 
@@ -151,7 +162,7 @@ def evaluation_dataset(examples, batch_size, drop_remainder=False, shard=(0, 1))
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def read_mask_png(path):
+def read_mask_png(path: PathLike) -> Array:
     """A mask PNG's class indices (uint8)."""
     import numpy as np
     from PIL import Image

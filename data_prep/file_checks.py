@@ -13,14 +13,19 @@ stream to its end, the header's data size), DICOM by pydicom
 through `read_image_file` and `decoded`, which name the file.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import re
 import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from keras_focal.data_prep.errors import CaseError
+from keras_focal.types import PathLike
 
 # Bytes per element of the MetaImage element types whose size is fixed.
 MET_SIZES = {
@@ -30,7 +35,7 @@ MET_SIZES = {
 _FIELD = re.compile(rb"^[ \t]*(\w+)[ \t]*=[ \t]*(.*?)[ \t]*\r?$", flags=re.MULTILINE)
 
 
-def _metaimage_header(path):
+def _metaimage_header(path: str):
     """`(fields, data_offset)`: a MetaImage header's fields and where a LOCAL file's data start.
 
     The header ends with its `ElementDataFile` line (MetaImage's rule); the
@@ -92,7 +97,7 @@ def _check_zlib_stream(data_path, start, compressed_size, expected, header_path)
         raise CaseError(f"'{data_path}' decompresses to {produced} bytes, but its header '{header_path}' gives {expected[1]}.")
 
 
-def check_metaimage(path):
+def check_metaimage(path: PathLike) -> None:
     """Checks a `.mha` or `.mhd` file: its data (in the file or the data file it names) hold what the header says.
 
     Raw data must have exactly the header's size (plus `HeaderSize`);
@@ -102,6 +107,7 @@ def check_metaimage(path):
         CaseError: no header, a missing data file, truncated, longer than
             described, or a corrupt compressed stream.
     """
+    path = os.fspath(path)
     fields, offset = _metaimage_header(path)
     data_file = fields.get("ElementDataFile", "")
     if data_file.upper() == "LOCAL":
@@ -146,7 +152,7 @@ def check_metaimage(path):
         )
 
 
-def check_nrrd(path):
+def check_nrrd(path: PathLike) -> None:
     """Checks that a detached NRRD header's data file exists (teem checks the data's size and stream itself)."""
     with open(path, "rb") as handle:
         head = handle.read(65536)
@@ -163,7 +169,7 @@ def check_nrrd(path):
 
 
 @contextlib.contextmanager
-def read_image_file(path):
+def read_image_file(path: PathLike) -> Iterator[Any]:
     """A PIL image of a 2-D image file (PNG, JPEG, TIFF...), opened with its failures named.
 
     Pillow refuses a truncated file and a PNG chunk whose CRC fails once the
@@ -184,7 +190,7 @@ def read_image_file(path):
         yield image
 
 
-def decoded(path, decode):
+def decoded(path: PathLike, decode: Callable[[], Any]) -> Any:
     """`decode()` (which reads a `read_image_file` image's pixels), a truncated or corrupt file named as such."""
     try:
         return decode()
@@ -192,7 +198,7 @@ def decoded(path, decode):
         raise CaseError(f"'{path}' is truncated or corrupt: its pixels cannot be decoded ({error}).") from None
 
 
-def check_volume_file(path):
+def check_volume_file(path: PathLike) -> None:
     """The integrity checks of `path`'s format that SimpleITK does not make (see the module's docstring)."""
     lower = str(path).lower()
     if lower.endswith((".mha", ".mhd")):

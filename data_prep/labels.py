@@ -11,12 +11,17 @@ the value and the file), the table is recorded in `classes.json`
 the source's values again.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from keras_focal.data_prep.prepared import IGNORE_LABEL, check_class_names
 from keras_focal.data_prep.volume import CaseError
+from keras_focal.types import Array, ArrayLike
 
 # The largest label value a source may use (masks are read as integers; uint16 covers every tool's label maps).
 MAX_LABEL_VALUE = 65535
@@ -55,13 +60,13 @@ class LabelTable:
         object.__setattr__(self, "ignore_values", tuple(int(v) for v in self.ignore_values))
 
     @classmethod
-    def from_names(cls, names, what="class names"):
+    def from_names(cls, names: Sequence[str], what: str = "class names") -> LabelTable:
         """Classes marked by their index (0..K-1), with 255 read as the ignore label (what prep always accepted)."""
         names = check_class_names(names, what=what)
         return cls(tuple(names), tuple(range(len(names))), (IGNORE_LABEL,))
 
     @classmethod
-    def parse(cls, text, what="--class-names"):
+    def parse(cls, text: str, what: str = "--class-names") -> LabelTable:
         """`"background,prostate"` (values 0, 1...) or `"background=0,edema=2,tumour=4"` (values given)."""
         items = [item.strip() for item in str(text).split(",") if item.strip()]
         if not any("=" in item for item in items):
@@ -81,7 +86,7 @@ class LabelTable:
             raise ValueError(f"{what}: {error}") from None
 
     @classmethod
-    def from_nnunet(cls, labels, where):
+    def from_nnunet(cls, labels: Mapping[str, Any], where: str) -> LabelTable:
         """nnU-Net v2's `labels`: `{name: value}`, `"background": 0` required, `"ignore"` the ignore label.
 
         Region-based labels (a list of values per name, nnU-Net's BraTS
@@ -105,7 +110,7 @@ class LabelTable:
             raise ValueError(f"{where}: `labels`: {error}") from None
 
     @classmethod
-    def from_msd(cls, labels, where):
+    def from_msd(cls, labels: Mapping[str, Any], where: str) -> LabelTable:
         """The Decathlon's `labels`: `{"0": "background", "1": "PZ", ...}` (value -> name)."""
         if not isinstance(labels, dict) or not labels:
             raise ValueError(f"{where}: `labels` must map each label value to its class name. Received: {labels!r}")
@@ -128,15 +133,15 @@ class LabelTable:
             raise ValueError(f"{where}: `labels`: {error}") from None
 
     @property
-    def is_identity(self):
+    def is_identity(self) -> bool:
         """True when the source's values are the class indices themselves."""
         return self.values == tuple(range(len(self.names)))
 
-    def describe(self):
+    def describe(self) -> str:
         """`{name: value}`, for messages."""
         return ", ".join(f"{name} = {value}" for name, value in zip(self.names, self.values))
 
-    def to_indices(self, array, what):
+    def to_indices(self, array: ArrayLike, what: str) -> Array:
         """A source label volume as uint8 class indices (ignore values -> the ignore label).
 
         Raises:
@@ -166,7 +171,7 @@ class LabelTable:
         mapped = np.array([table[v] for v in present.tolist()], np.uint8)
         return mapped[inverse.reshape(array.shape)]
 
-    def to_values(self, indices):
+    def to_values(self, indices: ArrayLike) -> Array:
         """Class indices -> the source's label values (uint8, or uint16 when a value exceeds 255)."""
         dtype = np.uint8 if max(self.values) <= 255 else np.uint16
         if self.is_identity:

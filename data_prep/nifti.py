@@ -15,15 +15,19 @@ note says by how much and that the sform was used; every command reads
 through `read_nifti`, so `prep`, `predict` and the metrics use the same grid.
 """
 
+from __future__ import annotations
+
 import collections
 import gzip
 import os
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 
 from keras_focal.data_prep.errors import CaseError
+from keras_focal.types import ArrayLike, PathLike
 
 # A point moved by less than this between the qform and the sform is rounding (the qform is stored as float32
 # quaternions), not a disagreement worth a note.
@@ -39,7 +43,7 @@ _SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (
 _LPS = np.diag([-1.0, -1.0, 1.0])  # NIfTI's RAS+ world to ITK's LPS+ world
 
 
-def is_nifti_path(path):
+def is_nifti_path(path: PathLike) -> bool:
     return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
@@ -58,7 +62,7 @@ def _header_size(data):
     return sizes.pop() if sizes else None
 
 
-def _check_header_size(path, data):
+def _check_header_size(path: str, data):
     """Raises `CaseError` naming what `data` holds unless it starts with a NIfTI header size."""
     if _header_size(data) is None:
         held = _what_it_holds(data)
@@ -66,13 +70,14 @@ def _check_header_size(path, data):
                         " (its first field is not NIfTI-1's header size 348 or NIfTI-2's 540)") + ".")
 
 
-def nifti_bytes(path, data=None):
+def nifti_bytes(path: PathLike, data: bytes | None = None) -> bytes:
     """The decompressed bytes of a NIfTI file, the gzip stream read to its end (CRC and length checked).
 
     Raises:
         CaseError: not gzip where the name says `.gz`, truncated, corrupt,
             or not a NIfTI-1/-2 single file; the message names the file.
     """
+    path = os.fspath(path)
     path = str(path)
     if data is None:
         with open(path, "rb") as handle:
@@ -96,8 +101,9 @@ def nifti_bytes(path, data=None):
     return data
 
 
-def check_nifti_start(path):
+def check_nifti_start(path: PathLike) -> None:
     """The cheap part of `nifti_bytes`, for a header-only pre-flight: gzip where named so, a NIfTI header size first."""
+    path = os.fspath(path)
     path = str(path)
     with open(path, "rb") as handle:
         start = handle.read(512)
@@ -113,7 +119,7 @@ def check_nifti_start(path):
         _check_header_size(path, start)
 
 
-def _image_of(path, data):
+def _image_of(path: str, data):
     import nibabel as nib
 
     kind = nib.Nifti1Image if _header_size(data) == 348 else nib.Nifti2Image
@@ -137,7 +143,7 @@ def _image_of(path, data):
     return image
 
 
-def _grid(path, image, notes):
+def _grid(path: str, image: ArrayLike, notes):
     """SimpleITK's spacing, origin and direction of the transform nibabel uses, with a note where the header is ambiguous."""
     header = image.header
     qform, qcode = header.get_qform(coded=True)
@@ -175,7 +181,7 @@ def _grid(path, image, notes):
 NiftiContents = collections.namedtuple("NiftiContents", "array spacing origin direction notes header")
 
 
-def read_nifti(path):
+def read_nifti(path: PathLike) -> NiftiContents:
     """A NIfTI-1/-2 file's `NiftiContents`: every byte checked, voxels scaled by the header, the grid nibabel reads.
 
     `array` follows `read_volume`: `(z, y, x)` for a 3-D file, `(z, y, x,
@@ -188,6 +194,7 @@ def read_nifti(path):
         CaseError: the file is missing, truncated, corrupt, not NIfTI, a
             .hdr/.img pair, sheared, or of an unsupported dimension.
     """
+    path = os.fspath(path)
     path = str(path)
     if not os.path.isfile(path):
         raise CaseError(f"'{path}' does not exist.")
@@ -215,7 +222,7 @@ def read_nifti(path):
     return NiftiContents(array, spacing, origin, direction, notes, image.header)
 
 
-def write_nifti_like(array, header, path, is_vector=False):
+def write_nifti_like(array: ArrayLike, header: Any, path: PathLike, is_vector: bool = False) -> None:
     """Writes `array` (`(z, y, x)`, or `(z, y, x, components)` with `is_vector`) to `path` with `header`'s grid.
 
     The qform and sform and their codes, the units and the voxel sizes are

@@ -38,13 +38,25 @@ Their slices as a tf.data source are `keras_focal.data_prep.examples.Examples`; 
 (`keras_focal.training.data`).
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keras_focal.data_prep.examples import Examples, cache_name
+from keras_focal.types import Array, PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keras_focal.data_prep.dataset import PrepOptions
+    from keras_focal.data_prep.examples import Examples
+    from keras_focal.data_prep.labels import LabelTable
 
 # The label of pixels no loss or metric counts (padding, unlabelled areas); a
 # folder's `classes.json` records the one it was written with.
@@ -74,12 +86,12 @@ _MODE_PROBLEMS = {
 }
 
 
-def image_files(entry):
+def image_files(entry: str) -> list[str]:
     """The image files of one manifest `image` entry: one (grey or RGB), or one per channel."""
     return str(entry).split(IMAGE_FILE_SEPARATOR)
 
 
-def check_class_names(names, what="class names"):
+def check_class_names(names: Any, what: str = "class names") -> list[str]:
     """Raises ValueError unless `names` are at least two unique non-empty strings (fewer than the ignore label)."""
     names = list(names)
     if len(names) < 2 or not all(isinstance(n, str) and n.strip() for n in names):
@@ -92,7 +104,7 @@ def check_class_names(names, what="class names"):
     return names
 
 
-def read_classes(path):
+def read_classes(path: PathLike) -> dict:
     """`classes.json` validated: raises ValueError naming the file and the key at fault."""
     try:
         with open(path) as stream:
@@ -138,7 +150,7 @@ def _length(value):
     return len(value) if isinstance(value, list) else None
 
 
-def _read_table(path, columns):
+def _read_table(path: str, columns):
     import pandas as pd
 
     try:
@@ -152,8 +164,9 @@ def _read_table(path, columns):
     return table
 
 
-def check_folds(folds, manifest_cases, path):
+def check_folds(folds: pd.DataFrame, manifest_cases: Iterable[str], path: PathLike) -> None:
     """Raises ValueError unless `folds` (case, fold) lists each case of `manifest_cases` exactly once, in folds 0..k-1, none empty."""
+    path = os.fspath(path)
     import pandas as pd
 
     if not pd.api.types.is_integer_dtype(folds.fold) or (folds.fold < 0).any():
@@ -167,7 +180,7 @@ def check_folds(folds, manifest_cases, path):
         raise ValueError(f"'{path}' has a single fold: a run needs a test fold and at least one training fold.")
 
 
-def _check_each_case_once(listed, manifest_cases, path, role):
+def _check_each_case_once(listed, manifest_cases, path: str, role):
     """Raises ValueError unless the cases `listed` (folds.csv's or split.csv's) are those of `manifest_cases`, each once."""
     cases = listed.astype(str)
     repeated = sorted(set(cases[cases.duplicated()]))
@@ -188,8 +201,9 @@ def _check_each_case_once(listed, manifest_cases, path, role):
         )
 
 
-def check_split(split, manifest_cases, path):
+def check_split(split: pd.DataFrame, manifest_cases: Iterable[str], path: PathLike) -> None:
     """Raises ValueError unless `split` (case, subset, group) lists each case of `manifest_cases` once, with train and test cases."""
+    path = os.fspath(path)
     from keras_focal.data_prep.splits import SUBSETS
 
     unknown_subsets = sorted(set(split.subset.astype(str)) - set(SUBSETS))
@@ -210,7 +224,7 @@ class PreparedDataset:
             docstring); the message names the file.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: PathLike):
         self.path = str(path)
         self.split_file = SPLIT if os.path.isfile(os.path.join(self.path, SPLIT)) else FOLDS
         missing = [n for n in (MANIFEST, CLASSES, self.split_file) if not os.path.isfile(os.path.join(self.path, n))]
@@ -228,7 +242,7 @@ class PreparedDataset:
         split_path = os.path.join(self.path, self.split_file)
         if self.split_file == SPLIT:
             # A fixed split (the data set's own train/validation/test lists): one test set, fold 0.
-            self.folds = None
+            self.folds: pd.DataFrame | None = None
             self.subsets = _read_table(split_path, ("case", "subset"))
             check_split(self.subsets, self.manifest.case, split_path)
             self.groups = dict(zip(self.subsets.case.astype(str),
@@ -246,23 +260,24 @@ class PreparedDataset:
                 f"'{os.path.join(self.path, CLASSES)}' has no pixel counts (`per_case`) for {len(without_counts)} "
                 f"case(s) of manifest.csv: {without_counts[:5]}; re-run `keras-focal prep` to rebuild it."
             )
-        self.num_folds = 1 if self.subsets is not None else int(self.folds.fold.max()) + 1
+        self.num_folds = 1 if self.folds is None else int(self.folds.fold.max()) + 1
         self.name = os.path.basename(os.path.normpath(self.path))
-        self._fingerprint = self._image_shape = None
+        self._fingerprint: str | None = None
+        self._image_shape: tuple[int, int, int] | None = None
         self._checked = False
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         return len(self.class_names)
 
     @property
-    def labels(self):
+    def labels(self) -> LabelTable:
         """The `LabelTable`: each class's name and the value that marks it in the source's label volumes."""
         from keras_focal.data_prep.labels import LabelTable
 
         return LabelTable(tuple(self.class_names), tuple(self.classes.get("label_values", range(self.num_classes))))
 
-    def channel_names(self):
+    def channel_names(self) -> tuple[str, ...] | None:
         """The names of the images' channels as prep.json records them (`("T2", "ADC")`), or None."""
         try:
             with open(os.path.join(self.path, PREP)) as stream:
@@ -272,11 +287,11 @@ class PreparedDataset:
         return tuple(channels) if isinstance(channels, list) else None
 
     @property
-    def ignore_label(self):
+    def ignore_label(self) -> int:
         """The mask value of unlabelled pixels, as `classes.json` records it."""
         return int(self.classes.get("ignore_label", IGNORE_LABEL))
 
-    def preparation(self):
+    def preparation(self) -> tuple[str, PrepOptions]:
         """`prep.json`: how the slices were made (`source`, `options` of `PrepOptions`), validated.
 
         `keras-focal predict` prepares a new volume with exactly these settings.
@@ -298,7 +313,7 @@ class PreparedDataset:
     # What rebuilding a case's volume needs from the manifest (`keras_focal.inference.prepared_cases`).
     VOLUME_COLUMNS = ("spacing_x", "spacing_y", "spacing_z", "original_height", "original_width", "original_slices")
 
-    def has_volumes(self):
+    def has_volumes(self) -> bool:
         """True when every slice comes from a volume with a known spacing (not photographs), so cases can be rebuilt in 3-D."""
         import pandas as pd
 
@@ -308,7 +323,7 @@ class PreparedDataset:
         values = self.manifest[list(self.VOLUME_COLUMNS)].apply(pd.to_numeric, errors="coerce")
         return bool(np.isfinite(values.to_numpy(dtype=float)).all())
 
-    def case_record(self, case):
+    def case_record(self, case: str) -> dict:
         """`cases/<case>.json`, the record `prep` wrote for `case` (its slices, pixel counts and the source volume's geometry; folders prepared before `keras-focal predict` existed have no geometry)."""
         path = os.path.join(self.path, CASES, f"{case}.json")
         try:
@@ -317,7 +332,7 @@ class PreparedDataset:
         except (OSError, ValueError) as error:
             raise ValueError(f"'{path}': the case's record cannot be read ({error}).") from None
 
-    def fingerprint(self):
+    def fingerprint(self) -> str:
         """SHA-256 of manifest.csv, folds.csv (or split.csv) and classes.json: changes whenever the slices, the split or the classes do.
 
         Read once per `PreparedDataset`: every run of a comparison records the
@@ -333,7 +348,9 @@ class PreparedDataset:
         self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
-    def split(self, fold, validation_fraction=0.1, seed=0):
+    def split(
+        self, fold: int, validation_fraction: float = 0.1, seed: int = 0,
+    ) -> tuple[list[str], list[str], list[str]]:
         """`(train, validation, test)` case lists for a test fold.
 
         With folds, validation cases are drawn (with `seed`) from the
@@ -353,12 +370,13 @@ class PreparedDataset:
             if validation:
                 return train, validation, test
         else:
+            assert self.folds is not None  # a folder has folds.csv or split.csv
             test = sorted(self.folds.case[self.folds.fold == fold])
             train = sorted(self.folds.case[self.folds.fold != fold])
         validation, train = self._draw_validation(train, validation_fraction, seed)
         return train, validation, test
 
-    def _draw_validation(self, train, fraction, seed):
+    def _draw_validation(self, train, fraction, seed: int):
         """`(validation, train)`: whole groups of `train` drawn with `seed` (each case its own group: the draw of older versions)."""
         groups = sorted({self.groups.get(str(c), str(c)) for c in train})
         count = int(round(fraction * len(groups)))
@@ -371,7 +389,7 @@ class PreparedDataset:
         validation = sorted(c for c in train if self.groups.get(str(c), str(c)) in chosen)
         return validation, sorted(c for c in train if self.groups.get(str(c), str(c)) not in chosen)
 
-    def original_mask_paths(self, cases):
+    def original_mask_paths(self, cases: Sequence[str]) -> list[str] | None:
         """The masks of `cases` at their own size (photographs), in `rows(cases)` order; None when the folder has none.
 
         Test metrics are computed on these (as MATLAB's `evaluateSemanticSegmentation`
@@ -384,26 +402,26 @@ class PreparedDataset:
             return None
         return [os.path.join(self.path, p) for p in entries]
 
-    def pixel_counts(self, cases):
+    def pixel_counts(self, cases: Sequence[str]) -> Array:
         """Labelled pixels of each class over `cases`."""
         per_case = self.classes["per_case"]
         return np.sum([per_case[c]["pixel_count"] for c in cases], axis=0).astype(np.int64)
 
-    def class_weights(self, cases):
+    def class_weights(self, cases: Sequence[str]) -> list[float]:
         """Inverse pixel-frequency weights (Eq. 5) over `cases` only; absent classes get 0."""
         from keras_focal.class_weights import inverse_frequency_weights
 
         return inverse_frequency_weights(self.pixel_counts(cases), absent="zero").tolist()
 
-    def absent_classes(self, cases):
+    def absent_classes(self, cases: Sequence[str]) -> list[str]:
         """Names of the classes with no labelled pixel in `cases`."""
         counts = self.pixel_counts(cases)
         return [name for name, count in zip(self.class_names, counts) if count == 0]
 
-    def rows(self, cases):
+    def rows(self, cases: Sequence[str]) -> pd.DataFrame:
         return self.manifest[self.manifest.case.isin(set(cases))].sort_values(["case", "slice"])
 
-    def image_shape(self):
+    def image_shape(self) -> tuple[int, int, int]:
         """`(height, width, channels)` of the slices (the first image's; `check` holds every slice to it)."""
         if self._image_shape is None:
             self._image_shape = self._first_image_shape()
@@ -421,7 +439,9 @@ class PreparedDataset:
         except (OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"'{path}': cannot be decoded ({error}).") from None
 
-    def examples(self, cases, channels, stream=False, cache=None):
+    def examples(
+        self, cases: Sequence[str], channels: int, stream: bool = False, cache: PathLike | None = None,
+    ) -> Examples:
         """`keras_focal.data_prep.examples.Examples` of `cases`: decoded now (`stream=False`) or streamed from disk.
 
         `cache`: a folder for the decoded slices of a streamed set (created
@@ -433,7 +453,7 @@ class PreparedDataset:
         rows = self.rows(cases)
         image_paths = [[os.path.join(self.path, p) for p in image_files(entry)] for entry in rows.image]
         if all(len(paths) == 1 for paths in image_paths):
-            image_paths = [paths[0] for paths in image_paths]
+            image_paths = [paths[0] for paths in image_paths]  # type: ignore[misc]  # one file per slice
         mask_paths = [os.path.join(self.path, p) for p in rows["mask"]]
         cache_paths = None
         if cache:
@@ -442,7 +462,7 @@ class PreparedDataset:
         return Examples(image_paths=image_paths, mask_paths=mask_paths, channels=channels,
                         cache_paths=cache_paths, shape=self.image_shape()[:2])
 
-    def check(self):
+    def check(self) -> None:
         """Checks every slice of the manifest before any training; raises ValueError naming the file.
 
         Every image and mask exists and is a PNG that decodes completely, all
@@ -491,7 +511,7 @@ class PreparedDataset:
             else:
                 pending.append((image, mask, stamps))
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            for (image, mask, stamps), found in zip(pending, pool.map(lambda item: self._slice_problem(*item[:2], shape), pending)):
+            for (image, mask, stamps), found in zip(pending, pool.map(lambda item: self._slice_problem(item[0], item[1], shape), pending)):
                 if found:
                     problems.append(found)
                 else:
@@ -565,12 +585,12 @@ class PreparedDataset:
             )
         return None
 
-    def decoded_bytes(self, cases, channels):
+    def decoded_bytes(self, cases: Sequence[str], channels: int) -> int:
         """Memory the decoded images and masks of `cases` take (uint8)."""
         height, width, _ = self.image_shape()
         return len(self.rows(cases)) * height * width * (channels + 1)
 
-    def load(self, cases, channels):
+    def load(self, cases: Sequence[str], channels: int) -> tuple[Array, Array]:
         """Decodes the PNGs of `cases` in parallel: `(images uint8 (N,H,W,C), masks uint8 (N,H,W))`."""
         import tensorflow as tf
 

@@ -12,10 +12,14 @@ which is what losses for class imbalance are meant for. Nothing is
 downloaded; the set is deterministic for a seed.
 """
 
+from __future__ import annotations
+
 import math
 import os
 
 import numpy as np
+
+from keras_focal.types import Array, ArrayLike, PathLike
 
 # One CamVid colour per drawn part (data_prep.camvid.CAMVID_11 groups them into the 11 classes).
 # Lane markings, SUVs and walls use CamVid's own sub-class colours, so the grouping is exercised.
@@ -45,13 +49,13 @@ FRAME_STEP = 30  # CamVid's labelled frames are 30 video frames apart
 class _Canvas:
     """A label map (part names as indices into `COLOURS`) and an RGB image painted together."""
 
-    def __init__(self, width, height):
+    def __init__(self, width, height) -> None:
         self.parts = list(COLOURS)
         self.labels = np.zeros((height, width), np.uint8)
         self.image = np.zeros((height, width, 3), np.float32)
         self.height, self.width = height, width
 
-    def paint(self, mask, part, colour, texture=None):
+    def paint(self, mask: ArrayLike, part, colour, texture = None) -> None:
         """Paints `mask` (boolean, or `(rows, cols)` indices) with `part`'s label and `colour` (+ texture)."""
         self.labels[mask] = self.parts.index(part)
         colour = np.asarray(colour, np.float32)
@@ -197,7 +201,7 @@ def _rectangle(canvas, x0, y0, x1, y1):
     return rectangle((top, left), end=(bottom, right), shape=(canvas.height, canvas.width))
 
 
-def _tree(canvas, rng, style, x, y, depth):
+def _tree(canvas, rng, style, x, y, depth) -> None:
     scale = (canvas.height - style["horizon"] * canvas.height) * depth
     trunk_height = scale * rng.uniform(0.5, 0.9)
     green = rng.uniform([50, 90, 30], [90, 140, 60]) * style["light"]
@@ -209,7 +213,7 @@ def _tree(canvas, rng, style, x, y, depth):
         canvas.paint(_ellipse(canvas, cx, cy, radius * rng.uniform(0.7, 1.0), radius), "tree", green, leaves)
 
 
-def _fence(canvas, rng, style, lines, side):
+def _fence(canvas, rng, style, lines, side) -> None:
     height = canvas.height
     top_y = rng.uniform(style["horizon"] * height + 5, style["horizon"] * height + 0.3 * (1 - style["horizon"]) * height)
     bottom_y = min(height - 1, top_y + rng.uniform(0.15, 0.4) * (1 - style["horizon"]) * height)
@@ -228,7 +232,7 @@ def _fence(canvas, rng, style, lines, side):
     canvas.paint(band, "fence", colour, np.where(slats, -0.35, 0.0).astype(np.float32))
 
 
-def _pole(canvas, rng, style, x, y, depth, with_sign):
+def _pole(canvas, rng, style, x, y, depth, with_sign) -> None:
     scale = (1 - style["horizon"]) * canvas.height * depth
     top = y - scale * rng.uniform(0.9, 1.5)
     half = max(0.5, 0.015 * scale)
@@ -242,7 +246,7 @@ def _pole(canvas, rng, style, x, y, depth, with_sign):
             canvas.paint(_rectangle(canvas, x - size, top - size, x + size, top + size * 0.8), "sign", colour)
 
 
-def _car(canvas, rng, style, x, y, depth):
+def _car(canvas, rng, style, x, y, depth) -> None:
     scale = canvas.width * 0.36 * depth
     length, tall = scale * rng.uniform(0.8, 1.1), scale * rng.uniform(0.45, 0.6)
     part = "suv" if rng.uniform() < 0.25 else "car"
@@ -255,14 +259,14 @@ def _car(canvas, rng, style, x, y, depth):
         canvas.paint(_disk(canvas, x + wheel * length, y - tall * 0.05, tall * 0.17), part, (20, 20, 20))
 
 
-def _pedestrian(canvas, rng, style, x, y, depth):
+def _pedestrian(canvas, rng, style, x, y, depth) -> None:
     tall = (1 - style["horizon"]) * canvas.height * depth * rng.uniform(0.55, 0.75)
     clothes = rng.uniform(20, 160, size=3)
     canvas.paint(_ellipse(canvas, x, y - tall * 0.45, tall * 0.4, max(0.8, tall * 0.12)), "pedestrian", clothes)
     canvas.paint(_disk(canvas, x, y - tall * 0.9, max(0.8, tall * 0.09)), "pedestrian", (200, 160, 130))
 
 
-def _bicyclist(canvas, rng, style, x, y, depth):
+def _bicyclist(canvas, rng, style, x, y, depth) -> None:
     tall = (1 - style["horizon"]) * canvas.height * depth * rng.uniform(0.55, 0.7)
     wheel = max(0.9, tall * 0.2)
     for offset in (-1.3, 1.3):
@@ -273,12 +277,14 @@ def _bicyclist(canvas, rng, style, x, y, depth):
     canvas.paint(_disk(canvas, x, y - wheel - tall * 0.7, max(0.8, tall * 0.08)), "bicyclist", (200, 160, 130))
 
 
-def make_scene(rng, style, width=FRAME_SIZE[0], height=FRAME_SIZE[1]):
+def make_scene(
+    rng: np.random.Generator, style: dict, width: int = FRAME_SIZE[0], height: int = FRAME_SIZE[1],
+) -> tuple[Array, Array]:
     """One street scene: `(image uint8 (H, W, 3), label image uint8 (H, W, 3) in CamVid's colours)`."""
     canvas = _Canvas(width, height)
     lines = _draw_street(canvas, rng, style)
     # Objects, far ones first so that near ones occlude them.
-    objects = []
+    objects: list[tuple] = []
     for side in ("left", "right"):
         for _ in range(rng.poisson(3.5 * style["trees"]) + 1):
             spot = _place_on_ground(style, height, width, side, rng, ("outer", "outer"), lines)
@@ -326,7 +332,7 @@ def make_scene(rng, style, width=FRAME_SIZE[0], height=FRAME_SIZE[1]):
     return np.clip(image, 0, 255).astype(np.uint8), canvas.label_image()
 
 
-def scene_names(scenes):
+def scene_names(scenes: int) -> list[tuple[int, str, str]]:
     """`(sequence number, sequence name, frame name)` of `scenes` frames.
 
     About 10 frames per sequence and at least 6 sequences (one frame each
@@ -339,7 +345,9 @@ def scene_names(scenes):
     ]
 
 
-def make_camvid_like(out, scenes=60, seed=0, size=FRAME_SIZE, progress=True):
+def make_camvid_like(
+    out: PathLike, scenes: int = 60, seed: int = 0, size: tuple[int, int] = FRAME_SIZE, progress: bool = True,
+) -> PathLike:
     """Writes `scenes` CamVid-style street scenes under `out` and returns `out`.
 
     Files: `out/<sequence>_<frame>.png` (RGB) and `out/<sequence>_<frame>_L.png`

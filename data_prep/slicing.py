@@ -1,11 +1,17 @@
 """Per-volume intensity normalisation and per-slice resizing to the network size."""
 
+from __future__ import annotations
+
 import numpy as np
+
+from keras_focal.types import Array, ArrayLike
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
-def normalize_intensity(volume, percentiles=DEFAULT_PERCENTILES, notes=None):
+def normalize_intensity(
+    volume: ArrayLike, percentiles: tuple[float, float] = DEFAULT_PERCENTILES, notes: list[str] | None = None,
+) -> Array:
     """Clips a volume to its own percentiles and scales it to 0..255 (uint8).
 
     One pair of percentiles per volume, not per slice, so that slices keep
@@ -53,7 +59,7 @@ def normalize_intensity(volume, percentiles=DEFAULT_PERCENTILES, notes=None):
     return np.rint(scaled).astype(np.uint8)
 
 
-def _pad_to_square(array, fill):
+def _pad_to_square(array: ArrayLike, fill):
     height, width = array.shape[:2]
     size = max(height, width)
     top, left = (size - height) // 2, (size - width) // 2
@@ -61,7 +67,7 @@ def _pad_to_square(array, fill):
     return np.pad(array, padding, constant_values=fill)
 
 
-def resize_image(image, size, keep_aspect=False):
+def resize_image(image: ArrayLike, size: tuple[int, int], keep_aspect: bool = False) -> Array:
     """Anti-aliased bilinear resize of a uint8 slice `(H, W)` or `(H, W, C)` to `size`.
 
     With `keep_aspect`, the slice is first zero-padded (centred) to a square.
@@ -77,7 +83,7 @@ def resize_image(image, size, keep_aspect=False):
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
 
 
-def linear_interpolation_matrix(old, size):
+def linear_interpolation_matrix(old: int, size: int) -> Array:
     """The `(size, old)` matrix of 1-D linear interpolation from `old` to `size` samples (pixel centres aligned, edges clamped).
 
     Output sample i reads the input at (i + 0.5) * old / new - 0.5, as
@@ -95,7 +101,7 @@ def linear_interpolation_matrix(old, size):
     return matrix.astype(np.float32)
 
 
-def restore_probabilities(probabilities, height, width, keep_aspect=False):
+def restore_probabilities(probabilities: ArrayLike, height: int, width: int, keep_aspect: bool = False) -> Array:
     """The inverse of `resize_image` for class probabilities: `(n, S, S, C)` -> `(n, height, width, C)`.
 
     Bilinear interpolation of the probabilities (never nearest-neighbour
@@ -122,7 +128,7 @@ def restore_probabilities(probabilities, height, width, keep_aspect=False):
     return probabilities
 
 
-def labels_of(probabilities):
+def labels_of(probabilities: ArrayLike) -> Array:
     """`argmax(probabilities, axis=-1)` as uint8, one class plane at a time (ties: the lower class, as argmax).
 
     NumPy's arg-max over a short last axis walks the array with a stride
@@ -139,7 +145,7 @@ def labels_of(probabilities):
     return labels
 
 
-def resize_mask(mask, size, keep_aspect=False, fill=255):
+def resize_mask(mask: ArrayLike, size: tuple[int, int], keep_aspect: bool = False, fill: int = 255) -> Array:
     """Nearest-neighbour resize of a label map to `size` (no new label values).
 
     With `keep_aspect`, the padding gets `fill` (255, ignore, by default:
@@ -155,13 +161,13 @@ def resize_mask(mask, size, keep_aspect=False, fill=255):
     return resized.astype(np.uint8)
 
 
-def labels_outside(mask, num_classes, ignore_label=255):
+def labels_outside(mask: ArrayLike, num_classes: int, ignore_label: int = 255) -> Array:
     """The distinct labels of `mask` outside `[0, num_classes) U {ignore}` (sorted)."""
     values = np.unique(mask)
     return values[(values >= num_classes) & (values != ignore_label) | (values < 0)]
 
 
-def check_labels(mask, num_classes, ignore_label=255, what="mask"):
+def check_labels(mask: ArrayLike, num_classes: int, ignore_label: int = 255, what: str = "mask") -> None:
     """Raises ValueError naming the labels of `mask` outside `[0, num_classes) U {ignore}`."""
     bad = labels_outside(mask, num_classes, ignore_label)
     if bad.size:
@@ -171,7 +177,9 @@ def check_labels(mask, num_classes, ignore_label=255, what="mask"):
         )
 
 
-def select_slices(masks, mode="all", min_foreground=0.0, ignore_label=255):
+def select_slices(
+    masks: ArrayLike, mode: str = "all", min_foreground: float = 0.0, ignore_label: int = 255,
+) -> list[int]:
     """Indices of the slices to keep, from a `(z, y, x)` label volume or a list of label maps.
 
     Args:
@@ -189,11 +197,11 @@ def select_slices(masks, mode="all", min_foreground=0.0, ignore_label=255):
     return [i for i, f in enumerate(fractions) if f > 0 and f >= min_foreground]
 
 
-def foreground_fractions(masks, ignore_label=255):
+def foreground_fractions(masks: ArrayLike, ignore_label: int = 255) -> Array:
     """Per slice: pixels of classes other than 0 over labelled (non-ignore) pixels."""
-    fractions = []
+    fractions: list[float] = []
     for mask in masks:
-        labelled = np.count_nonzero(mask != ignore_label)
-        foreground = np.count_nonzero((mask != 0) & (mask != ignore_label))
+        labelled = int(np.count_nonzero(mask != ignore_label))
+        foreground = int(np.count_nonzero((mask != 0) & (mask != ignore_label)))
         fractions.append(foreground / max(labelled, 1))
     return np.asarray(fractions)

@@ -1,7 +1,10 @@
 """Finding the cases of each data source, and loading one case."""
 
+from __future__ import annotations
+
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,12 +13,17 @@ from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.labels import LabelTable
 from keras_focal.data_prep.slicing import normalize_intensity
 from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
+from keras_focal.types import Array, ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions
+    from keras_focal.data_prep.labels import LabelTable
 
 PROSTATE_CLASSES = ("background", "prostate")
 MASK_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nii.gz", ".nii", ".dcm")
 
 
-def check_channels(image, channels):
+def check_channels(image: Volume, channels: int) -> None:
     """Raises `CaseError` unless the `Volume` `image` holds `channels` values per voxel."""
     if image.channels != channels:
         raise CaseError(
@@ -26,7 +34,7 @@ def check_channels(image, channels):
         )
 
 
-def volume_images(image, options, notes, channels=1):
+def volume_images(image: Volume, options: PrepOptions, notes: list[str], channels: int = 1) -> Array:
     """A `Volume`'s slices normalised to uint8, each channel on its own percentiles (`prep` and `predict` alike).
 
     Returns `(z, y, x)` for one channel, `(z, y, x, channels)` for several:
@@ -49,7 +57,10 @@ def volume_images(image, options, notes, channels=1):
     return planes[0] if channels == 1 else np.stack(planes, axis=-1)
 
 
-def volume_case(image, mask, options, labels, channels=1, what="image and mask"):
+def volume_case(
+    image: Volume, mask: Volume, options: PrepOptions, labels: LabelTable, channels: int = 1,
+    what: str = "image and mask",
+) -> CaseData:
     """`CaseData` of an image `Volume` (`channels` per voxel) and its label `Volume` on the same grid.
 
     The mask's values are mapped to class indices by the `LabelTable`
@@ -78,13 +89,13 @@ def volume_case(image, mask, options, labels, channels=1, what="image and mask")
 
 # --- PROMISE12 and plain image/label pairs ------------------------------------
 
-def load_volume_case(case, options):
+def load_volume_case(case: Case, options: PrepOptions) -> CaseData:
     """A case of one image file (3-D, or 4-D with channels) and one label file."""
     image_path, mask_path, labels, channels = case.inputs
     return volume_case(read_volume(image_path), read_mask_volume(mask_path), options, labels, channels)
 
 
-def find_promise12_cases(src):
+def find_promise12_cases(src: PathLike) -> tuple[list[Case], list[str], dict[str, str]]:
     """PROMISE12 cases under `src`: `CaseNN.mhd` with `CaseNN_segmentation.mhd`.
 
     Searches every sub-folder (`TrainingData_Part1..3/`, ...).
@@ -94,6 +105,7 @@ def find_promise12_cases(src):
         cases without a segmentation, and `{name: message}` for names found
         twice.
     """
+    src = os.fspath(src)
     if not os.path.isdir(src):
         raise ValueError(f"PROMISE12 folder '{src}' does not exist.")
     images, masks, problems = {}, {}, {}
@@ -124,12 +136,12 @@ def find_promise12_cases(src):
 
 # --- DICOM -----------------------------------------------------------------
 
-def read_mask_volume(path):
+def read_mask_volume(path: PathLike) -> Volume:
     """A label volume found by `find_mask`: a DICOM folder, or any file SimpleITK reads."""
     return read_dicom_volume(path) if os.path.isdir(path) else read_volume(path)
 
 
-def load_dicom_case(case, options):
+def load_dicom_case(case: Case, options: PrepOptions) -> CaseData:
     """A DICOM series with its mask: a label volume on its grid, or a DICOM SEG / RTSTRUCT placed onto it."""
     from keras_focal.data_prep.dicom_labels import find_label_object, label_object_mask
 
@@ -143,7 +155,7 @@ def load_dicom_case(case, options):
     return volume_case(image, mask, options, LabelTable(labels.names, tuple(range(len(labels.names)))))
 
 
-def find_mask(masks, name):
+def find_mask(masks: ArrayLike, name: str) -> str | None:
     """The label file (`MASK_SUFFIXES`) or label folder (a DICOM SEG/RTSTRUCT or label series) of case `name` in
     the folder `masks`, or None."""
     for suffix in MASK_SUFFIXES:
@@ -154,7 +166,10 @@ def find_mask(masks, name):
     return folder if os.path.isdir(folder) else None
 
 
-def find_dicom_cases(src, masks, series=None, labels=None, roi_map=None):
+def find_dicom_cases(
+    src: PathLike, masks: PathLike, series: str | None = None, labels: LabelTable | None = None,
+    roi_map: dict[str, str] | None = None,
+) -> tuple[list[Case], dict[str, str]]:
     """DICOM cases: one folder (or one multi-frame file) per case under `src`.
 
     Each case's mask is `masks/<case>.mhd|.mha|.nrrd|.nii.gz|.nii` or a
@@ -170,6 +185,7 @@ def find_dicom_cases(src, masks, series=None, labels=None, roi_map=None):
     Returns:
         `(cases, problems)` with `{name: message}` for cases without a mask.
     """
+    src = os.fspath(src)
     for folder, what in ((src, "DICOM folder"), (masks, "mask folder")):
         if not os.path.isdir(folder):
             raise ValueError(f"{what} '{folder}' does not exist.")

@@ -18,10 +18,16 @@ and in every fold of a cross-validation) are drawn as whole groups, so that
 validation never shares a patient or sequence with training.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from keras_focal.types import PathLike
 
 SUBSETS = ("train", "validation", "test")
 # Other names of the subsets in split files.
@@ -49,10 +55,10 @@ class DataSplit:
             raise ValueError("a DataSplit holds either `subsets` or `folds`.")
 
     @property
-    def cases(self):
-        return set(self.subsets or self.folds)
+    def cases(self) -> set[str]:
+        return set(self.subsets or self.folds or {})
 
-    def check_cases(self, case_names):
+    def check_cases(self, case_names: Iterable[str]) -> None:
         """Raises ValueError unless the split lists exactly the cases found (names shown, at most five)."""
         found, listed = set(case_names), self.cases
         unknown, unlisted = sorted(listed - found), sorted(found - listed)
@@ -63,7 +69,7 @@ class DataSplit:
             raise ValueError(f"the split ({self.source}) does not list {len(unlisted)} case(s) of the data: {_some(unlisted)}; "
                              "every case must be in it (or give --split folds to draw folds instead).")
 
-    def describe(self, slices=None):
+    def describe(self, slices: Mapping[str, int] | None = None) -> str:
         """One line for the summary: the subsets' sizes (in cases, and slices when `slices` `{case: n}` is given)."""
         if self.subsets is not None:
             parts = []
@@ -72,9 +78,9 @@ class DataSplit:
                 count = f"{len(cases)} case(s)" + (f", {sum(slices.get(c, 0) for c in cases)} slices" if slices else "")
                 parts.append(f"{subset} {count}")
             return f"split from {self.source}: " + "; ".join(parts)
-        return f"{max(self.folds.values()) + 1} folds from {self.source}"
+        return f"{max((self.folds or {0: 0}).values()) + 1} folds from {self.source}"
 
-    def description(self):
+    def description(self) -> dict:
         """What `prep.json` records (a folder is resumed only with the same split)."""
         return {"source": self.source, "subsets" if self.subsets is not None else "folds": self.subsets or self.folds}
 
@@ -83,7 +89,7 @@ def _some(names):
     return ", ".join(map(repr, names[:5])) + (" ..." if len(names) > 5 else "")
 
 
-def subset_name(value, where):
+def subset_name(value: Any, where: str) -> str:
     name = str(value).strip().lower()
     name = SUBSET_ALIASES.get(name, name)
     if name not in SUBSETS:
@@ -91,8 +97,9 @@ def subset_name(value, where):
     return name
 
 
-def read_split_file(path):
+def read_split_file(path: PathLike) -> DataSplit:
     """A `DataSplit` from nnU-Net's `splits_final.json`, or a CSV with `case,subset` or `case,fold` (and optionally `group`)."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"split file '{path}' does not exist.")
     if path.lower().endswith(".json"):
@@ -126,7 +133,7 @@ def read_split_file(path):
     return DataSplit(f"'{path}'", folds=check_fold_numbers(folds, path), groups=groups)
 
 
-def check_fold_numbers(folds, where):
+def check_fold_numbers(folds: dict[str, int], where: str) -> dict[str, int]:
     """`folds` `{case: fold}` if its folds are 0..k-1, k >= 2, none empty; else ValueError naming `where`."""
     numbers = sorted(set(folds.values()))
     if len(numbers) < 2 or numbers != list(range(len(numbers))):
@@ -134,7 +141,7 @@ def check_fold_numbers(folds, where):
     return folds
 
 
-def _read_nnunet_splits(path):
+def _read_nnunet_splits(path: str):
     """nnU-Net v2's `splits_final.json`: fold k's `val` cases are its test cases; the `val` lists must partition the cases."""
     try:
         with open(path) as stream:

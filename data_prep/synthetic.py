@@ -6,12 +6,17 @@ volumes, both deterministic for a seed, so every command of the project
 runs on a fresh machine.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from keras_focal.types import Array, ArrayLike, PathLike
 
 PROMISE12_SLICES = (15, 54)
 PROMISE12_SIZES = (256, 320, 384, 512)
@@ -46,7 +51,9 @@ def _organ(rng, shape, spacing, center_mm, semi_axes_mm, roughness=0.08):
     return radius < bumps
 
 
-def make_mri_volume(rng, slices, size):
+def make_mri_volume(
+    rng: np.random.Generator, slices: int, size: int,
+) -> tuple[Array, Array, tuple[float, float, float]]:
     """One synthetic T2-like prostate MRI: `(image int16, mask uint8, spacing (x, y, z))`."""
     field_of_view = rng.uniform(120.0, 200.0)
     spacing_xy = float(np.clip(field_of_view / size, 0.27, 0.75))
@@ -72,7 +79,10 @@ def make_mri_volume(rng, slices, size):
     return np.clip(image, 0, 32767).astype(np.int16), mask.astype(np.uint8), spacing
 
 
-def make_promise12_like(out, cases=12, seed=0, slices_range=PROMISE12_SLICES, sizes=PROMISE12_SIZES, progress=True):
+def make_promise12_like(
+    out: PathLike, cases: int = 12, seed: int = 0, slices_range: tuple[int, int] = PROMISE12_SLICES,
+    sizes: Sequence[int] = PROMISE12_SIZES, progress: bool = True,
+) -> PathLike:
     """Writes `cases` PROMISE12-style cases under `out` (`TrainingData_Part1..3/`).
 
     Each case is `CaseNN.mhd/.raw` (int16 MRI) and
@@ -104,7 +114,9 @@ def make_promise12_like(out, cases=12, seed=0, slices_range=PROMISE12_SLICES, si
     return out
 
 
-def make_ultrasound_volume(rng, slices, size):
+def make_ultrasound_volume(
+    rng: np.random.Generator, slices: int, size: int,
+) -> tuple[Array, Array, tuple[float, float, float]]:
     """One synthetic TRUS-like volume: `(image float32 0..255, mask uint8, spacing (x, y, z))`."""
     spacing_xy = float(rng.uniform(0.25, 0.4))
     spacing_z = float(rng.uniform(0.8, 1.6))
@@ -131,10 +143,10 @@ def _tilted_orientation(rng):
     return row, column, np.cross(row, column)
 
 
-def _write_dicom_series(folder, case, image, spacing, origin, orientation, rng, seed):
+def _write_dicom_series(folder: str, case, image: ArrayLike, spacing, origin, orientation, rng, seed: int) -> None:
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     row, column, normal = orientation
     slope, intercept = US_RESCALE
@@ -147,7 +159,7 @@ def _write_dicom_series(folder, case, image, spacing, origin, orientation, rng, 
     for index, pixels in enumerate(stored):
         instance = generate_uid(entropy_srcs=[str(seed), case, str(index)])
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = US_IMAGE_STORAGE
+        meta.MediaStorageSOPClassUID = UID(US_IMAGE_STORAGE)
         meta.MediaStorageSOPInstanceUID = instance
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = pydicom.Dataset()
@@ -172,7 +184,10 @@ def _write_dicom_series(folder, case, image, spacing, origin, orientation, rng, 
         ds.save_as(os.path.join(folder, f"IM_{names[index] + 1:04d}.dcm"), enforce_file_format=True)
 
 
-def make_ultrasound_like(out, cases=5, seed=0, slices_range=ULTRASOUND_SLICES, sizes=ULTRASOUND_SIZES, progress=True):
+def make_ultrasound_like(
+    out: PathLike, cases: int = 5, seed: int = 0, slices_range: tuple[int, int] = ULTRASOUND_SLICES,
+    sizes: Sequence[int] = ULTRASOUND_SIZES, progress: bool = True,
+) -> PathLike:
     """Writes `cases` TRUS-like cases: `out/dicom/<case>/*.dcm` and `out/masks/<case>.nrrd`.
 
     Each case is a real DICOM series (one file per slice, unique UIDs,
@@ -212,7 +227,9 @@ ZONES_SLICES = (15, 22)
 ZONES_SIZES = (160, 192)
 
 
-def make_zones_volume(rng, slices, size):
+def make_zones_volume(
+    rng: np.random.Generator, slices: int, size: int,
+) -> tuple[Array, Array, Array, tuple[float, float, float]]:
     """One synthetic two-zone prostate MRI: `(t2, adc float32 (z, y, x), labels uint8 0/1/2, spacing (x, y, z))`.
 
     The gland is an irregular ellipsoid; the transition zone (2) is a
@@ -250,7 +267,10 @@ def make_zones_volume(rng, slices, size):
     return t2.astype(np.float32), adc.astype(np.float32), labels, spacing
 
 
-def make_decathlon_like(out, cases=12, seed=0, slices_range=ZONES_SLICES, sizes=ZONES_SIZES, progress=True):
+def make_decathlon_like(
+    out: PathLike, cases: int = 12, seed: int = 0, slices_range: tuple[int, int] = ZONES_SLICES,
+    sizes: Sequence[int] = ZONES_SIZES, progress: bool = True,
+) -> PathLike:
     """Writes `cases` two-zone prostate cases twice: as a Decathlon task and as an nnU-Net v2 raw data set.
 
     - `out/msd/Task05_Prostate/`: `imagesTr/prostate_NN.nii.gz` (4-D NIfTI,
@@ -285,7 +305,7 @@ def make_decathlon_like(out, cases=12, seed=0, slices_range=ZONES_SLICES, sizes=
             origin = tuple(float(v) for v in rng.uniform(-80, 80, size=3))
             name = f"prostate_{index:02d}"
 
-            def volume(array):
+            def volume(array: ArrayLike):
                 image = sitk.GetImageFromArray(array)
                 image.SetSpacing(spacing)
                 image.SetOrigin(origin)
@@ -311,13 +331,13 @@ def make_decathlon_like(out, cases=12, seed=0, slices_range=ZONES_SLICES, sizes=
     return out
 
 
-def _check_count(value, name):
+def _check_count(value, name: str):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
 @contextlib.contextmanager
-def staged_folder(out):
+def staged_folder(out: PathLike) -> Iterator[str]:
     """Yields a temporary folder beside `out`; on success it replaces `out`, on failure it is removed."""
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)

@@ -1,12 +1,20 @@
 """3-D volumes with their geometry: NIfTI read with nibabel, the other formats with SimpleITK, every file checked whole."""
 
+from __future__ import annotations
+
 import dataclasses
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_focal.data_prep import file_checks, nifti
 from keras_focal.data_prep.errors import CaseError
+from keras_focal.types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 
 @dataclasses.dataclass
@@ -36,16 +44,16 @@ class Volume:
     nifti_header: object = dataclasses.field(default=None, repr=False)
 
     @property
-    def channels(self):
+    def channels(self) -> int:
         """Values per voxel: 1 for a `(z, y, x)` array, else the length of its last axis."""
         return 1 if self.array.ndim == 3 else int(self.array.shape[-1])
 
     @property
-    def spacing_zyx(self):
+    def spacing_zyx(self) -> tuple[float, float, float]:
         """The voxel size in the array's `(z, y, x)` order (what `volume_metrics` takes)."""
         return tuple(self.spacing[::-1])
 
-    def geometry(self):
+    def geometry(self) -> Geometry:
         """The volume's grid as a JSON-ready dict (`Geometry.to_dict`)."""
         return Geometry(tuple(int(n) for n in self.array.shape[:3][::-1]), self.spacing, self.origin, self.direction)
 
@@ -66,26 +74,26 @@ class Geometry:
     origin: tuple = (0.0, 0.0, 0.0)
     direction: tuple = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {k: [float(v) for v in getattr(self, k)] if k != "size" else [int(v) for v in self.size]
                 for k in ("size", "spacing", "origin", "direction")}
 
     @classmethod
-    def from_dict(cls, record):
+    def from_dict(cls, record: dict) -> Geometry:
         return cls(tuple(int(v) for v in record["size"]), tuple(float(v) for v in record["spacing"]),
                    tuple(float(v) for v in record["origin"]), tuple(float(v) for v in record["direction"]))
 
     @property
-    def spacing_zyx(self):
+    def spacing_zyx(self) -> tuple[float, float, float]:
         """The voxel size in a NumPy array's `(z, y, x)` order."""
         return tuple(self.spacing[::-1])
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, int, int]:
         """The `(z, y, x)` NumPy shape of a scalar array on this grid."""
         return tuple(self.size[::-1])
 
-    def image(self, array, is_vector=False):
+    def image(self, array: ArrayLike, is_vector: bool = False) -> sitk.Image:
         """A SimpleITK image of `array` (`(z, y, x)`, or `(z, y, x, components)` with `is_vector`) on this grid."""
         import SimpleITK as sitk
 
@@ -99,7 +107,7 @@ class Geometry:
         return image
 
 
-def write_image_atomically(image, path):
+def write_image_atomically(image: ArrayLike, path: PathLike) -> None:
     """Writes a SimpleITK image to `path` (format from its extension) through a temporary file renamed into place.
 
     One-file formats only (`.nii.gz`, `.nii`, `.mha`, `.nrrd`): a `.mhd`
@@ -115,7 +123,7 @@ def write_image_atomically(image, path):
         sitk.WriteImage(image, temporary, useCompression=True)
 
 
-def write_volume_like(volume, array, path, is_vector=False):
+def write_volume_like(volume: Volume, array: ArrayLike, path: PathLike, is_vector: bool = False) -> None:
     """Writes `array` on `volume`'s grid to `path` atomically, in the format its extension names.
 
     A NIfTI output of a NIfTI input carries the input's header: its qform and
@@ -136,7 +144,7 @@ VOLUME_OUTPUT_FORMATS = (".nii.gz", ".nii", ".mha", ".nrrd")
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
-def strip_volume_suffix(name):
+def strip_volume_suffix(name: str) -> str:
     """A volume file's name without its (possibly double) extension: `Case01.nii.gz` -> `Case01`."""
     lower = name.lower()
     for suffix in VOLUME_SUFFIXES + (".dcm",):
@@ -145,7 +153,7 @@ def strip_volume_suffix(name):
     return os.path.splitext(name)[0]
 
 
-def read_volume(path):
+def read_volume(path: PathLike) -> Volume:
     """Reads any volume SimpleITK reads (MetaImage, NRRD, NIfTI, a DICOM file...).
 
     A scalar 3-D image gives a `(z, y, x)` array. A 4-D image, one volume
@@ -208,7 +216,7 @@ def read_volume(path):
     )
 
 
-def read_header(path, what="a volume SimpleITK can read"):
+def read_header(path: PathLike, what: str = "a volume SimpleITK can read") -> sitk.ImageFileReader:
     """A SimpleITK `ImageFileReader` that has read the header of `path` (no voxels).
 
     Raises:
@@ -231,17 +239,17 @@ def read_header(path, what="a volume SimpleITK can read"):
     return reader
 
 
-def header_channels(reader):
+def header_channels(reader: sitk.ImageFileReader) -> int:
     """Values per voxel of a read header: a 4-D image's fourth size times its components."""
     return (reader.GetSize()[3] if reader.GetDimension() == 4 else 1) * reader.GetNumberOfComponents()
 
 
-def volume_channels(path):
+def volume_channels(path: PathLike) -> int:
     """Channels of the volume file at `path` from its header alone (`read_header`, `header_channels`)."""
     return header_channels(read_header(path))
 
 
-def stack_channels(volumes, names, what):
+def stack_channels(volumes: Sequence[Volume], names: Sequence[str], what: str) -> Volume:
     """One `(z, y, x, channels)` `Volume` of co-registered scalar volumes (an nnU-Net case's `_0000`, `_0001`... files).
 
     Raises:
@@ -269,7 +277,7 @@ def stack_channels(volumes, names, what):
     )
 
 
-def check_same_grid(image, mask, what="image and mask"):
+def check_same_grid(image: ArrayLike, mask: ArrayLike, what: str = "image and mask") -> None:
     """Raises `CaseError` unless `image` and `mask` share size, spacing, origin and direction.
 
     Tolerances: 1e-3 relative on spacing, 1e-2 mm (plus 1e-3 of a voxel

@@ -30,10 +30,18 @@ Submodules:
 Every submodule is imported on first use.
 """
 
+from __future__ import annotations
+
+from keras_focal.types import PathLike
+
 __version__ = "0.1.0"
 
 import importlib
 import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
 
 # Imported on first use (PEP 562), as scikit-image does: `import keras_focal`
 # and the command line start without TensorFlow, Keras or JAX, and
@@ -47,7 +55,7 @@ _SUBMODULES = (
 _KERAS_OBJECT_MODULES = ("initializers", "layers", "losses", "metrics")
 
 
-def __getattr__(name):
+def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"keras_focal.{name}")
     raise AttributeError(f"module 'keras_focal' has no attribute {name!r}")
@@ -57,7 +65,7 @@ def __dir__():
     return sorted(set(globals()) | set(_SUBMODULES))
 
 
-def register_keras_objects():
+def register_keras_objects() -> None:
     """Imports every module whose classes a saved model may name (losses, layers, metrics, initialisers).
 
     Keras finds a registered class only once its module has run;
@@ -68,7 +76,7 @@ def register_keras_objects():
         importlib.import_module(f"keras_focal.{name}")
 
 
-def load_model(path, **kwargs):
+def load_model(path: PathLike, **kwargs: Any) -> keras.Model:
     """`keras.models.load_model` for models that use keras-focal's losses, layers or metrics.
 
     Needs no `custom_objects`: the classes are registered first.

@@ -1,8 +1,17 @@
 """Class pixel counts and class weights (MATLAB `countEachLabel` and friends)."""
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from keras_focal.types import Array, ArrayLike
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +29,7 @@ class LabelCounts:
     pixel_count: np.ndarray
     image_pixel_count: np.ndarray
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """A pandas DataFrame with MATLAB's columns Name, PixelCount, ImagePixelCount."""
         import pandas as pd
 
@@ -50,7 +59,10 @@ def _iter_masks(labels):
         yield np.asarray(mask)
 
 
-def count_each_label(labels, num_classes=None, class_names=None, ignore_label=255):
+def count_each_label(
+    labels: ArrayLike | Iterable[ArrayLike], num_classes: int | None = None,
+    class_names: Sequence[str] | None = None, ignore_label: int | None = 255,
+) -> LabelCounts:
     """Counts the pixels of each class, like MATLAB's `countEachLabel`.
 
     Args:
@@ -140,7 +152,7 @@ def _counts(pixel_count):
     return counts
 
 
-def inverse_frequency_weights(pixel_count, absent="error"):
+def inverse_frequency_weights(pixel_count: ArrayLike, absent: str = "error") -> Array:
     """Inverse pixel-frequency class weights (the ADFL paper's Eq. 5).
 
     ```
@@ -178,7 +190,7 @@ def inverse_frequency_weights(pixel_count, absent="error"):
     return inverse / inverse.sum()
 
 
-def median_frequency_weights(pixel_count, image_pixel_count=None):
+def median_frequency_weights(pixel_count: ArrayLike, image_pixel_count: ArrayLike = None) -> Array:
     """Median-frequency class weights (Eigen and Fergus; MATLAB's CamVid example).
 
     ```

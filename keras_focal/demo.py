@@ -11,7 +11,10 @@ and ADFL's paired differences with each), and writes `results.csv`,
 `lr_sweep` the learning rates tuned per loss on validation cases.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
 
 DEMO_CASES = 6
 DEMO_IMAGE_SIZE = 64
@@ -20,7 +23,7 @@ DEMO_LOSSES = ("ce", "wce", "fl", "dice_ce", "adfl")
 DEMO_MODEL_OPTIONS = {"base_filters": 8, "depth": 3}
 
 
-def check_options(epochs, optimizers, folds, lr_sweep):
+def check_options(epochs: int, optimizers: Sequence[str], folds: int, lr_sweep: str | None) -> None:
     """Raises ValueError naming the option before anything is written."""
     from keras_focal.training.lr_sweep import parse_rates
 
@@ -34,7 +37,10 @@ def check_options(epochs, optimizers, folds, lr_sweep):
         parse_rates(lr_sweep)
 
 
-def run(out="demo_output", epochs=30, seed=0, quiet=False, optimizers=("adam",), folds=DEMO_FOLDS, lr_sweep=None):
+def run(
+    out: str = "demo_output", epochs: int = 30, seed: int = 0, quiet: bool = False,
+    optimizers: Sequence[str] = ("adam",), folds: int = DEMO_FOLDS, lr_sweep: str | None = None,
+) -> int:
     """Runs the demonstration into `out` (resuming what is there); returns the exit status.
 
     Args:
@@ -84,7 +90,7 @@ def run(out="demo_output", epochs=30, seed=0, quiet=False, optimizers=("adam",),
     return 0
 
 
-def _predict_hint(out, source, prepared, table):
+def _predict_hint(out: str, source, prepared, table) -> str:
     """The command that segments one of the demo's DICOM cases with the ADFL model that never saw it."""
     import pandas as pd
 

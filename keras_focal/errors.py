@@ -20,8 +20,12 @@ The rule:
 the exceptions themselves.
 """
 
+from __future__ import annotations
+
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1
@@ -37,7 +41,7 @@ class Stopped(RuntimeError):
 
 
 @contextlib.contextmanager
-def checking(error_class=BadInput):
+def checking(error_class: type[BadInput] = BadInput) -> Iterator[None]:
     """A pre-flight block: a validator's ValueError or TypeError becomes `error_class` (a `BadInput`)."""
     try:
         yield
@@ -47,7 +51,7 @@ def checking(error_class=BadInput):
         raise error_class(str(error)) from None
 
 
-def run_command(name, command, args):
+def run_command(name: str, command: Callable[[Any], int], args: Any) -> int:
     """Runs `command(args)` for `keras-focal NAME`; returns its exit status under the rule above."""
     try:
         return command(args)

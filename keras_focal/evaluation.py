@@ -1,22 +1,31 @@
 """MATLAB-style semantic-segmentation metrics (`evaluateSemanticSegmentation`), streamed."""
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from keras_focal.types import Array, ArrayLike, ClassNames
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BF_TOLERANCE = 0.0075  # MATLAB's default: 0.75% of the image diagonal
 
 
-def _boundary(mask):
+def _boundary(mask: ArrayLike):
     """Inner boundary (4-neighbourhood) of a boolean mask; outside the image counts as background."""
     padded = np.pad(mask, 1, constant_values=False)
     interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
 
 
-def bf_score(predicted, truth, tolerance):
+def bf_score(predicted: ArrayLike, truth: ArrayLike, tolerance: float) -> float:
     """Boundary F1 score of two boolean masks (MATLAB's `bfscore`).
 
     Precision is the share of predicted boundary pixels closer than
@@ -103,18 +112,18 @@ class SegmentationMetrics:
     foreground_metrics: dict
     image_size: tuple | None = None
 
-    def never_predicted(self):
+    def never_predicted(self) -> list[str]:
         """Names of the classes present in the truth that the prediction never marks (IoU 0 by absence, not by error)."""
         truth, predicted = self.confusion_matrix.sum(axis=1), self.confusion_matrix.sum(axis=0)
         return [name for name, t, p in zip(self.class_names, truth, predicted) if t > 0 and p == 0]
 
     @property
-    def normalized_confusion_matrix(self):
+    def normalized_confusion_matrix(self) -> Array:
         """Rows (true classes) divided by their pixel counts; NaN rows for absent classes."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.confusion_matrix / self.confusion_matrix.sum(axis=1, keepdims=True)
 
-    def to_frame(self, which="class"):
+    def to_frame(self, which: str = "class") -> pd.DataFrame:
         """pandas DataFrame of the "class", "image" or "dataset" metrics."""
         import pandas as pd
 
@@ -126,7 +135,7 @@ class SegmentationMetrics:
             return pd.DataFrame([self.dataset_metrics | self.foreground_metrics])
         raise ValueError(f"`which` must be 'class', 'image' or 'dataset'. Received: {which!r}")
 
-    def to_markdown(self):
+    def to_markdown(self) -> str:
         def row(values):
             return "| " + " | ".join(values) + " |"
 
@@ -140,7 +149,7 @@ class SegmentationMetrics:
             lines.append(row([name] + [number(self.class_metrics[m][index]) for m in ("Accuracy", "IoU", "Dice", "MeanBFScore")]))
         return "\n".join(lines) + "\n"
 
-    def to_json(self):
+    def to_json(self) -> str:
         def clean(value):
             if isinstance(value, float) and not math.isfinite(value):
                 return None
@@ -170,7 +179,7 @@ class SegmentationMetrics:
         )
 
 
-def _as_maps(labels, what):
+def _as_maps(labels, what: str):
     if isinstance(labels, np.ndarray):
         if labels.ndim == 2:
             yield labels
@@ -186,12 +195,14 @@ def _as_maps(labels, what):
         yield item[..., 0] if item.ndim == 3 and item.shape[-1] == 1 else item
 
 
-def foreground_classes(class_names):
+def foreground_classes(class_names: ClassNames) -> list[int]:
     """Indices of the classes not named "background" (all of them when every class is)."""
     return [i for i, n in enumerate(class_names) if str(n).lower() != "background"] or list(range(len(class_names)))
 
 
-def _checked_classes(class_names, num_classes, foreground):
+def _checked_classes(
+    class_names: ClassNames | None, num_classes: int | None, foreground: Sequence[int] | None,
+) -> tuple[list[str], list[int]]:
     """`(class names, foreground indices)`, the defaults filled in; ValueError naming the argument otherwise."""
     if class_names is None:
         if num_classes is None:
@@ -207,7 +218,7 @@ def _checked_classes(class_names, num_classes, foreground):
     return class_names, foreground
 
 
-def _check_label_map_pair(index, predicted, truth, count, ignore_label):
+def _check_label_map_pair(index, predicted: ArrayLike, truth: ArrayLike, count, ignore_label):
     """Raises ValueError naming image `index` unless both maps have one 2-D shape and labels 0..count-1 (or the ignore label)."""
     if predicted.shape != truth.shape or predicted.ndim != 2:
         raise ValueError(f"image {index}: prediction shape {predicted.shape} differs from ground truth shape {truth.shape}.")
@@ -222,7 +233,7 @@ def _check_label_map_pair(index, predicted, truth, count, ignore_label):
         )
 
 
-def _image_scores(predicted, truth, count, ignore_label, foreground, bf_tolerance):
+def _image_scores(predicted: ArrayLike, truth: ArrayLike, count, ignore_label, foreground, bf_tolerance):
     """One image's `(confusion matrix, BF score per class, row of image metrics)`."""
     labelled = truth != ignore_label
     confusion = np.bincount(
@@ -240,8 +251,8 @@ def _image_scores(predicted, truth, count, ignore_label, foreground, bf_toleranc
 
 
 def evaluate_semantic_segmentation(
-    predictions, ground_truth, class_names=None, num_classes=None, ignore_label=255, foreground=None, bf_tolerance=BF_TOLERANCE
-):
+    predictions: ArrayLike | Iterable[ArrayLike], ground_truth: ArrayLike | Iterable[ArrayLike], class_names: ClassNames | None = None, num_classes: int | None = None, ignore_label: int = 255, foreground: Sequence[int] | None = None, bf_tolerance: float = BF_TOLERANCE
+) -> SegmentationMetrics:
     """Confusion matrix and MATLAB's data-set, class and image metrics, streamed.
 
     Pixels labelled `ignore_label` in the ground truth are left out. Per
@@ -324,7 +335,7 @@ def evaluate_semantic_segmentation(
 VOLUME_METRICS = ("dice", "iou", "hd95_mm", "hd_mm", "assd_mm", "rvd_percent")
 
 
-def surface(mask):
+def surface(mask: ArrayLike) -> Array:
     """The surface voxels of a boolean `(z, y, x)` mask: the mask minus its erosion (6-neighbourhood).
 
     As MONAI's `get_mask_edges` and medpy's `__surface_distances`: a mask
@@ -342,7 +353,7 @@ def _directed_surface_distances(from_surface, to_surface, sampling):
     return distance_transform_edt(~to_surface, sampling=sampling)[from_surface]
 
 
-def _cropped_pair(prediction, truth):
+def _cropped_pair(prediction: ArrayLike, truth: ArrayLike):
     """Both masks cut to their joint bounding box plus one empty voxel each side (distances are unchanged)."""
     joint = prediction | truth
     corners = [np.flatnonzero(joint.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
@@ -350,13 +361,16 @@ def _cropped_pair(prediction, truth):
     return (np.pad(prediction[box], 1), np.pad(truth[box], 1))
 
 
-def dice_of_masks(predicted, true):
+def dice_of_masks(predicted: ArrayLike, true: ArrayLike) -> float:
     """2|P∩T| / (|P| + |T|) of two boolean masks; NaN when both are empty."""
     total = int(np.count_nonzero(predicted)) + int(np.count_nonzero(true))
     return float("nan") if total == 0 else 2.0 * int(np.count_nonzero(predicted & true)) / total
 
 
-def volume_metrics(prediction, truth, *, spacing_zyx=None, classes, **unexpected):
+def volume_metrics(
+    prediction: ArrayLike, truth: ArrayLike, *, spacing_zyx: Sequence[float] | None = None, classes: ClassNames,
+    **unexpected: object,
+) -> list[dict]:
     """Per-class 3-D overlap and surface-distance metrics of one patient, distances in millimetres.
 
     Args:
@@ -445,7 +459,7 @@ def volume_metrics(prediction, truth, *, spacing_zyx=None, classes, **unexpected
     return rows
 
 
-def summarise_volume_metrics(table):
+def summarise_volume_metrics(table: pd.DataFrame) -> pd.DataFrame:
     """Per class: mean, sample std (ddof 1) and count of the cases where each metric is defined, and how many are not.
 
     `table`: a DataFrame of `volume_metrics` rows with a `case` column

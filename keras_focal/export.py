@@ -1,13 +1,21 @@
 """`keras-focal export`: a trained model as a TensorFlow SavedModel or an ONNX file (Keras 3's `model.export`)."""
 
+from __future__ import annotations
+
 import os
 import shutil
+from typing import TYPE_CHECKING
+
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    import keras
 
 # Our names -> Keras's `model.export` formats.
 EXPORT_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx"}
 
 
-def check_export(model_path, out, export_format, force=False):
+def check_export(model_path: PathLike, out: PathLike, export_format: str, force: bool = False) -> None:
     """Raises ValueError naming the argument before anything is written."""
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"`format` must be one of {sorted(EXPORT_FORMATS)}. Received: {export_format!r}")
@@ -48,7 +56,7 @@ def _float32_config(config):
     return config
 
 
-def float32_model(model):
+def float32_model(model: keras.Model) -> keras.Model:
     """`(model, cast)`: the model itself when it computes in float32, else a float32 copy with its weights."""
     if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
         return model, False
@@ -57,7 +65,7 @@ def float32_model(model):
     return copy, True
 
 
-def export_model(model_path, out, export_format="saved_model"):
+def export_model(model_path: PathLike, out: PathLike, export_format: str = "saved_model") -> bool:
     """Exports the model at `model_path` to `out`; returns True when a mixed-precision model was cast to float32.
 
     The whole network is exported, the ACW layer and the softmax head

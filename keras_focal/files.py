@@ -14,11 +14,17 @@ mistake for a result:
 Nothing here imports TensorFlow, Keras or JAX.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import re
 import socket
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from keras_focal.types import ArrayLike, PathLike
 
 LOCK_NAME = ".lock"
 OWNER_NAME = ".lock-owner.json"
@@ -26,7 +32,7 @@ OWNER_NAME = ".lock-owner.json"
 _TEMPORARY = re.compile(r"(^\.tmp-)|(\.tmp-\d+(\.[A-Za-z0-9]+)+$)")
 
 
-def check_output_folder(out, what="the output folder"):
+def check_output_folder(out: PathLike, what: str = "the output folder") -> None:
     """Raises ValueError unless `out` is a folder this process can write into, or can be made one.
 
     Creates nothing: a command refused for another reason leaves no folder.
@@ -44,7 +50,7 @@ def check_output_folder(out, what="the output folder"):
         raise ValueError(f"cannot write into '{existing}' (for {what} '{out}'): {reason}.")
 
 
-def check_not_inside(out, sources):
+def check_not_inside(out: PathLike, sources: Iterable[PathLike | None]) -> None:
     """Raises ValueError when the folder `out` is, or lies inside, one of the input folders `sources`.
 
     A run writing into its own input would read what it wrote as new input
@@ -62,7 +68,7 @@ def check_not_inside(out, sources):
             )
 
 
-def _read_only(path):
+def _read_only(path: str):
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except (AttributeError, OSError):
@@ -73,7 +79,7 @@ class FolderBusyError(RuntimeError):
     """Another process holds the folder's lock."""
 
 
-def temporary_path(path):
+def temporary_path(path: PathLike) -> str:
     """A name beside `path` for its content before the rename: `name.tmp-<pid>.ext`."""
     directory, name = os.path.split(path)
     stem, dot, extension = name.partition(".")
@@ -81,7 +87,7 @@ def temporary_path(path):
 
 
 @contextlib.contextmanager
-def replacing(path):
+def replacing(path: PathLike) -> Iterator[str]:
     """Yields a temporary path to write; renames it to `path` on success, removes it on failure."""
     temporary = temporary_path(path)
     try:
@@ -93,18 +99,18 @@ def replacing(path):
         raise
 
 
-def write_text_atomically(path, text):
+def write_text_atomically(path: PathLike, text: str) -> None:
     """Writes `text` to a temporary file beside `path`, then renames it into place."""
     with replacing(path) as temporary:
         with open(temporary, "w", newline="") as stream:
             stream.write(text)
 
 
-def write_json_atomically(path, data):
+def write_json_atomically(path: PathLike, data: Any) -> None:
     write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
-def save_figure_atomically(figure, path, dpi=120, **savefig_options):
+def save_figure_atomically(figure: Any, path: PathLike, dpi: int = 120, **savefig_options: Any) -> None:
     """Saves a Matplotlib figure as PNG through a temporary file, then closes it.
 
     `savefig_options` go to `Figure.savefig` (e.g. `bbox_inches="tight"`).
@@ -118,7 +124,7 @@ def save_figure_atomically(figure, path, dpi=120, **savefig_options):
         plt.close(figure)
 
 
-def save_png_atomically(array, path):
+def save_png_atomically(array: ArrayLike, path: PathLike) -> None:
     """Writes a uint8 array (H, W) or (H, W, 3) as PNG through a temporary file."""
     from PIL import Image
 
@@ -126,13 +132,13 @@ def save_png_atomically(array, path):
         Image.fromarray(array).save(temporary, format="PNG")
 
 
-def save_model_atomically(model, path):
+def save_model_atomically(model: Any, path: PathLike) -> None:
     """`model.save(path)` through a temporary `.keras` file."""
     with replacing(path) as temporary:
         model.save(temporary)
 
 
-def remove_temporaries(folder):
+def remove_temporaries(folder: PathLike) -> list[str]:
     """Deletes the temporary files (`.tmp-*`, `*.tmp-<pid>.*`) a killed process left in `folder`.
 
     Call it only while holding the folder's lock: then no live process is
@@ -167,7 +173,7 @@ class FolderLock:
             after `timeout` seconds.
     """
 
-    def __init__(self, folder, timeout=0, name=LOCK_NAME):
+    def __init__(self, folder: PathLike, timeout: float = 0, name: str = LOCK_NAME) -> None:
         import filelock
 
         self.folder = str(folder)
@@ -175,7 +181,7 @@ class FolderLock:
         self._owner = name + "-owner.json"
         self._lock = filelock.FileLock(os.path.join(self.folder, name), timeout=timeout)
 
-    def holder(self):
+    def holder(self) -> dict | None:
         """`{"pid", "host"}` of the process that last took the lock, or None."""
         try:
             with open(os.path.join(self.folder, self._owner)) as stream:
@@ -199,15 +205,14 @@ class FolderLock:
         write_json_atomically(os.path.join(self.folder, self._owner), {"pid": os.getpid(), "host": socket.gethostname()})
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         with contextlib.suppress(OSError):
             os.remove(os.path.join(self.folder, self._owner))
         self._lock.release()
-        return False
 
 
 @contextlib.contextmanager
-def publishing_folder(out):
+def publishing_folder(out: PathLike) -> Iterator[str]:
     """Yields a fresh temporary folder beside `out`; on success it replaces `out` as a whole.
 
     Readers of `out` see the previous complete set of files or the new one,

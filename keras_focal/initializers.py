@@ -1,10 +1,15 @@
 """Initialisers: the focal-loss prior-probability bias and bilinear upsampling kernels."""
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_focal.types import Array, TensorLike
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -37,12 +42,13 @@ class PriorProbability(keras.initializers.Initializer):
     -4.5951
     """
 
-    def __init__(self, probability=0.01, activation="sigmoid"):
+    def __init__(self, probability: float | Sequence[float] = 0.01, activation: str = "sigmoid") -> None:
         if activation not in ("sigmoid", "softmax"):
             raise ValueError(
                 "`activation` must be 'sigmoid' or 'softmax'. "
                 f"Received: activation={activation!r}"
             )
+        self.probability: float | list[float]
         array = np.asarray(probability, dtype="float64")
         if activation == "sigmoid":
             if array.ndim != 0 or not 0 < float(array) < 1:
@@ -60,9 +66,9 @@ class PriorProbability(keras.initializers.Initializer):
             self.probability = [float(v) for v in array / array.sum()]
         self.activation = activation
 
-    def __call__(self, shape, dtype=None):
+    def __call__(self, shape: tuple[int, ...], dtype: str | None = None) -> TensorLike:
         dtype = dtype or "float32"
-        if self.activation == "sigmoid":
+        if isinstance(self.probability, float):  # sigmoid: one prior
             pi = self.probability
             return ops.full(shape, -math.log((1.0 - pi) / pi), dtype=dtype)
         if tuple(shape) != (len(self.probability),):
@@ -72,11 +78,11 @@ class PriorProbability(keras.initializers.Initializer):
             )
         return ops.convert_to_tensor(np.log(self.probability), dtype=dtype)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"probability": self.probability, "activation": self.activation}
 
 
-def bilinear_filter(size):
+def bilinear_filter(size: int) -> Array:
     """The `size`x`size` bilinear interpolation filter of FCN (Long et al., 2015).
 
     `f(i, j) = (1 - |i - c| / s) (1 - |j - c| / s)` with `s = ceil(size / 2)`
@@ -107,7 +113,7 @@ class BilinearUpsampling(keras.initializers.Initializer):
     (1, 4, 4, 1)
     """
 
-    def __call__(self, shape, dtype=None):
+    def __call__(self, shape: tuple[int, ...], dtype: str | None = None) -> TensorLike:
         if len(shape) != 4 or shape[0] != shape[1]:
             raise ValueError(
                 "BilinearUpsampling needs a square 2-D transposed-convolution kernel "
@@ -119,5 +125,5 @@ class BilinearUpsampling(keras.initializers.Initializer):
         kernel[:, :, channels, channels] = bilinear_filter(size)[..., None]
         return ops.convert_to_tensor(kernel, dtype=dtype or "float32")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {}

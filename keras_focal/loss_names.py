@@ -21,6 +21,8 @@ builds both parts; `losses.get` refuses these names and says how to build
 them, since a loss alone cannot add a layer to a model.
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 
@@ -82,7 +84,7 @@ TRAINER_LOSSES = tuple(name for name, entry in LOSS_NAMES.items() if entry.segme
 LOSS_LABELS = {name: entry.label for name, entry in LOSS_NAMES.items()}
 
 
-def lookup(name):
+def lookup(name: str) -> LossName | None:
     """The `LossName` of a short name or alias (case-insensitive), or None."""
     if not isinstance(name, str):
         return None
@@ -93,6 +95,6 @@ def lookup(name):
     return None
 
 
-def all_names():
+def all_names() -> list[str]:
     """Every accepted spelling, sorted."""
     return sorted({n for entry in LOSS_NAMES.values() for n in (entry.name, *entry.aliases)})

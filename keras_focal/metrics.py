@@ -1,13 +1,19 @@
 """Dice and IoU as Keras metrics for segmentation with integer masks."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 from keras import ops
+
+from keras_focal.types import TensorLike
 
 
 class _ConfusionMetric(keras.metrics.Metric):
     """Accumulates a confusion matrix of `argmax(y_pred)` against integer `y_true`."""
 
-    def __init__(self, num_classes, class_ids=None, ignore_class=None, name=None, dtype=None):
+    def __init__(self, num_classes: int, class_ids = None, ignore_class=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
@@ -21,7 +27,7 @@ class _ConfusionMetric(keras.metrics.Metric):
             shape=(num_classes, num_classes), initializer="zeros", dtype="float32", name="total_confusion"
         )
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: TensorLike, y_pred: TensorLike, sample_weight = None) -> None:
         y_pred = ops.convert_to_tensor(y_pred)
         y_true = ops.convert_to_tensor(y_true)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
@@ -61,7 +67,7 @@ class _ConfusionMetric(keras.metrics.Metric):
         valid = ops.cast(valid, "float32")
         return ops.divide_no_nan(ops.sum(ops.where(valid > 0, values, 0.0)), ops.sum(valid))
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self.total_confusion.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float32"))
 
     def get_config(self):
@@ -97,10 +103,13 @@ class DiceScore(_ConfusionMetric):
     1.0
     """
 
-    def __init__(self, num_classes, class_ids=None, ignore_class=None, name="dice", dtype=None):
+    def __init__(
+        self, num_classes: int, class_ids: Sequence[int] | None = None, ignore_class: int | None = None,
+        name: str = "dice", dtype: str | None = None,
+    ) -> None:
         super().__init__(num_classes, class_ids, ignore_class, name=name, dtype=dtype)
 
-    def result(self):
+    def result(self) -> TensorLike:
         true_positive, truth, predicted = self._parts()
         denominator = truth + predicted
         return self._mean_over_classes(ops.divide_no_nan(2 * true_positive, denominator), denominator > 0)
@@ -120,10 +129,13 @@ class IoUScore(_ConfusionMetric):
     1.0
     """
 
-    def __init__(self, num_classes, class_ids=None, ignore_class=None, name="iou", dtype=None):
+    def __init__(
+        self, num_classes: int, class_ids: Sequence[int] | None = None, ignore_class: int | None = None,
+        name: str = "iou", dtype: str | None = None,
+    ) -> None:
         super().__init__(num_classes, class_ids, ignore_class, name=name, dtype=dtype)
 
-    def result(self):
+    def result(self) -> TensorLike:
         true_positive, truth, predicted = self._parts()
         union = truth + predicted - true_positive
         return self._mean_over_classes(ops.divide_no_nan(true_positive, union), union > 0)

@@ -6,8 +6,11 @@ command line lists the choices before Keras is imported; the builders are
 looked up by name when a model is built or checked.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import importlib
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +35,16 @@ class ModelName:
     options: tuple
     checker: str
 
-    def build(self, input_shape, num_classes, acw_weights=None, **options):
+    def build(
+        self, input_shape: tuple[int | None, ...], num_classes: int, acw_weights: Any = None, **options: Any,
+    ) -> Any:
         return getattr(importlib.import_module("keras_focal.models"), self.builder)(
             input_shape, num_classes, acw_weights=acw_weights, **options
         )
 
-    def check(self, input_shape, num_classes, acw_weights=None, **options):
+    def check(
+        self, input_shape: tuple[int | None, ...], num_classes: int, acw_weights: Any = None, **options: Any,
+    ) -> None:
         """Raises ValueError for arguments `build` would refuse (e.g. a U-Net too deep for the image)."""
         getattr(importlib.import_module("keras_focal.models"), self.checker)(
             input_shape, num_classes, acw_weights=acw_weights, **options

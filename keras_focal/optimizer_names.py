@@ -5,6 +5,8 @@ imports nothing heavy, so that reports and the command line name the
 optimisers without Keras.
 """
 
+from __future__ import annotations
+
 # Each optimiser's label in tables and the settings it reads (MATLAB's "adam" and "sgdm").
 OPTIMIZER_NAMES = {"adam": ("ADAM", ()), "sgdm": ("SGDM", ("momentum",))}
 OPTIMIZERS = tuple(OPTIMIZER_NAMES)

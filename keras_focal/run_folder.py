@@ -20,10 +20,17 @@ one row per run, its `run_dir` relative to the folder
 (`read_comparison_results`). Nothing here imports TensorFlow, Keras or JAX.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import TYPE_CHECKING
 
 from keras_focal.files import write_text_atomically
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -32,34 +39,34 @@ RESULTS = "results.csv"  # a comparison folder's table of runs
 CHECKPOINTS = ("last", "best")
 
 
-def path_of(run_dir, name):
+def path_of(run_dir: PathLike, name: str) -> str:
     """The path of the run folder's file `name` (`CONFIG`, `HISTORY`, `METRICS`)."""
     return os.path.join(run_dir, name)
 
 
-def model_path(run_dir, checkpoint):
+def model_path(run_dir: PathLike, checkpoint: str) -> str:
     """`RUN/last.keras` or `RUN/best.keras`."""
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"`checkpoint` must be one of {list(CHECKPOINTS)}. Received: checkpoint={checkpoint!r}")
     return os.path.join(run_dir, f"{checkpoint}.keras")
 
 
-def is_finished(run_dir):
+def is_finished(run_dir: PathLike) -> bool:
     """Whether the run in `run_dir` finished (its `metrics.json` exists)."""
     return os.path.exists(path_of(run_dir, METRICS))
 
 
-def write_config(run_dir, record):
+def write_config(run_dir: PathLike, record: dict) -> None:
     """Writes `config.json` atomically."""
     write_text_atomically(path_of(run_dir, CONFIG), json.dumps(record, indent=2) + "\n")
 
 
-def write_metrics(run_dir, metrics):
+def write_metrics(run_dir: PathLike, metrics: dict) -> None:
     """Writes `metrics.json` atomically: the last file of a run, which marks it finished."""
     write_text_atomically(path_of(run_dir, METRICS), json.dumps(metrics, indent=2) + "\n")
 
 
-def read_metrics(run_dir):
+def read_metrics(run_dir: PathLike) -> dict | None:
     """A finished run's `metrics.json`, or None when the run is not finished."""
     try:
         with open(path_of(run_dir, METRICS)) as stream:
@@ -68,7 +75,7 @@ def read_metrics(run_dir):
         return None
 
 
-def read_run_config(run_dir):
+def read_run_config(run_dir: PathLike) -> dict:
     """A run folder's `config.json`; raises ValueError naming the file when it is missing or not a run's."""
     path = path_of(run_dir, CONFIG)
     try:
@@ -84,7 +91,7 @@ def read_run_config(run_dir):
     return config
 
 
-def run_model_path(run_dir, checkpoint=None):
+def run_model_path(run_dir: PathLike, checkpoint: str | None = None) -> str:
     """The model file of a run: `checkpoint` ("best"/"last"), or by default the one its test scores are of.
 
     Raises ValueError when the run is unfinished or kept no model (a NaN run without a checkpoint).
@@ -107,7 +114,7 @@ def run_model_path(run_dir, checkpoint=None):
     return path
 
 
-def read_comparison_results(folder):
+def read_comparison_results(folder: PathLike) -> pd.DataFrame:
     """`results.csv` of a comparison folder (a DataFrame), with `run_dir` resolved to a usable path.
 
     Run folders are stored relative to the results folder; tables written
@@ -124,7 +131,7 @@ def read_comparison_results(folder):
         raise ValueError(f"'{folder}' is not a comparison folder: it has no {RESULTS} (run `keras-focal compare`).")
     table = pd.read_csv(path)
 
-    def resolve(run_dir):
+    def resolve(run_dir: PathLike):
         beside = os.path.join(folder, run_dir)
         return beside if os.path.isabs(run_dir) or os.path.isdir(beside) or not os.path.isdir(run_dir) else run_dir
 

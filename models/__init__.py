@@ -17,6 +17,8 @@ refuse without building (the trainer checks a whole grid with them); the
 trainer's table of them is `keras_focal.model_names`.
 """
 
+from __future__ import annotations
+
 from keras_focal.models.deeplab import check_deeplabv3_plus_arguments, deeplabv3_plus
 from keras_focal.models.fcn import check_vgg19_fcn_arguments, vgg19_fcn
 from keras_focal.models.resnet import resnet18_backbone

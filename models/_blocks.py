@@ -1,5 +1,7 @@
 """Argument checks and building blocks shared by the network builders."""
 
+from __future__ import annotations
+
 import math
 
 import keras
@@ -7,6 +9,7 @@ import numpy as np
 from keras import layers
 
 from keras_focal.layers import AdaptiveClassWeight
+from keras_focal.types import TensorLike
 
 # MATLAB's batchNormalizationLayer and PyTorch's BatchNorm2d both use
 # epsilon 1e-5; PyTorch's momentum 0.1 is Keras's 0.9. Keras's own defaults
@@ -18,7 +21,7 @@ BATCH_NORM_MOMENTUM = 0.9
 ACTIVATIONS = ("softmax", "sigmoid", None)
 
 
-def check_num_classes(num_classes):
+def check_num_classes(num_classes: int):
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(
             "`num_classes` must be an integer >= 1 (1 gives a single sigmoid "
@@ -27,8 +30,9 @@ def check_num_classes(num_classes):
     return int(num_classes)
 
 
-def check_input_shape(input_shape, min_size=1, why=""):
+def check_input_shape(input_shape: tuple[int | None, ...], min_size: int = 1, why: str = "") -> tuple[int, int, int]:
     """`input_shape` as a tuple `(height, width, channels)` of positive ints."""
+    shape: tuple | None
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -43,7 +47,8 @@ def check_input_shape(input_shape, min_size=1, why=""):
             "sizes, channels last; the spatial size must be known because the "
             f"decoders crop and pad to it. Received: input_shape={input_shape!r}"
         )
-    shape = tuple(int(v) for v in shape)
+    height, width, channels = (int(v) for v in shape)
+    shape = (height, width, channels)
     if min(shape[:2]) < min_size:
         raise ValueError(
             f"`input_shape` {shape} is too small: height and width must be at "
@@ -61,7 +66,7 @@ def check_activation(activation):
     return activation
 
 
-def resolve_acw_weights(acw_weights, num_classes):
+def resolve_acw_weights(acw_weights, num_classes: int):
     """The ACW layer's initial weights: None (no layer), or one per class."""
     if acw_weights is None:
         return None
@@ -82,7 +87,7 @@ def resolve_acw_weights(acw_weights, num_classes):
     return [float(v) for v in array]
 
 
-def segmentation_head(logits, num_classes, acw_weights, activation):
+def segmentation_head(logits: TensorLike, num_classes: int, acw_weights, activation):
     """The shared output head: `logits` -> optional `acw` -> `probabilities`.
 
     `logits` must already be the full-resolution output of a layer named
@@ -100,7 +105,7 @@ def segmentation_head(logits, num_classes, acw_weights, activation):
     return layers.Activation(activation, name="probabilities", dtype="float32")(x)
 
 
-def conv_bn_relu(x, filters, kernel_size, name, strides=1, dilation_rate=1):
+def conv_bn_relu(x, filters, kernel_size, name: str, strides = 1, dilation_rate=1):
     """Bias-free convolution, batch normalisation and ReLU ('same' padding)."""
     x = layers.Conv2D(
         filters,
@@ -115,7 +120,7 @@ def conv_bn_relu(x, filters, kernel_size, name, strides=1, dilation_rate=1):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def batch_norm(x, name):
+def batch_norm(x, name: str):
     return layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=name)(x)
 
 
@@ -123,7 +128,7 @@ def spatial_size(x):
     return int(x.shape[1]), int(x.shape[2])
 
 
-def crop_to(x, size, name, dtype=None):
+def crop_to(x, size, name: str, dtype = None):
     """Crop the bottom/right excess so that `x` has spatial `size`.
 
     Strided 'same' convolutions round sizes up, so an upsampled map covers
@@ -136,7 +141,7 @@ def crop_to(x, size, name, dtype=None):
     return layers.Cropping2D(((0, height - size[0]), (0, width - size[1])), name=name, dtype=dtype)(x)
 
 
-def pad_to(x, size, name):
+def pad_to(x, size, name: str):
     """Zero-pad `x` to spatial `size`, splitting like PyTorch's `F.pad(x, [d // 2, d - d // 2])`."""
     height, width = spatial_size(x)
     pad_h, pad_w = size[0] - height, size[1] - width

@@ -1,6 +1,9 @@
 """DeepLabV3+ with a ResNet-18 backbone."""
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import keras
 from keras import layers
@@ -16,6 +19,7 @@ from keras_focal.models._blocks import (
     spatial_size,
 )
 from keras_focal.models.resnet import resnet18_backbone
+from keras_focal.types import ArrayLike
 
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 ASPP_FILTERS = 256
@@ -23,9 +27,9 @@ LOW_LEVEL_FILTERS = 48
 
 
 def check_deeplabv3_plus_arguments(
-    input_shape=(224, 224, 3), num_classes=2, output_stride=16, acw_weights=None, activation="softmax",
-    image_pooling=False, encoder_weights=None,
-):
+    input_shape: tuple[int | None, ...] = (224, 224, 3), num_classes: int = 2, output_stride: int = 16, acw_weights: ArrayLike | None = None, activation: str = "softmax",
+    image_pooling: bool = False, encoder_weights: str | None = None,
+) -> tuple[Any, ...]:
     """Raises ValueError for arguments `deeplabv3_plus` refuses; returns them normalised (without building)."""
     num_classes = check_num_classes(num_classes)
     input_shape = check_input_shape(input_shape)
@@ -46,15 +50,15 @@ def check_deeplabv3_plus_arguments(
 
 
 def deeplabv3_plus(
-    input_shape=(224, 224, 3),
-    num_classes=2,
-    output_stride=16,
-    acw_weights=None,
-    activation="softmax",
-    image_pooling=False,
-    encoder_weights=None,
-    name="deeplabv3_plus",
-):
+    input_shape: tuple[int | None, ...] = (224, 224, 3),
+    num_classes: int = 2,
+    output_stride: int = 16,
+    acw_weights: ArrayLike | None = None,
+    activation: str = "softmax",
+    image_pooling: bool = False,
+    encoder_weights: str | None = None,
+    name: str = "deeplabv3_plus",
+) -> keras.Model:
     """DeepLabV3+ (Chen et al., 2018) on ResNet-18, as MATLAB builds it.
 
     Follows MATLAB's `deeplabv3plusLayers(imageSize, numClasses, "resnet18")`,

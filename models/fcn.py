@@ -1,7 +1,10 @@
 """FCN-8s on VGG19."""
 
+from __future__ import annotations
+
 import math
 import os
+from typing import Any
 
 import keras
 from keras import layers
@@ -14,6 +17,7 @@ from keras_focal.models._blocks import (
     resolve_acw_weights,
     segmentation_head,
 )
+from keras_focal.types import ArrayLike
 
 ENCODER_STRIDE = 32
 SKIP_TAPS = ("block3_pool", "block4_pool", "block5_pool")
@@ -38,9 +42,9 @@ def _check_encoder_weights(encoder_weights, channels):
 
 
 def check_vgg19_fcn_arguments(
-    input_shape=(224, 224, 3), num_classes=2, acw_weights=None, activation="softmax", encoder_weights=None,
-    fc_filters=4096, dropout=0.5,
-):
+    input_shape: tuple[int | None, ...] = (224, 224, 3), num_classes: int = 2, acw_weights: ArrayLike | None = None, activation: str = "softmax", encoder_weights: str | None = None,
+    fc_filters: int = 4096, dropout: float = 0.5,
+) -> tuple[Any, ...]:
     """Raises ValueError for arguments `vgg19_fcn` refuses; returns them normalised and the encoder's channels."""
     num_classes = check_num_classes(num_classes)
     input_shape = check_input_shape(input_shape)
@@ -55,15 +59,15 @@ def check_vgg19_fcn_arguments(
 
 
 def vgg19_fcn(
-    input_shape=(224, 224, 3),
-    num_classes=2,
-    acw_weights=None,
-    activation="softmax",
-    encoder_weights=None,
-    fc_filters=4096,
-    dropout=0.5,
-    name="vgg19_fcn",
-):
+    input_shape: tuple[int | None, ...] = (224, 224, 3),
+    num_classes: int = 2,
+    acw_weights: ArrayLike | None = None,
+    activation: str = "softmax",
+    encoder_weights: str | None = None,
+    fc_filters: int = 4096,
+    dropout: float = 0.5,
+    name: str = "vgg19_fcn",
+) -> keras.Model:
     """FCN-8s (Long et al., 2015) on the convolutional layers of VGG19.
 
     The encoder is `keras.applications.VGG19(include_top=False)`; its
@@ -112,12 +116,12 @@ def vgg19_fcn(
     >>> model.output.shape
     (None, 64, 64, 2)
     """
-    input_shape, num_classes, acw_weights, activation, encoder_channels = check_vgg19_fcn_arguments(
+    shape, num_classes, acw_weights, activation, encoder_channels = check_vgg19_fcn_arguments(
         input_shape, num_classes, acw_weights, activation, encoder_weights, fc_filters, dropout
     )
-    height, width, channels = input_shape
+    height, width, channels = shape
 
-    inputs = keras.Input(input_shape, name="image")
+    inputs = keras.Input(shape, name="image")
     x = inputs
     if encoder_channels != channels:
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])

@@ -1,5 +1,7 @@
 """The ResNet-18 feature extractor of DeepLabV3+."""
 
+from __future__ import annotations
+
 import keras
 from keras import layers
 
@@ -9,7 +11,7 @@ OUTPUT_STRIDES = (None, 8, 16, 32)
 STAGE_FILTERS = {"stage2": 64, "stage3": 128, "stage4": 256, "stage5": 512}
 
 
-def _conv(x, filters, kernel_size, strides, dilation_rate, name):
+def _conv(x, filters, kernel_size, strides, dilation_rate, name: str):
     """A bias-free convolution padded like torchvision's (symmetric, `(k-1)/2 * d`)."""
     padding = "same"
     if strides > 1:
@@ -26,7 +28,7 @@ def _conv(x, filters, kernel_size, strides, dilation_rate, name):
     )(x)
 
 
-def _basic_block(x, filters, strides, dilation_rate, name):
+def _basic_block(x, filters, strides, dilation_rate, name: str):
     shortcut = x
     if strides > 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_downsample_conv")(x)
@@ -40,7 +42,9 @@ def _basic_block(x, filters, strides, dilation_rate, name):
     return layers.ReLU(name=f"{name}_out")(x)
 
 
-def resnet18_backbone(input_shape=(224, 224, 3), output_stride=None, name="resnet18"):
+def resnet18_backbone(
+    input_shape: tuple[int | None, ...] = (224, 224, 3), output_stride: int | None = None, name: str = "resnet18",
+) -> keras.Model:
     """ResNet-18 (He et al., 2016) as a feature extractor with named stage outputs.
 
     The layout is torchvision's `resnet18` without its pooling and fully

@@ -1,5 +1,7 @@
 """The networks of Note on the Stability of the Focal Loss (appendices A.4, A.6)."""
 
+from __future__ import annotations
+
 import keras
 from keras import layers
 
@@ -7,7 +9,7 @@ from keras_focal.models._blocks import check_input_shape, pytorch_default_initia
 from keras_focal.models.unet import unet_logits
 
 
-def stability_cnn(input_shape=(28, 28, 1), name="stability_cnn"):
+def stability_cnn(input_shape: tuple[int | None, ...] = (28, 28, 1), name: str = "stability_cnn") -> keras.Model:
     """The binary-classification CNN of the stability paper (Table 2).
 
     PyTorch's CIFAR-10 tutorial network on MNIST: conv 6@5x5, 2x2 max pool,
@@ -30,9 +32,9 @@ def stability_cnn(input_shape=(28, 28, 1), name="stability_cnn"):
     >>> stability_cnn().count_params()
     43661
     """
-    input_shape = check_input_shape(input_shape, min_size=16, why=" (two 5x5 convolutions and two 2x2 poolings)")
-    channels = input_shape[-1]
-    inputs = keras.Input(input_shape, name="image")
+    shape = check_input_shape(input_shape, min_size=16, why=" (two 5x5 convolutions and two 2x2 poolings)")
+    channels = shape[-1]
+    inputs = keras.Input(shape, name="image")
     x = layers.Conv2D(6, 5, activation="relu", name="conv1", **pytorch_default_initializers(25 * channels))(inputs)
     x = layers.MaxPooling2D(2, name="pool1")(x)
     x = layers.Conv2D(16, 5, activation="relu", name="conv2", **pytorch_default_initializers(25 * 6))(x)
@@ -44,7 +46,7 @@ def stability_cnn(input_shape=(28, 28, 1), name="stability_cnn"):
     return keras.Model(inputs, logits, name=name)
 
 
-def stability_unet(input_shape=(28, 28, 1), name="stability_unet"):
+def stability_unet(input_shape: tuple[int | None, ...] = (28, 28, 1), name: str = "stability_unet") -> keras.Model:
     """The 2-D U-Net of the stability paper (appendix A.6, Table 3).
 
     clemkoa's U-Net as the paper modified it, i.e. `unet(input_shape,

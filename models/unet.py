@@ -1,5 +1,10 @@
 """Ronneberger's U-Net."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import keras
 from keras import layers
 
@@ -13,14 +18,15 @@ from keras_focal.models._blocks import (
     segmentation_head,
     spatial_size,
 )
+from keras_focal.types import ArrayLike, TensorLike
 
 
-def keras_default_initializers(fan_in):
+def keras_default_initializers(fan_in: int) -> dict:
     """Keras's own initialisers (Glorot uniform, zero bias; MATLAB's defaults too)."""
     return {}
 
 
-def _double_conv(x, filters, use_batch_norm, initializers, name):
+def _double_conv(x, filters, use_batch_norm, initializers, name: str):
     for index in (1, 2):
         fan_in = 9 * int(x.shape[-1])
         x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv{index}", **initializers(fan_in))(x)
@@ -30,7 +36,10 @@ def _double_conv(x, filters, use_batch_norm, initializers, name):
     return x
 
 
-def unet_logits(inputs, num_classes, depth, base_filters, use_batch_norm, initializers):
+def unet_logits(
+    inputs: TensorLike, num_classes: int, depth: int, base_filters: int, use_batch_norm: bool,
+    initializers: Callable[[int], dict],
+) -> TensorLike:
     """The U-Net graph up to the full-resolution `logits` layer."""
     x = _double_conv(inputs, base_filters, use_batch_norm, initializers, "encoder0")
     skips = []
@@ -58,9 +67,9 @@ def _check_positive_int(value, argument):
 
 
 def check_unet_arguments(
-    input_shape=(224, 224, 1), num_classes=2, depth=4, base_filters=64, batch_norm=True, acw_weights=None,
-    activation="softmax",
-):
+    input_shape: tuple[int | None, ...] = (224, 224, 1), num_classes: int = 2, depth: int = 4, base_filters: int = 64, batch_norm: bool = True, acw_weights: ArrayLike | None = None,
+    activation: str = "softmax",
+) -> tuple[Any, ...]:
     """Raises ValueError for arguments `unet` refuses; returns them normalised (without building)."""
     num_classes = check_num_classes(num_classes)
     depth = _check_positive_int(depth, "depth")
@@ -74,15 +83,15 @@ def check_unet_arguments(
 
 
 def unet(
-    input_shape=(224, 224, 1),
-    num_classes=2,
-    depth=4,
-    base_filters=64,
-    batch_norm=True,
-    acw_weights=None,
-    activation="softmax",
-    name="unet",
-):
+    input_shape: tuple[int | None, ...] = (224, 224, 1),
+    num_classes: int = 2,
+    depth: int = 4,
+    base_filters: int = 64,
+    batch_norm: bool = True,
+    acw_weights: ArrayLike | None = None,
+    activation: str = "softmax",
+    name: str = "unet",
+) -> keras.Model:
     """U-Net (Ronneberger et al., 2015) with padded convolutions.
 
     `depth` max-poolings; each level has two 3x3 convolutions ('same'

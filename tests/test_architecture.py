@@ -13,7 +13,8 @@ PACKAGES = ("losses", "layers", "models", "data_prep", "inference", "reporting",
 
 # What each part below the command line may import (besides itself): the layers of the README's layout, from
 # the bottom (losses, layers, models, data, files) through metrics, reporting, inference and training. The
-# command line (cli) and the demo may import any part; the graph must stay acyclic.
+# command line (cli) and the demo may import any part; the graph must stay acyclic. Every part may import
+# `keras_focal.types` (type aliases, below everything).
 ALLOWED = {
     "losses": {"loss_names"},
     "layers": set(),
@@ -25,6 +26,7 @@ ALLOWED = {
     "run_folder": {"files"},
     "metrics": set(),
     "evaluation": {"files"},
+    "types": set(),
     "loss_names": set(),
     "model_names": set(),
     "optimizer_names": set(),
@@ -122,7 +124,7 @@ def test_the_parts_import_each_other_without_a_cycle():
 @pytest.mark.parametrize("part", sorted(ALLOWED))
 def test_lower_parts_import_only_what_lies_below_them(part):
     used = _graph().get(part, {})
-    extra = {target: where for target, where in used.items() if target not in ALLOWED[part]}
+    extra = {target: where for target, where in used.items() if target not in ALLOWED[part] | {"types"}}
     assert not extra, f"{part} imports {sorted(extra)} ({', '.join(extra.values())})"
 
 
@@ -179,3 +181,35 @@ def test_functions_a_reader_can_hold():
         if count > LONG_FUNCTION_LINES and not lines[first - 1].strip().startswith(LONG_REASON):
             too_long.append(f"{module}.{node.name} ({count} lines)")
     assert not too_long, f"over {LONG_FUNCTION_LINES} lines without a '{LONG_REASON} ...' reason: {too_long}"
+
+
+def _public_functions(tree):
+    """`(qualified name, node, is method)` of the public functions and methods of a module's tree."""
+    def visit(node, prefix, in_class):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                yield from visit(child, f"{prefix}{child.name}.", True)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if not child.name.startswith("_") or child.name in ("__init__", "__call__"):
+                    yield f"{prefix}{child.name}", child, in_class
+
+    yield from visit(tree, "", False)
+
+
+def test_every_public_function_is_annotated():
+    unannotated = []
+    for module, (path, _) in MODULES.items():
+        if any(piece.startswith("_") for piece in module.split(".")[1:]):  # private modules (losses._base...)
+            continue
+        for name, node, is_method in _public_functions(ast.parse(open(path).read(), path)):
+            arguments = node.args
+            parameters = arguments.posonlyargs + arguments.args + arguments.kwonlyargs
+            parameters += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+            if is_method and parameters and parameters[0].arg in ("self", "cls"):
+                parameters = parameters[1:]
+            missing = [p.arg for p in parameters if p.annotation is None]
+            if node.returns is None and node.name != "__init__":
+                missing.append("return")
+            if missing:
+                unannotated.append(f"{module}.{name} ({', '.join(missing)})")
+    assert not unannotated, f"public functions without annotations: {unannotated}"

@@ -5,9 +5,12 @@ One module per command group: `prep` (`prep.py`), `train`, `compare` and
 `demo` is here. `main` is the console script.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 
 def _demo(args):
@@ -21,7 +24,7 @@ def _demo(args):
     return demo.run(out=args.out, seed=args.seed, quiet=args.quiet, **options)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-focal",
         description=(
@@ -80,7 +83,7 @@ def build_parser():
 _LIGHT_COMMANDS = (None, "prep")
 
 
-def _import_backend(quietly):
+def _import_backend(quietly) -> None:
     """Imports Keras (its backend) and then TensorFlow (the `tf.data` input of every backend).
 
     Keras first: with `KERAS_BACKEND=torch`, importing TensorFlow before torch
@@ -110,7 +113,7 @@ def _import_backend(quietly):
         os.close(saved)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]

@@ -3,12 +3,15 @@
 The work is `keras_focal.inference.evaluate_trained`'s.
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 
 from keras_focal.errors import BadInput
 
 
-def add_evaluate_parser(commands):
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = commands.add_parser("evaluate", help="metrics, confusion matrix and overlays of a trained model on its test fold")
     parser.add_argument("--run", help="a run folder written by `keras-focal train` / `compare`")
     parser.add_argument("--checkpoint", choices=("last", "best"), default="last", help="with --run (default: last)")
@@ -24,7 +27,7 @@ def add_evaluate_parser(commands):
     return parser
 
 
-def _evaluate(args):
+def _evaluate(args) -> int:
     from keras_focal.data_prep.prepared import PreparedDataset
     from keras_focal.inference import evaluate_trained
 

@@ -6,6 +6,10 @@ here rather than imported, so that `--help` never imports the inference
 code; `tests/test_cli.py` holds them equal.
 """
 
+from __future__ import annotations
+
+import argparse
+
 from keras_focal.errors import checking
 
 OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")
@@ -13,7 +17,7 @@ TTA_MODES = ("none", "flip")
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
 
 
-def add_predict_parser(commands):
+def add_predict_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "predict",
         help="label volumes of new cases (.mhd/.nii.gz/.nrrd or DICOM series) in their original geometry",
@@ -59,7 +63,7 @@ def add_predict_parser(commands):
     return parser
 
 
-def add_export_parser(commands):
+def add_export_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from keras_focal.export import EXPORT_FORMATS
 
     parser = commands.add_parser(
@@ -74,7 +78,7 @@ def add_export_parser(commands):
     return parser
 
 
-def _export(args):
+def _export(args) -> int:
     from keras_focal.export import check_export, export_model
 
     with checking():

@@ -1,11 +1,14 @@
 """`keras-focal prep ...`: the data-preparation subcommands."""
 
+from __future__ import annotations
+
 import argparse
 import os
 import shutil
 
 from keras_focal.data_prep.dataset import FoldSettings, PrepOptions, SourceInfo, prepare_dataset
 from keras_focal.data_prep.slicing import DEFAULT_PERCENTILES
+from keras_focal.types import ClassNames
 
 
 def _fold_count(text):
@@ -19,7 +22,7 @@ def _fold_count(text):
     return value
 
 
-def _add_common(parser):
+def _add_common(parser) -> None:
     parser.add_argument("--size", type=int, default=224, help="output height and width (default: 224)")
     parser.add_argument(
         "--percentiles", type=float, nargs=2, default=DEFAULT_PERCENTILES, metavar=("LOW", "HIGH"),
@@ -39,13 +42,13 @@ def _add_common(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_class_names(parser):
+def _add_class_names(parser) -> None:
     parser.add_argument("--class-names", default="background,prostate",
                         help="comma-separated class names, marked 0, 1, ... in the masks (default: background,prostate); "
                              "NAME=VALUE pairs give other label values, e.g. background=0,edema=2,tumour=4")
 
 
-def add_prep_parser(commands):
+def add_prep_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     prep = commands.add_parser(
         "prep",
         help="slice volumes / label images into a 224x224 PNG dataset with folds",
@@ -62,7 +65,7 @@ def add_prep_parser(commands):
     return prep
 
 
-def _add_synth_parser(sources):
+def _add_synth_parser(sources) -> None:
     synth = sources.add_parser("synth", help="write the built-in synthetic data (no download)")
     synth.add_argument("out", metavar="OUT")
     synth.add_argument("--cases", type=int, default=12, help="PROMISE12-style MRI cases, 0 for none (default: 12)")
@@ -81,7 +84,7 @@ def _add_synth_parser(sources):
     synth.set_defaults(prepare_source=_synth)
 
 
-def _add_promise12_parser(sources):
+def _add_promise12_parser(sources) -> None:
     promise12 = sources.add_parser("promise12", help="PROMISE12 CaseNN.mhd + CaseNN_segmentation.mhd")
     promise12.add_argument("src", metavar="SRC")
     promise12.add_argument("out", metavar="OUT")
@@ -89,7 +92,7 @@ def _add_promise12_parser(sources):
     promise12.set_defaults(prepare_source=_promise12)
 
 
-def _add_dicom_parser(sources):
+def _add_dicom_parser(sources) -> None:
     dicom = sources.add_parser("dicom", help="one DICOM series folder (or multi-frame file) per case")
     dicom.add_argument("src", metavar="SRC")
     dicom.add_argument("out", metavar="OUT")
@@ -105,7 +108,7 @@ def _add_dicom_parser(sources):
     dicom.set_defaults(prepare_source=_dicom)
 
 
-def _add_msd_parser(sources):
+def _add_msd_parser(sources) -> None:
     msd = sources.add_parser("msd", help="a Medical Segmentation Decathlon task folder (dataset.json, 4-D NIfTI channels)")
     msd.add_argument("src", metavar="TASK_DIR")
     msd.add_argument("out", metavar="OUT")
@@ -113,7 +116,7 @@ def _add_msd_parser(sources):
     msd.set_defaults(prepare_source=_msd)
 
 
-def _add_nnunet_parser(sources):
+def _add_nnunet_parser(sources) -> None:
     nnunet = sources.add_parser("nnunet", help="an nnU-Net v2 raw data set (dataset.json, imagesTr/CASE_0000, labelsTr/CASE)")
     nnunet.add_argument("src", metavar="DATASET_DIR")
     nnunet.add_argument("out", metavar="OUT")
@@ -121,7 +124,7 @@ def _add_nnunet_parser(sources):
     nnunet.set_defaults(prepare_source=_nnunet)
 
 
-def _add_volumes_parser(sources):
+def _add_volumes_parser(sources) -> None:
     volumes = sources.add_parser("volumes", help="image and label volumes matched by name, any SimpleITK format")
     volumes.add_argument("src", metavar="IMAGES_DIR")
     volumes.add_argument("masks", metavar="MASKS_DIR")
@@ -132,7 +135,7 @@ def _add_volumes_parser(sources):
     volumes.set_defaults(prepare_source=_volumes)
 
 
-def _add_camvid_parser(sources):
+def _add_camvid_parser(sources) -> None:
     camvid = sources.add_parser(
         "camvid", help="2-D images + label images: SegNet's CamVid copy, CamVid's _L.png release, images/ + labels/",
         description="Pairs images with label images as they are downloaded: SegNet's CamVid copy (train/ + trainannot/ ..., "
@@ -170,7 +173,10 @@ def _options(args):
     )
 
 
-def _run(args, cases, out, class_names, source, unlabelled=(), failures=None, channels=None, split=None, groups=None):
+def _run(
+    args, cases, out: str, class_names: ClassNames, source, unlabelled = (), failures=None, channels=None,
+    split=None, groups=None,
+):
     """Prepares `cases`; refuses (exit 2) when there is nothing to prepare, or when what was prepared holds no labelled pixel.
 
     A refusal after the work removes the output folder when this command
@@ -246,7 +252,7 @@ def _dicom(args):
     return _run(args, cases, args.out, labels, "dicom", failures=problems)
 
 
-def _run_found(args, found, out, source):
+def _run_found(args, found, out: str, source):
     cases, unlabelled, problems, channels, labels = found
     return _run(args, cases, out, labels, source, unlabelled, problems, channels)
 
@@ -371,7 +377,7 @@ def _synth(args):
     return status
 
 
-def run_prep(args):
+def run_prep(args: argparse.Namespace) -> int:
     """Runs a parsed `prep` command; bad input (`keras_focal.errors`) is what the checks of its folders refuse."""
     from keras_focal.errors import checking
     from keras_focal.files import check_not_inside, check_output_folder

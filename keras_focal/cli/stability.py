@@ -1,12 +1,15 @@
 """`keras-focal stability`."""
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
 import json
 
 PARTS = ("sweep", "table", "classification", "segmentation")
 
 
-def add_stability_parser(commands):
+def add_stability_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("stability", help="reproduce the focal-loss instability study (NaN for 0 < gamma < 1)")
     parser.add_argument("--out", default="stability_output", help="output folder (default: stability_output)")
     parser.add_argument("--preset", choices=("quick", "paper"), default="quick", help="quick: minutes on a CPU; paper: the seed's grid (GPU)")
@@ -27,7 +30,7 @@ def add_stability_parser(commands):
     parser.set_defaults(execute=_stability)
 
 
-def _stability(args):
+def _stability(args) -> int:
     """`keras-focal stability`: bad input is what the settings and `check_study` refuse (`keras_focal.errors`)."""
     from keras_focal.errors import checking
     from keras_focal.experiments.stability import StudySettings, check_study, run_study

@@ -1,5 +1,8 @@
 """`keras-focal train` and `keras-focal compare`."""
 
+from __future__ import annotations
+
+import argparse
 import json
 import sys
 
@@ -7,7 +10,7 @@ from keras_focal.errors import BadInput, checking
 from keras_focal.training.config import INPUTS, LOSSES, MODELS, OPTIMIZERS, STRATEGIES, RunConfig
 
 
-def _add_run_options(parser):
+def _add_run_options(parser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs (default: 30)")
     parser.add_argument("--batch-size", type=int, help="mini-batch size (default: 4, as MATLAB)")
     parser.add_argument("--learning-rate", type=float, help="initial learning rate (default: 5e-4)")
@@ -61,7 +64,7 @@ def _run_options(args):
     return options
 
 
-def add_training_parsers(commands):
+def add_training_parsers(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train and evaluate one run on a prepared data set")
     train.add_argument("--data", required=True, help="folder written by `keras-focal prep`")
     train.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
@@ -107,7 +110,7 @@ def _join_group(strategy):
     return group
 
 
-def _train(args):
+def _train(args) -> int:
     """`keras-focal train`: bad input is what `RunConfig` and the run's pre-flight refuse (`keras_focal.errors`)."""
     import dataclasses
 
@@ -124,7 +127,7 @@ def _train(args):
     group = _join_group(config.strategy)
     with processes.private_folders(group, config.out, config.init_dir) as (out, init_dir):
         metrics = train_run(
-            dataclasses.replace(config, out=out, init_dir=init_dir),
+            dataclasses.replace(config, out=out or config.out, init_dir=init_dir),
             # Keras's progress bar (1) redraws with ANSI codes: one line per epoch (2) where output is not a terminal.
             resume=args.resume, verbose=(1 if sys.stdout.isatty() else 2) if group.is_chief else 0, force=args.force,
         )
@@ -139,7 +142,7 @@ def _train(args):
     return 0
 
 
-def _compare(args):
+def _compare(args) -> int:
     """`keras-focal compare`: bad input is what the grid's settings and every run's pre-flight refuse."""
     import dataclasses
 
@@ -159,7 +162,7 @@ def _compare(args):
         config = dataclasses.replace(config, **given, run_options={**config.run_options, **_run_options(args)})
     group = _join_group(config.run_options.get("strategy", "default"))
     with processes.private_folders(group, config.out) as (out,):
-        table = compare(dataclasses.replace(config, out=out), verbose=0, progress=group.is_chief,
+        table = compare(dataclasses.replace(config, out=out or config.out), verbose=0, progress=group.is_chief,
                         log=print if group.is_chief else (lambda line: None))
     if not group.is_chief:
         return 0

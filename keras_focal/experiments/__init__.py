@@ -1,1 +1,3 @@
 """Reproducible experiments (`keras-focal stability`)."""
+
+from __future__ import annotations

@@ -17,11 +17,20 @@ and keras-focal's exact loss (epsilon = 0), plus Keras's own
 `BinaryFocalCrossentropy` in the gradient sweep.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from keras_focal.types import Array, ArrayLike, PathLike, TensorLike
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LOSS_KINDS = ("naive", "stabilised", "exact")
 PAPER_GAMMAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
@@ -60,7 +69,7 @@ class StudySettings:
     seed: int = 0
 
     @classmethod
-    def preset(cls, name):
+    def preset(cls, name: str) -> StudySettings:
         if name == "quick":
             return cls()
         if name == "paper":
@@ -70,7 +79,7 @@ class StudySettings:
             )
         raise ValueError(f"unknown preset {name!r}; allowed: quick, paper.")
 
-    def differences_from_paper(self):
+    def differences_from_paper(self) -> dict:
         paper = StudySettings.preset("paper")
         return {
             f.name: (getattr(self, f.name), getattr(paper, f.name))
@@ -81,7 +90,10 @@ class StudySettings:
 
 # --- losses ----------------------------------------------------------------
 
-def naive_sigmoid_focal_loss(y_true, logits, gamma, alpha=0.5, epsilon=0.0, reduction="mean"):
+def naive_sigmoid_focal_loss(
+    y_true: TensorLike, logits: TensorLike, gamma: float, alpha: float = 0.5, epsilon: float = 0.0,
+    reduction: str = "mean",
+) -> TensorLike:
     """torchvision's `sigmoid_focal_loss` in Keras ops: the textbook formula that NaNs.
 
     `ce * (1 - p_t + epsilon)^gamma` with `p_t` from `sigmoid(logits)`: when
@@ -106,12 +118,12 @@ def naive_sigmoid_focal_loss(y_true, logits, gamma, alpha=0.5, epsilon=0.0, redu
     return ops.mean(loss) if reduction == "mean" else loss
 
 
-def make_loss(kind, gamma, alpha=0.5):
+def make_loss(kind: str, gamma: float, alpha: float = 0.5) -> Callable:
     """The training loss of a study cell: "naive", "stabilised" (epsilon 1e-3) or "exact"."""
     from keras_focal.losses import BinaryFocalLoss
 
     if kind == "naive":
-        def naive(y_true, y_pred):
+        def naive(y_true: TensorLike, y_pred: TensorLike):
             return naive_sigmoid_focal_loss(y_true, y_pred, gamma, alpha)
 
         return naive
@@ -130,7 +142,7 @@ MNIST_MISSING = (
 )
 
 
-def load_digits_images(source="auto"):
+def load_digits_images(source: str = "auto") -> tuple[Array, Array, str]:
     """`(images float32 (N, 28, 28, 1) in [0, 1], labels int, description)`.
 
     `source`: "mnist" (tensorflow-datasets' prepared copy or `~/.keras/
@@ -172,7 +184,7 @@ def _local_mnist():
         return None
 
 
-def class_counts(labels, thresholds=PAPER_THRESHOLDS):
+def class_counts(labels: ArrayLike, thresholds: Sequence[int] = PAPER_THRESHOLDS) -> pd.DataFrame:
     """Table 1: samples of class A (digit <= threshold) and B, and the A/B ratio."""
     import pandas as pd
 
@@ -184,14 +196,14 @@ def class_counts(labels, thresholds=PAPER_THRESHOLDS):
     return pd.DataFrame(rows)
 
 
-def _subset(images, labels, count, seed):
+def _subset(images: ArrayLike, labels, count, seed: int):
     if not count or count >= len(images):
         return images, labels
     order = np.random.default_rng(seed).permutation(len(images))[:count]
     return images[order], labels[order]
 
 
-def add_noise(images, amplitude, seed):
+def add_noise(images: ArrayLike, amplitude: float, seed: int) -> Array:
     """The paper's noise: uniform [0, 1) times `amplitude`, added to the pixels, clipped to [0, 1]."""
     if amplitude == 0:
         return images
@@ -201,7 +213,9 @@ def add_noise(images, amplitude, seed):
 
 # --- the three parts -------------------------------------------------------
 
-def gradient_sweep(gammas=(0.1, 0.5, 0.9, 1.0, 2.0), logits=None, alpha=0.5):
+def gradient_sweep(
+    gammas: Sequence[float] = (0.1, 0.5, 0.9, 1.0, 2.0), logits: ArrayLike | None = None, alpha: float = 0.5,
+) -> pd.DataFrame:
     """Loss and d(loss)/d(logit) of each implementation for y = 0 and 1 (float32).
 
     Returns a DataFrame with columns implementation, gamma, y, logit, loss, gradient.
@@ -238,7 +252,9 @@ def gradient_sweep(gammas=(0.1, 0.5, 0.9, 1.0, 2.0), logits=None, alpha=0.5):
     return pd.DataFrame(rows)
 
 
-def train_classifier(images, labels, loss, settings, seed):
+def train_classifier(
+    images: ArrayLike, labels: ArrayLike, loss: Callable, settings: StudySettings, seed: int,
+) -> tuple[int, Any]:
     """Trains `stability_cnn` and returns the number of epochs completed before the first NaN."""
     import keras
 
@@ -254,7 +270,7 @@ def train_classifier(images, labels, loss, settings, seed):
     return (recorder.nan_epoch - 1) if recorder.nan_epoch else settings.epochs, recorder.nan_epoch
 
 
-def train_segmenter(images, masks, loss, settings, seed):
+def train_segmenter(images: ArrayLike, masks: ArrayLike, loss: Callable, settings: StudySettings, seed: int) -> Any:
     """Trains `stability_unet`; returns per-epoch losses (NaN from the first NaN on) and the NaN epoch."""
     import keras
 
@@ -271,13 +287,15 @@ def train_segmenter(images, masks, loss, settings, seed):
     return losses + [float("nan")] * (settings.segmentation_epochs - len(losses)), recorder.nan_epoch
 
 
-def _write_csv(table, path):
+def _write_csv(table, path: str) -> None:
     from keras_focal.files import write_text_atomically
 
     write_text_atomically(path, table.to_csv(index=False))
 
 
-def classification_grid(out, settings, images, labels, progress=True):
+def classification_grid(
+    out: PathLike, settings: StudySettings, images: ArrayLike, labels: ArrayLike, progress: bool = True,
+) -> pd.DataFrame:
     """Every (loss, gamma, threshold, noise) cell; resumable through `classification.csv`."""
     import pandas as pd
     from tqdm.auto import tqdm
@@ -300,7 +318,9 @@ def classification_grid(out, settings, images, labels, progress=True):
     return pd.DataFrame(rows)
 
 
-def segmentation_curves(out, settings, images, progress=True):
+def segmentation_curves(
+    out: PathLike, settings: StudySettings, images: ArrayLike, progress: bool = True,
+) -> pd.DataFrame:
     """The U-Net runs for each (loss, noise); resumable through `segmentation.csv`."""
     import pandas as pd
     from tqdm.auto import tqdm
@@ -334,7 +354,7 @@ def _plt():
     return plt
 
 
-def _save(figure, path):
+def _save(figure, path: str) -> None:
     from keras_focal.files import save_figure_atomically
 
     if figure.get_layout_engine() is None:  # a constrained layout arranges itself
@@ -342,13 +362,14 @@ def _save(figure, path):
     save_figure_atomically(figure, path, dpi=110)
 
 
-def plot_gradient_sweep(table, path, gamma=0.5):
+def plot_gradient_sweep(table: pd.DataFrame, path: PathLike, gamma: float = 0.5) -> None:
     """Gradient against logit per implementation; NaN gradients as markers in a band of their own.
 
     Each implementation that has NaN gradients gets its own row of markers
     below the curves, so that one implementation's markers cannot hide
     another's.
     """
+    path = os.fspath(path)
     plt = _plt()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     names = list(dict.fromkeys(table.implementation))
@@ -376,8 +397,9 @@ def plot_gradient_sweep(table, path, gamma=0.5):
     _save(figure, path)
 
 
-def plot_classification(table, path):
+def plot_classification(table: pd.DataFrame, path: PathLike) -> None:
     """Heat maps of the epochs completed before the first NaN: rows noise, columns loss."""
+    path = os.fspath(path)
     plt = _plt()
     kinds = list(dict.fromkeys(table.loss))
     noises = sorted(table.noise.unique())
@@ -409,7 +431,8 @@ def plot_classification(table, path):
     _save(figure, path)
 
 
-def plot_segmentation(table, path):
+def plot_segmentation(table: pd.DataFrame, path: PathLike) -> None:
+    path = os.fspath(path)
     import pandas as pd
 
     plt = _plt()
@@ -428,13 +451,15 @@ def plot_segmentation(table, path):
     _save(figure, path)
 
 
-def summarize(classification, segmentation, sweep):
+def summarize(classification: pd.DataFrame, segmentation: pd.DataFrame | None, sweep: pd.DataFrame | None) -> dict:
     """Which cells NaN'd, per loss; the acceptance pattern as counts."""
     import pandas as pd
 
+    if classification is None:
+        raise ValueError("`classification` is required: the summary counts its NaN cells.")
     unstable = classification.gamma.between(0, 1, inclusive="neither")
     nan = pd.to_numeric(classification.nan_epoch, errors="coerce").notna()
-    summary = {
+    summary: dict[str, Any] = {
         "naive_nan_cells_unstable_gamma": int((nan & unstable & (classification.loss == "naive")).sum()),
         "naive_cells_unstable_gamma": int((unstable & (classification.loss == "naive")).sum()),
         "naive_nan_cells_stable_gamma": int((nan & ~unstable & (classification.loss == "naive")).sum()),
@@ -450,7 +475,10 @@ def summarize(classification, segmentation, sweep):
     return summary
 
 
-def check_study(out, settings, parts=("sweep", "table", "classification", "segmentation")):
+def check_study(
+    out: PathLike, settings: StudySettings,
+    parts: Sequence[str] = ("sweep", "table", "classification", "segmentation"),
+) -> None:
     """The study's pre-flight: raises ValueError when it cannot run into `out` (writes nothing).
 
     Raises:
@@ -474,7 +502,11 @@ def check_study(out, settings, parts=("sweep", "table", "classification", "segme
             raise ValueError(f"'{out}' holds a study with other settings ({', '.join(changed)}); use another --out.")
 
 
-def run_study(out, settings, parts=("sweep", "table", "classification", "segmentation"), progress=True, log=print):
+def run_study(
+    out: PathLike, settings: StudySettings,
+    parts: Sequence[str] = ("sweep", "table", "classification", "segmentation"), progress: bool = True,
+    log: Callable[[str], object] = print,
+) -> dict:
     """Runs the chosen parts into `out`; finished cells are skipped on a re-run. Returns the summary.
 
     Raises:

@@ -24,6 +24,8 @@ Example:
 >>> predictor.predict_files("new_patients/", "labels/", postprocess="largest-component")  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
 from keras_focal.inference.cases import InputCase, check_input_case, find_input_cases, read_input_volume
 from keras_focal.inference.evaluate import evaluate_trained
 from keras_focal.inference.files import (

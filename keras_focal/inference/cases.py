@@ -8,11 +8,18 @@ pixel data) before any work, `read_input_volume` reads a case with prep's
 readers.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
+from typing import TYPE_CHECKING
 
 from keras_focal.data_prep.volume import VOLUME_SUFFIXES, CaseError, strip_volume_suffix
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    from keras_focal.data_prep.volume import Volume
 
 # Files that accompany volumes in a folder and are not cases themselves.
 _COMPANION_SUFFIXES = (".raw", ".zraw", ".json", ".txt", ".csv", ".md")
@@ -32,7 +39,7 @@ class InputCase:
     channel_paths: tuple = ()
 
     @property
-    def inputs(self):
+    def inputs(self) -> list[str]:
         """Every file the case is read from."""
         return list(self.channel_paths) or [self.path]
 
@@ -41,7 +48,7 @@ class InputCase:
 _CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})$")
 
 
-def _holds_dicom(folder):
+def _holds_dicom(folder: str) -> bool:
     from keras_focal.data_prep.dicom import read_dicom_header
 
     for name in sorted(os.listdir(folder)):
@@ -67,7 +74,7 @@ def _group_channel_files(files):
     return [(name, sorted(channels), [channels[c] for c in sorted(channels)]) for name, channels in groups.items()]
 
 
-def find_input_cases(path, channels=1):
+def find_input_cases(path: PathLike, channels: int = 1) -> list[InputCase]:
     """The cases under `path`: a volume file, a DICOM series folder, or a folder of those (one case each).
 
     A folder whose volume files are all named `CASE_0000`, `CASE_0001`...
@@ -78,6 +85,7 @@ def find_input_cases(path, channels=1):
         ValueError: `path` does not exist, holds no case, two of its cases
             share a name, or a case lacks one of its channel files.
     """
+    path = os.fspath(path)
     from keras_focal.data_prep.dataset import safe_case_name
 
     if os.path.isfile(path):
@@ -118,7 +126,7 @@ def find_input_cases(path, channels=1):
     return cases
 
 
-def check_input_case(case, series=None, channels=1):
+def check_input_case(case: InputCase, series: str | None = None, channels: int = 1) -> None:
     """Reads the header of `case` (no pixel data) and raises ValueError naming the file unless it is one 3-D volume of `channels` channels.
 
     A 2-D image is not a volume; a DICOM folder must hold one series, or
@@ -161,7 +169,7 @@ def check_input_case(case, series=None, channels=1):
                          f"({'grey volumes' if channels == 1 else 'one per channel of their training data'}).")
 
 
-def read_input_volume(case, series=None):
+def read_input_volume(case: InputCase, series: str | None = None) -> Volume:
     """The `Volume` of an input case, read by prep's readers (channel files stacked on their shared grid)."""
     from keras_focal.data_prep.dicom import read_dicom_volume
     from keras_focal.data_prep.volume import read_volume, stack_channels

@@ -7,7 +7,11 @@ each case is also put back on its original grid and scored in 3-D
 (`score_prepared_cases`). The report's files are `keras_focal.reporting`'s.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,9 +22,14 @@ from keras_focal.files import FolderBusyError, FolderLock, check_output_folder, 
 from keras_focal.inference.predictor import Predictor
 from keras_focal.inference.prepared_cases import score_prepared_cases
 from keras_focal.reporting.evaluation_files import write_evaluation, write_volume_metrics
+from keras_focal.types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    import keras
 
 
-def check_model_fits(model, dataset, name="the model"):
+
+def check_model_fits(model: keras.Model, dataset: PreparedDataset, name: str = "the model") -> None:
     """Raises ValueError unless `model` maps the data set's images to scores of its classes."""
     height, width, channels = dataset.image_shape()
     expected_input = (height, width, channels)
@@ -39,7 +48,10 @@ def check_model_fits(model, dataset, name="the model"):
         raise ValueError(f"'{name}' does not fit the data set '{dataset.path}': " + "; ".join(problems) + ".")
 
 
-def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
+def evaluate_trained(
+    model_path: PathLike, data: PathLike | PreparedDataset, cases: Sequence[str], out: PathLike,
+    batch_size: int = 4, volumes: bool = False,
+) -> Any:
     """Evaluates a saved model on `cases` of a prepared data set and writes the report files.
 
     Everything is checked before predicting (the model file, the data set,
@@ -59,7 +71,7 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     check_output_folder(out, "the evaluation folder")
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
     model = keras_focal.load_model(model_path)
-    check_model_fits(model, dataset, model_path)
+    check_model_fits(model, dataset, os.fspath(model_path))
     dataset.check()
     if volumes and not dataset.has_volumes():
         raise ValueError(f"--volumes: the slices of '{dataset.path}' have no voxel spacing or original size in its "
@@ -92,7 +104,7 @@ def evaluate_trained(model_path, data, cases, out, batch_size=4, volumes=False):
     return (result, summary) if volumes else result
 
 
-def _at_label_size(predictor, dataset, cases, images, masks, label_masks):
+def _at_label_size(predictor, dataset, cases, images: ArrayLike, masks: ArrayLike, label_masks):
     """`(images, masks, predictions)` at the label images' own size: the source photographs (or the slices
     resized back where they are gone), the original masks, and the predictions restored to that size."""
     from keras_focal.data_prep.slicing import resize_image
@@ -112,7 +124,7 @@ def _at_label_size(predictor, dataset, cases, images, masks, label_masks):
     return shown, [truth for _, truth in pairs], [prediction for prediction, _ in pairs]
 
 
-def _source_photograph(path, shape):
+def _source_photograph(path: str, shape):
     """The photograph a slice was made from, when it is still there at the labels' size; else None."""
     from PIL import Image
 

@@ -9,11 +9,14 @@ volume both exist; a re-run skips finished cases and redoes interrupted
 ones (`run_prediction`).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import errno
 import json
 import os
 import shutil
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +35,10 @@ from keras_focal.inference.cases import check_input_case, find_input_cases, read
 from keras_focal.inference.predictor import POSTPROCESS_MODES, TTA_MODES
 from keras_focal.inference.prepared_cases import check_auto_postprocessing, decide_postprocessing
 from keras_focal.reporting.tables import volume_summary_markdown
+
+if TYPE_CHECKING:
+    from keras_focal.inference.cases import InputCase
+    from keras_focal.inference.predictor import Predictor
 
 OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")
 
@@ -66,7 +73,7 @@ class PredictionRequest:
     force: bool = False
     quiet: bool = False
 
-    def check(self):
+    def check(self) -> None:
         """Raises ValueError naming the option unless the request can be planned (before any model loads)."""
         for name, value, allowed in (("tta", self.tta, TTA_MODES), ("postprocess", self.postprocess, POSTPROCESS_MODES),
                                      ("output_format", self.output_format, OUTPUT_FORMATS)):
@@ -80,13 +87,13 @@ class PredictionRequest:
         if not os.path.exists(self.input):  # the commonest mistake, before the models load
             raise ValueError(f"the input '{self.input}' does not exist.")
 
-    def label_path(self, case):
+    def label_path(self, case: InputCase) -> str:
         return os.path.join(os.path.abspath(self.out), f"{case.name}.{self.output_format}")
 
-    def probabilities_path(self, case):
+    def probabilities_path(self, case: InputCase) -> str:
         return os.path.join(os.path.abspath(self.out), f"{case.name}_probabilities.{self.output_format}")
 
-    def record_path(self, case):
+    def record_path(self, case: InputCase) -> str:
         return os.path.join(os.path.abspath(self.out), "cases", f"{case.name}.json")
 
 
@@ -104,11 +111,11 @@ class PredictionPlan:
     notes: list
 
     @property
-    def out(self):
+    def out(self) -> str:
         return os.path.abspath(self.request.out)
 
 
-def predict_files(request, predictor):
+def predict_files(request: PredictionRequest, predictor: Predictor) -> int:
     """Pre-flight, then prediction of every pending case (`plan_prediction`, `run_prediction`); returns 0, or 1 when a case failed.
 
     Raises:
@@ -121,7 +128,7 @@ def predict_files(request, predictor):
     return run_prediction(plan)
 
 
-def plan_prediction(request, predictor):
+def plan_prediction(request: PredictionRequest, predictor: Predictor) -> PredictionPlan:
     """`predict`'s pre-flight; raises ValueError (bad input) naming the file or option, writes nothing."""
     if (request.tta, request.batch_size) != (predictor.tta, predictor.batch_size):
         raise ValueError(f"the request's tta and batch size ({request.tta!r}, {request.batch_size}) differ from the "
@@ -205,7 +212,7 @@ def _find_truths(request, cases, table):
     return truths
 
 
-def _read_record(path):
+def _read_record(path: str):
     try:
         with open(path) as stream:
             return json.load(stream)
@@ -213,7 +220,7 @@ def _read_record(path):
         return None
 
 
-def run_prediction(plan):
+def run_prediction(plan: PredictionPlan) -> int:
     """Predicts the plan's pending cases under a lock on OUT; prints a summary and returns 0, or 1 when a case failed."""
     try:
         with FolderLock(plan.out):

@@ -25,19 +25,35 @@ notebooks predict through the same object (`Predictor.labelled_pairs`,
 `Predictor.predict_slices`, `keras_focal.inference.prepared_cases`).
 """
 
+from __future__ import annotations
+
+import os
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keras_focal.data_prep.slicing import labels_of, restore_probabilities
 from keras_focal.inference.trained import check_ensemble, load_trained_model, model_paths
+from keras_focal.types import Array, ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    from keras_focal.data_prep.prepared import PreparedDataset
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_focal.data_prep.examples import Examples
+    from keras_focal.data_prep.volume import Volume
+    from keras_focal.inference.trained import PredictionSettings, TrainedModel
 
 # Post-processing modes of `keras-focal predict --postprocess`.
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
 TTA_MODES = ("none", "flip")
 
 
-def network_input(images):
+def network_input(images: ArrayLike) -> Array:
     """uint8 slices `(n, S, S)` or `(n, S, S, C)` -> the float32 network input, as the trainer's pipeline makes it."""
     from keras_focal.data_prep.examples import normalize
 
@@ -80,7 +96,7 @@ class Predictor:
     >>> labels, probabilities, notes = predictor.predict_volume(volume)  # doctest: +SKIP
     """
 
-    def __init__(self, models, *, batch_size=8, tta="none"):
+    def __init__(self, models: Sequence[TrainedModel | keras.Model], *, batch_size: int = 8, tta: str = "none") -> None:
         models = list(models)
         if not models:
             raise ValueError("`models` must hold at least one model. Received: models=[]")
@@ -96,29 +112,35 @@ class Predictor:
         self.tta = tta
 
     @classmethod
-    def from_files(cls, paths, *, data=None, dataset=None, batch_size=8, tta="none"):
+    def from_files(
+        cls, paths: Sequence[PathLike], *, data: PathLike | None = None, dataset: PreparedDataset | None = None,
+        batch_size: int = 8, tta: str = "none",
+    ) -> Predictor:
         """The models in `paths` (`.keras` files), each with its training data's settings (`load_trained_model`)."""
         return cls([load_trained_model(path, data, dataset) for path in paths], batch_size=batch_size, tta=tta)
 
     @classmethod
-    def from_runs(cls, run_dirs, *, checkpoint=None, data=None, batch_size=8, tta="none"):
+    def from_runs(
+        cls, run_dirs: Sequence[PathLike], *, checkpoint: str | None = None, data: PathLike | None = None,
+        batch_size: int = 8, tta: str = "none",
+    ) -> Predictor:
         """The evaluated model of each run folder (`checkpoint` "best"/"last" overrides)."""
         return cls.from_files(model_paths(runs=run_dirs, checkpoint=checkpoint), data=data, batch_size=batch_size, tta=tta)
 
     @classmethod
-    def from_comparison(cls, folder, *, loss=None, optimizer=None, network=None, checkpoint=None, data=None,
-                        batch_size=8, tta="none"):
+    def from_comparison(cls, folder: PathLike, *, loss: str | None = None, optimizer: str | None = None, network: str | None = None, checkpoint: str | None = None, data: PathLike | None = None,
+                        batch_size: int = 8, tta: str = "none") -> Predictor:
         """Every fold's (and seed's) model of one loss, optimiser and network of a comparison folder."""
         paths = model_paths(comparison=folder, loss=loss, optimizer=optimizer, network=network, checkpoint=checkpoint)
         return cls.from_files(paths, data=data, batch_size=batch_size, tta=tta)
 
     @property
-    def settings(self):
+    def settings(self) -> PredictionSettings | None:
         """The `PredictionSettings` the models share (None for Keras models given without them)."""
         return getattr(self.models[0], "settings", None)
 
     @property
-    def keras_models(self):
+    def keras_models(self) -> list[keras.Model]:
         return [getattr(m, "model", m) for m in self.models]
 
     # --- slices -------------------------------------------------------------------------
@@ -137,7 +159,7 @@ class Predictor:
             return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
         return _as_probabilities(model, np.concatenate(outputs))
 
-    def slice_probabilities(self, images):
+    def slice_probabilities(self, images: ArrayLike) -> Array:
         """Class probabilities `(n, S, S, classes)` of uint8 network slices, averaged over the models and the TTA flips.
 
         `tta="flip"` adds the left-right flip (the trainer's `--augment` flip):
@@ -146,7 +168,7 @@ class Predictor:
         prediction. Every model sees the same batches.
         """
         inputs = network_input(images)
-        total = None
+        total: Array | None = None
         count = 0
         for model in self.keras_models:
             views = [(inputs, False)] + ([(inputs[:, :, ::-1], True)] if self.tta == "flip" else [])
@@ -156,13 +178,16 @@ class Predictor:
                     probabilities = probabilities[:, :, ::-1]
                 total = probabilities if total is None else total + probabilities
                 count += 1
+        assert total is not None  # at least one model, checked when the predictor was built
         return total / count
 
-    def predict_slices(self, images):
+    def predict_slices(self, images: ArrayLike) -> Array:
         """Arg-max label maps `(n, S, S)` uint8 of uint8 network slices `(n, S, S[, C])`."""
         return labels_of(self.slice_probabilities(images))
 
-    def labelled_pairs(self, examples, label_masks=None, keep_aspect=False):
+    def labelled_pairs(
+        self, examples: Examples, label_masks: Sequence[str] | None = None, keep_aspect: bool = False,
+    ) -> Iterator[tuple[Array, Array]]:
         """`(label map, mask)` uint8 pairs of `Examples`, batch by batch (nothing held beyond a batch).
 
         The trainer's test scores and `evaluate` read their slices through
@@ -198,7 +223,9 @@ class Predictor:
 
     # --- volumes ------------------------------------------------------------------------
 
-    def predict_volume(self, volume, postprocess=(), timings=None):
+    def predict_volume(
+        self, volume: Volume, postprocess: Sequence[int] = (), timings: dict[str, float] | None = None,
+    ) -> tuple[Array, Array, list[str]]:
         """Labels `(z, y, x)` uint8, probabilities `(z, y, x, classes)` float32 and notes of a `Volume`, on its own grid.
 
         Its slices are prepared as `prep` prepared the models' training data
@@ -214,7 +241,7 @@ class Predictor:
         settings = self._require_settings("predict_volume")
         clock = {"last": time.perf_counter()}
 
-        def lap(phase):
+        def lap(phase) -> None:
             now = time.perf_counter()
             if timings is not None:
                 timings[phase] = timings.get(phase, 0.0) + now - clock["last"]
@@ -235,12 +262,14 @@ class Predictor:
         lap("restore")
         return labels, restored, notes
 
-    def predict_volumes(self, volumes, postprocess=()):
+    def predict_volumes(
+        self, volumes: Iterable[Volume], postprocess: Sequence[int] = (),
+    ) -> Iterator[tuple[Array, Array, list[str]]]:
         """`predict_volume` of each `Volume`, one at a time (a generator: one volume in memory at once)."""
         for volume in volumes:
             yield self.predict_volume(volume, postprocess)
 
-    def predict_files(self, input_path, out, **options):
+    def predict_files(self, input_path: PathLike, out: PathLike, **options: Any) -> int:
         """`keras-focal predict` with these models: label volumes of the cases under `input_path` written to `out`.
 
         `options`: the fields of `keras_focal.inference.files.PredictionRequest`
@@ -249,7 +278,7 @@ class Predictor:
         """
         from keras_focal.inference.files import PredictionRequest, predict_files
 
-        request = PredictionRequest(input=input_path, out=out, tta=self.tta, batch_size=self.batch_size, **options)
+        request = PredictionRequest(input=os.fspath(input_path), out=os.fspath(out), tta=self.tta, batch_size=self.batch_size, **options)
         return predict_files(request, self)
 
     def _require_settings(self, method):
@@ -260,7 +289,7 @@ class Predictor:
         return settings
 
 
-def keep_largest_components(labels, classes):
+def keep_largest_components(labels: ArrayLike, classes: Sequence[int]) -> Array:
     """Keeps, for each label in `classes`, only its largest 3-D connected component; the rest becomes 0 (background).
 
     Connectivity: face neighbours (6 in 3-D, scipy's default, as nnU-Net's
@@ -278,7 +307,9 @@ def keep_largest_components(labels, classes):
     return labels
 
 
-def restore_volume(probabilities, slice_indices, slices, height, width, keep_aspect):
+def restore_volume(
+    probabilities: ArrayLike, slice_indices: Sequence[int], slices: int, height: int, width: int, keep_aspect: bool,
+) -> Array:
     """Probabilities of the predicted slices -> `(slices, height, width, classes)` on the original grid.
 
     Slices that were not predicted (dropped by `prep --slices foreground`)

@@ -8,8 +8,12 @@ and `predict --postprocess auto` (`decide_postprocessing`) score whole
 patients.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +21,17 @@ from keras_focal.data_prep.slicing import labels_of
 from keras_focal.inference.predictor import Predictor, keep_largest_components, restore_volume
 from keras_focal.inference.trained import load_trained_model
 from keras_focal.run_folder import read_run_config, run_model_path
+from keras_focal.types import Array, ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keras_focal.data_prep.prepared import PreparedDataset
+    from keras_focal.data_prep.volume import Geometry
+    from keras_focal.inference.trained import TrainedModel
 
 
-def one_hot(masks, num_classes):
+def one_hot(masks: ArrayLike, num_classes: int) -> Array:
     """uint8 label maps -> float32 one-hot; the ignore label (and any value >= num_classes) -> all zeros."""
     return (np.asarray(masks)[..., None] == np.arange(num_classes)).astype(np.float32)
 
@@ -31,11 +43,11 @@ class CaseVolumes:
     case: str
     prediction: np.ndarray
     truth: np.ndarray
-    geometry: object  # `keras_focal.data_prep.volume.Geometry`
+    geometry: Geometry
     truth_source: str = "original"  # or "rebuilt: <why the original label volume was not used>"
 
     @property
-    def spacing_zyx(self):
+    def spacing_zyx(self) -> tuple[float, float, float]:
         return self.geometry.spacing_zyx
 
 
@@ -44,14 +56,14 @@ class _CaseLayout:
     """Where a prepared case's slices came from: their indices, the original grid, the padding mode."""
 
     indices: list
-    geometry: object
+    geometry: Geometry
     keep_aspect: bool
 
-    def restore(self, probabilities):
+    def restore(self, probabilities: ArrayLike):
         slices, height, width = self.geometry.shape
         return restore_volume(probabilities, self.indices, slices, height, width, self.keep_aspect)
 
-    def labels_of_masks(self, masks, num_classes):
+    def labels_of_masks(self, masks: ArrayLike, num_classes: int):
         """The prepared masks as a label volume on the original grid (their one-hot restored, then the arg-max)."""
         return labels_of(self.restore(one_hot(masks, num_classes)))
 
@@ -81,7 +93,7 @@ def _case_layout(dataset, case):
     return _CaseLayout(rows.slice.astype(int).tolist(), geometry, options.keep_aspect)
 
 
-def prepared_case_truth(dataset, case):
+def prepared_case_truth(dataset: PreparedDataset, case: str) -> tuple[Array, Geometry]:
     """A prepared case's masks put back on its original grid: `(labels (z, y, x) uint8, Geometry)`.
 
     The inverse of prep's slicing: each mask's one-hot is resized linearly
@@ -98,7 +110,7 @@ TRUTH_ORIGINAL = "original"
 TRUTH_REBUILT = "rebuilt"
 
 
-def original_case_truth(dataset, case, geometry):
+def original_case_truth(dataset: PreparedDataset, case: str, geometry: Geometry) -> tuple[Array | None, str | None]:
     """`(labels, why_not)`: a prepared case's original label volume as class indices on `geometry`, or why there is none.
 
     The manifest's `source_mask` names it: a volume file or a DICOM folder,
@@ -127,7 +139,7 @@ def original_case_truth(dataset, case, geometry):
         return None, str(error)
 
 
-def prepared_case_volumes(predictor, dataset, case):
+def prepared_case_volumes(predictor: Predictor, dataset: PreparedDataset, case: str) -> CaseVolumes:
     """Predicts the PNG slices of a prepared `case` with a `Predictor` and puts its prediction and its truth on the original grid.
 
     The manifest gives the slice indices and the spacing, the case's record
@@ -150,7 +162,9 @@ def prepared_case_volumes(predictor, dataset, case):
     return CaseVolumes(case, labels_of(predicted), truth, layout.geometry, source)
 
 
-def score_prepared_cases(predictor, dataset, cases, postprocess=()):
+def score_prepared_cases(
+    predictor: Predictor, dataset: PreparedDataset, cases: Sequence[str], postprocess: Sequence[int] = (),
+) -> list[dict]:
     """`volume_metrics` rows (with `case` and `truth`, which truth scored it) of each prepared case on its original grid.
 
     `postprocess`: labels whose largest component is kept before scoring.
@@ -166,7 +180,9 @@ def score_prepared_cases(predictor, dataset, cases, postprocess=()):
     return rows
 
 
-def run_volume_metrics(run_dir, batch_size=8, dataset=None):
+def run_volume_metrics(
+    run_dir: PathLike, batch_size: int = 8, dataset: PreparedDataset | None = None,
+) -> pd.DataFrame | None:
     """Per-patient 3-D metrics of a finished run's test cases, with the model its 2-D scores are of.
 
     `dataset`: the run's `PreparedDataset` when the caller has read it (a comparison reads it once).
@@ -198,7 +214,7 @@ def run_volume_metrics(run_dir, batch_size=8, dataset=None):
     return table
 
 
-def check_auto_postprocessing(models):
+def check_auto_postprocessing(models: Sequence[TrainedModel]) -> None:
     """Raises ValueError unless some model has validation cases to decide the post-processing on."""
     if not any(m.validation_cases for m in models):
         raise ValueError(
@@ -209,7 +225,7 @@ def check_auto_postprocessing(models):
         )
 
 
-def decide_postprocessing(predictor):
+def decide_postprocessing(predictor: Predictor) -> dict:
     """nnU-Net's choice, per foreground class: keep only its largest component when that raises the validation cases' mean 3-D Dice.
 
     Each model is scored on its own run's validation cases (an ensemble's
@@ -254,7 +270,7 @@ def decide_postprocessing(predictor):
     return {"classes": kept_labels, "per_class": per_class}
 
 
-def _dice(prediction, truth, label):
+def _dice(prediction: ArrayLike, truth: ArrayLike, label):
     from keras_focal.evaluation import dice_of_masks
 
     return dice_of_masks(prediction == label, truth == label)

@@ -7,11 +7,23 @@ folder it lies in or given as `data`. `model_paths` turns the ways of naming
 models (files, run folders, a comparison's runs of one loss) into files.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from keras_focal.data_prep.dataset import PrepOptions
+from keras_focal.data_prep.labels import LabelTable
 from keras_focal.run_folder import CONFIG, path_of, read_comparison_results, read_run_config, run_model_path
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_focal.data_prep.prepared import PreparedDataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,24 +40,24 @@ class PredictionSettings:
             source's label volumes, which predicted volumes are written with).
     """
 
-    options: object
+    options: PrepOptions
     source: str
     class_names: tuple
     channels: int
     data: str
-    labels: object = None
+    labels: LabelTable | None = None
 
     @classmethod
-    def from_dataset(cls, dataset):
+    def from_dataset(cls, dataset: PreparedDataset) -> PredictionSettings:
         source, options = dataset.preparation()
         return cls(options, source, tuple(dataset.class_names), int(dataset.image_shape()[2]), dataset.path, dataset.labels)
 
-    def same_preparation(self, other):
+    def same_preparation(self, other: PredictionSettings) -> bool:
         """True when slices prepared for one are prepared for the other (the data folder may differ)."""
         return ((self.options, self.class_names, self.channels, self.labels)
                 == (other.options, other.class_names, other.channels, other.labels))
 
-    def describe(self):
+    def describe(self) -> str:
         o = self.options
         return (f"{o.size}x{o.size} slices{' padded to a square' if o.keep_aspect else ''}, percentiles "
                 f"{o.percentiles[0]:g}-{o.percentiles[1]:g}, {self.channels} channel(s), classes {list(self.class_names)}")
@@ -63,20 +75,20 @@ class TrainedModel:
     """
 
     path: str
-    model: object
+    model: keras.Model
     settings: PredictionSettings
     run: dict | None = None
 
     @property
-    def augmented(self):
+    def augmented(self) -> bool:
         """Whether the network was trained with the trainer's random left-right flips."""
         return bool(self.run and self.run.get("augment"))
 
     @property
-    def validation_cases(self):
+    def validation_cases(self) -> list[str]:
         return list((self.run or {}).get("validation_cases") or [])
 
-    def digest(self):
+    def digest(self) -> str:
         """SHA-256 of the model file: what a finished prediction was made with."""
         digest = hashlib.sha256()
         with open(self.path, "rb") as stream:
@@ -85,7 +97,9 @@ class TrainedModel:
         return digest.hexdigest()
 
 
-def load_trained_model(path, data=None, dataset=None):
+def load_trained_model(
+    path: PathLike, data: PathLike | None = None, dataset: PreparedDataset | None = None,
+) -> TrainedModel:
     """Loads `path` with the preparation settings of its training data.
 
     A model inside a run folder finds its data set through the run's
@@ -97,6 +111,7 @@ def load_trained_model(path, data=None, dataset=None):
         ValueError: the file is missing or damaged, the settings cannot be
             found, or the model does not fit them (input size, channels, classes).
     """
+    path = os.fspath(path)
     import keras_focal
     from keras_focal.data_prep.prepared import PreparedDataset
 
@@ -113,7 +128,7 @@ def load_trained_model(path, data=None, dataset=None):
             f"'{path}' is not inside a run folder, so the preparation of its training data is unknown: "
             "give --data PREP_DIR, the data set it was trained on (its prep.json holds the slice size and intensity settings)."
         )
-    data = data or run["data"]
+    data = data or (run or {})["data"]
     if not os.path.isdir(data):
         raise ValueError(f"the training data set '{data}' of '{path}' is not there (moved?): give --data PREP_DIR.")
     settings = PredictionSettings.from_dataset(dataset if dataset is not None else PreparedDataset(data))
@@ -122,7 +137,7 @@ def load_trained_model(path, data=None, dataset=None):
     return TrainedModel(os.path.abspath(path), model, settings, run)
 
 
-def check_model_settings(model, settings, name):
+def check_model_settings(model: keras.Model, settings: PredictionSettings, name: str) -> None:
     """Raises ValueError unless `model` takes the settings' slices and scores their classes."""
     size, channels = settings.options.size, settings.channels
     model_input, model_output = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
@@ -136,7 +151,7 @@ def check_model_settings(model, settings, name):
         raise ValueError(f"'{name}' does not fit the data set '{settings.data}': " + "; ".join(problems) + ".")
 
 
-def check_ensemble(models):
+def check_ensemble(models: Sequence[TrainedModel]) -> None:
     """Raises ValueError naming the first pair of models whose inputs, classes or preparation differ."""
     first = models[0]
     for other in models[1:]:
@@ -150,7 +165,11 @@ def check_ensemble(models):
             )
 
 
-def model_paths(models=(), runs=(), comparison=None, *, loss=None, optimizer=None, network=None, checkpoint=None):
+def model_paths(
+    models: Sequence[PathLike] = (), runs: Sequence[PathLike] = (), comparison: PathLike | None = None, *,
+    loss: str | None = None, optimizer: str | None = None, network: str | None = None,
+    checkpoint: str | None = None,
+) -> list[str]:
     """The model files named by `models` (files), `runs` (run folders) and `comparison` (a comparison folder), in order.
 
     A run gives its evaluated model (`checkpoint` "best"/"last" overrides);
@@ -170,10 +189,13 @@ def model_paths(models=(), runs=(), comparison=None, *, loss=None, optimizer=Non
         raise ValueError("--loss, --optimizer and --network choose models of a comparison: give --compare RESULTS_DIR.")
     if not paths:
         raise ValueError("give the models: --model M.keras (repeatable), --run RUN_DIR or --compare RESULTS_DIR --loss LOSS.")
-    return paths
+    return [os.fspath(path) for path in paths]
 
 
-def comparison_model_paths(folder, *, loss=None, optimizer=None, network=None, checkpoint=None):
+def comparison_model_paths(
+    folder: PathLike, *, loss: str | None = None, optimizer: str | None = None, network: str | None = None,
+    checkpoint: str | None = None,
+) -> list[str]:
     """The model files of a comparison's runs (every fold and seed) of one loss, optimiser and network."""
     table = read_comparison_results(folder)
     for column, value in (("loss", loss), ("optimizer", optimizer), ("model", network)):

@@ -1,8 +1,14 @@
 """The Adaptive Class Weight (ACW) layer of ADFL."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
+
+from keras_focal.types import ArrayLike, TensorLike
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -39,7 +45,10 @@ class AdaptiveClassWeight(keras.layers.Layer):
     [[0.25, 0.75]]
     """
 
-    def __init__(self, initial_weights=None, axis=-1, weight_constraint=None, **kwargs):
+    def __init__(
+        self, initial_weights: ArrayLike | None = None, axis: int = -1, weight_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if initial_weights is not None:
             array = np.asarray(initial_weights, dtype="float64")
@@ -54,7 +63,7 @@ class AdaptiveClassWeight(keras.layers.Layer):
         self.weight_constraint = keras.constraints.get(weight_constraint)
         self.supports_masking = True
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         num_classes = input_shape[self.axis]
         if num_classes is None:
             raise ValueError(
@@ -82,14 +91,14 @@ class AdaptiveClassWeight(keras.layers.Layer):
         self._broadcast_shape = [1] * len(input_shape)
         self._broadcast_shape[self.axis] = num_classes
 
-    def call(self, inputs):
+    def call(self, inputs: TensorLike) -> TensorLike:
         weights = ops.cast(self.class_weights, inputs.dtype)
         return inputs * ops.reshape(weights, self._broadcast_shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {

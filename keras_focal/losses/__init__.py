@@ -37,6 +37,11 @@ be inspected, so validate masks in the input pipeline
 (`keras_focal.data_prep` does).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from keras_focal.losses.combined import CombinedLoss
 from keras_focal.losses.cross_entropy import (
     CrossEntropy,
@@ -58,7 +63,7 @@ from keras_focal.losses.focal import (
 from keras_focal.losses.tversky import TverskyLoss, tversky_loss
 
 
-def get(identifier, **kwargs):
+def get(identifier: str | dict | Callable, **kwargs: Any) -> Callable:
     """A loss from a name, a serialised config or a loss itself, as `keras.losses.get` takes them.
 
     - a `keras.losses.Loss` or any other callable is returned as it is;

@@ -11,8 +11,10 @@ From logits (given, or recovered from a Keras softmax output) every label form
 goes through `keras_focal.losses._softmax`: integer maps become one-hot labels
 and all forms share one exact cross-entropy graph. Probabilities that cannot be
 mapped back to logits are clipped as Keras clips them and use the per-class
-formulas of `_ProbabilityPrediction`.
+formulas of `ProbabilityPrediction`.
 """
+
+from __future__ import annotations
 
 import typing
 
@@ -21,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_focal.losses import _numerics, _softmax
+from keras_focal.types import TensorLike
 
 try:  # Keras's own losses mark ignored pixels the same way.
     from keras.src.backend import set_keras_mask as _set_keras_mask
@@ -28,7 +31,7 @@ except ImportError:  # pragma: no cover - exercised on other Keras versions only
     _set_keras_mask = None
 
 
-def _check_non_negative(name, value):
+def _check_non_negative(name: str, value):
     if value is None:
         return
     if not np.isfinite(value) or value < 0:
@@ -37,7 +40,7 @@ def _check_non_negative(name, value):
         )
 
 
-def _as_class_vector(name, value, allow_scalar=True):
+def _as_class_vector(name: str, value, allow_scalar: bool = True):
     """Validates a scalar or per-class vector of non-negative numbers."""
     if value is None:
         return None
@@ -67,7 +70,7 @@ def concrete_value(tensor):
         return None
 
 
-def broadcast_class_vector(vector, rank, axis):
+def broadcast_class_vector(vector, rank, axis: int):
     """Reshapes a per-class vector to broadcast along `axis` of a rank-`rank` tensor."""
     shape = [1] * rank
     shape[axis] = -1
@@ -86,13 +89,13 @@ def as_tensor(value):
     read_value = getattr(value, "read_value", None)  # tf.Variable
     return read_value() if callable(read_value) else value
 
-class _ProbabilityPrediction:
+class ProbabilityPrediction:
     """Log-probabilities of softmax outputs given as probabilities."""
 
     # Clipping to [eps, 1 - eps] breaks sum_i p_i = 1.
     sums_to_one = False
 
-    def __init__(self, probabilities, axis):
+    def __init__(self, probabilities: TensorLike, axis: int) -> None:
         self.axis = axis
         self.num_classes = probabilities.shape[axis]
         self.p = _numerics.softmax_from_probabilities(probabilities, axis)
@@ -147,10 +150,10 @@ class CategoricalLoss(keras.losses.Loss):
 
     def __init__(
         self,
-        from_logits=False,
+        from_logits: bool = False,
         axis=-1,
         ignore_class=None,
-        reduction="sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name=None,
         dtype=None,
     ):
@@ -167,10 +170,10 @@ class CategoricalLoss(keras.losses.Loss):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     # -- subclass hooks -------------------------------------------------
-    def check_num_classes(self, num_classes):
+    def check_num_classes(self, num_classes: int) -> None:
         """Raises if per-class arguments do not match `num_classes`."""
 
-    def logits_loss(self, logits, y, labels, axis):
+    def logits_loss(self, logits: TensorLike, y, labels, axis: int):
         """Per-pixel loss (keepdims) from float32 logits.
 
         Args:
@@ -184,12 +187,12 @@ class CategoricalLoss(keras.losses.Loss):
         """
         raise NotImplementedError
 
-    def dense_loss(self, y_true, prediction):
-        """Per-pixel loss (keepdims) of clipped probabilities (`_ProbabilityPrediction`) against dense labels."""
+    def dense_loss(self, y_true: TensorLike, prediction: ProbabilityPrediction):
+        """Per-pixel loss (keepdims) of clipped probabilities (`ProbabilityPrediction`) against dense labels."""
         raise NotImplementedError
 
     # -- shared logic ---------------------------------------------------
-    def _logits(self, y_pred, keras_logits):
+    def _logits(self, y_pred: TensorLike, keras_logits):
         """Float32 logits when they are available (given, or behind a Keras softmax)."""
         if self.from_logits:
             return ops.cast(y_pred, "float32")
@@ -197,7 +200,7 @@ class CategoricalLoss(keras.losses.Loss):
             return ops.cast(keras_logits, "float32")
         return None
 
-    def read_inputs(self, y_true, y_pred, min_rank=2):
+    def read_inputs(self, y_true: TensorLike, y_pred: TensorLike, min_rank = 2):
         """Validates the inputs and returns what every softmax loss starts from (`LossInputs`)."""
         keras_logits = getattr(y_pred, "_keras_logits", None)
         y_true, y_pred = as_tensor(y_true), as_tensor(y_pred)
@@ -244,7 +247,7 @@ class CategoricalLoss(keras.losses.Loss):
                 valid = ops.take(dense, [self.ignore_class], axis=axis) < 0.5
         return LossInputs(axis, num_classes, logits, probabilities, labels, dense, valid)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: TensorLike, y_pred: TensorLike):
         inputs = self.read_inputs(y_true, y_pred)
         axis, labels = inputs.axis, inputs.labels
         dense = inputs.dense if labels is None else _softmax.one_hot(labels, inputs.num_classes, axis)
@@ -252,7 +255,7 @@ class CategoricalLoss(keras.losses.Loss):
             losses = self.logits_loss(inputs.logits, dense, labels, axis)
         else:
             # Clipped probabilities: the loss's formula function, per class (integer maps as one-hot labels).
-            losses = self.dense_loss(dense, _ProbabilityPrediction(inputs.probabilities, axis))
+            losses = self.dense_loss(dense, ProbabilityPrediction(inputs.probabilities, axis))
         losses = ops.squeeze(losses, axis=axis)
         if inputs.valid is not None:
             valid = ops.squeeze(inputs.valid, axis=axis)
@@ -261,7 +264,7 @@ class CategoricalLoss(keras.losses.Loss):
                 _set_keras_mask(losses, mask=valid)
         return losses
 
-    def _is_sparse(self, y_true, y_pred, axis):
+    def _is_sparse(self, y_true: TensorLike, y_pred: TensorLike, axis: int):
         true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
         rank = len(pred_shape)
         if len(true_shape) == rank - 1:
@@ -288,7 +291,7 @@ class CategoricalLoss(keras.losses.Loss):
             )
         return sparse
 
-    def _validate_labels(self, labels, num_classes):
+    def _validate_labels(self, labels, num_classes: int):
         """Returns the valid-pixel mask (or None) and checks eager labels."""
         values = concrete_value(labels)
         if values is not None:

@@ -10,6 +10,8 @@
 - `MULTIPLIED_GAMMAS`, `power_below`: the exponents multiplied out.
 """
 
+from __future__ import annotations
+
 import math
 
 from keras import ops
@@ -17,6 +19,7 @@ from keras import ops
 from keras_focal.losses import _numerics
 from keras_focal.losses._numerics import TINY, log_floored
 from keras_focal.losses._softmax import SoftmaxStatistics, with_derivative, with_gradient
+from keras_focal.types import TensorLike
 
 
 def modulating_factor(log_one_minus_p, gamma, epsilon):
@@ -82,7 +85,7 @@ def focal_modulation(cross_entropy, gamma, epsilon):
     return with_derivative(value, cross_entropy, derivative)
 
 
-def soft_focal_loss(logits, y, axis, gamma, epsilon, class_weights=None):
+def soft_focal_loss(logits: TensorLike, y, axis: int, gamma, epsilon, class_weights = None):
     """`sum_k w_k y_k phi(-log p_k)` per pixel (keepdims), any dense labels, closed-form gradient.
 
     With `l_k = -log p_k = log S - s_k` and `dl_k/dx_j = p_j - [j = k]`, the

@@ -8,15 +8,19 @@ mapped back to logits are clipped to `[1e-7, 1 - 1e-7]`, as Keras's losses
 clip them, and use the helpers below.
 """
 
+from __future__ import annotations
+
 import numpy as np
 from keras import ops
+
+from keras_focal.types import TensorLike
 
 # Smallest positive normal float32: keeps log() and its gradient finite where
 # a complement underflows.
 TINY = float(np.finfo(np.float32).tiny)
 
 
-def clip_probabilities(probabilities):
+def clip_probabilities(probabilities: TensorLike):
     """Clip probabilities to `[eps, 1 - eps]` with Keras's fuzz factor."""
     from keras import config
 
@@ -24,7 +28,7 @@ def clip_probabilities(probabilities):
     return ops.clip(probabilities, eps, 1.0 - eps)
 
 
-def sigmoid_log_probabilities(y_pred, from_logits):
+def sigmoid_log_probabilities(y_pred: TensorLike, from_logits):
     """Returns `(log p, log(1 - p))` for sigmoid outputs or logits."""
     if from_logits:
         return ops.log_sigmoid(y_pred), ops.log_sigmoid(-y_pred)
@@ -57,7 +61,7 @@ def log_mixture(weight, log_a, log_b):
     return ops.where(weight >= 1, log_a, ops.where(weight <= 0, log_b, mixed))
 
 
-def softmax_from_probabilities(y_pred, axis):
+def softmax_from_probabilities(y_pred: TensorLike, axis: int):
     """Normalised, clipped probabilities (as Keras's categorical losses do)."""
     y_pred = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
     return clip_probabilities(y_pred)

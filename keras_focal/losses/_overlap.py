@@ -10,9 +10,12 @@ Pixels whose label is `ignore_class` add nothing to any count. Only these
 three sums over the pixels are needed: one softmax and three reductions.
 """
 
+from __future__ import annotations
+
 from keras import ops
 
 from keras_focal.losses import _base, _softmax
+from keras_focal.types import TensorLike
 
 
 class OverlapLoss(_base.CategoricalLoss):
@@ -25,16 +28,16 @@ class OverlapLoss(_base.CategoricalLoss):
 
     def __init__(
         self,
-        from_logits=False,
+        from_logits: bool = False,
         axis=-1,
-        include_background=True,
-        batch=False,
+        include_background: bool = True,
+        batch: bool = False,
         smooth=1e-5,
         ignore_class=None,
-        reduction="sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name=None,
         dtype=None,
-    ):
+    ) -> None:
         super().__init__(
             from_logits=from_logits, axis=axis, ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype
         )
@@ -43,10 +46,10 @@ class OverlapLoss(_base.CategoricalLoss):
         self.batch = bool(batch)
         self.smooth = float(smooth)
 
-    def class_losses(self, tp, predicted, labelled):
+    def class_losses(self, tp: TensorLike, predicted: TensorLike, labelled: TensorLike):
         raise NotImplementedError
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: TensorLike, y_pred: TensorLike):
         inputs = self.read_inputs(y_true, y_pred, min_rank=3)  # lists and variables become tensors there
         rank = len((inputs.logits if inputs.logits is not None else inputs.probabilities).shape)
         axis, probabilities, truth, valid = inputs.axis, inputs.probabilities, inputs.dense, inputs.valid

@@ -23,19 +23,22 @@ labels the focal loss is a sum of such functions over the classes;
 gradient as well. The focal factors themselves live there.
 """
 
+from __future__ import annotations
+
 import numpy as np
 from keras import ops
 
 from keras_focal.losses._numerics import TINY, log_floored
+from keras_focal.types import TensorLike
 
 
-def one_hot(labels, num_classes, axis):
+def one_hot(labels, num_classes: int, axis: int):
     """Float32 one-hot labels from int32 class indices with a size-1 class axis."""
     class_ids = class_indices(num_classes, len(labels.shape), axis)
     return ops.cast(ops.equal(class_ids, labels), "float32")
 
 
-def labels_are_one_hot(y, axis):
+def labels_are_one_hot(y, axis: int):
     """Scalar boolean: every pixel of the dense labels `y` is one-hot.
 
     `sum_k y_k = 1`, `sum_k y_k^2 = 1` and `y >= 0` hold together exactly for
@@ -84,7 +87,7 @@ class SoftmaxStatistics:
             without the complements; default: `complements`.
     """
 
-    def __init__(self, logits, y, axis, hard, complements=False, arg_max_frame=None):
+    def __init__(self, logits: TensorLike, y, axis: int, hard, complements: bool = False, arg_max_frame=None) -> None:
         self.axis, self.y = axis, y
         self._label_logit = None
         self.label_sum = 1.0 if hard else self._sum(y)
@@ -208,7 +211,7 @@ class SoftmaxStatistics:
         return ops.where(self.shifted >= 0, top, 1.0 - p)
 
 
-def argmax_mask(logits, axis):
+def argmax_mask(logits: TensorLike, axis: int):
     """Boolean mask of one arg-max per pixel (the first of tied maxima), from an integer index.
 
     The one place where "which class is the largest" is decided: every
@@ -220,7 +223,7 @@ def argmax_mask(logits, axis):
     return ops.equal(class_indices(num_classes, len(logits.shape), axis), ops.cast(index, "int32"))
 
 
-def class_indices(num_classes, rank, axis):
+def class_indices(num_classes: int, rank, axis: int):
     """int32 `[0, ..., num_classes - 1]` along `axis` of a rank-`rank` tensor."""
     return ops.reshape(
         ops.arange(num_classes, dtype="int32"),
@@ -228,7 +231,7 @@ def class_indices(num_classes, rank, axis):
     )
 
 
-def class_max(x, axis):
+def class_max(x, axis: int):
     """`max` over the class axis (kept) that also takes an empty batch.
 
     Keras's eager TensorFlow `max` refuses empty tensors; the `initial`
@@ -237,13 +240,13 @@ def class_max(x, axis):
     return ops.max(x, axis=axis, keepdims=True, initial=-np.inf)
 
 
-def second_largest(shifted, below_max, axis):
+def second_largest(shifted: TensorLike, below_max: TensorLike, axis: int):
     """The largest shifted logit below the maximum (0 where every class is tied)."""
     second = class_max(ops.where(below_max, shifted, -np.inf), axis)
     return ops.where(ops.isfinite(second), second, 0.0)
 
 
-def second_frame(shifted, below_max, axis, constant_frame=False):
+def second_frame(shifted: TensorLike, below_max: TensorLike, axis: int, constant_frame: bool = False):
     """The classes below the maximum in the frame of the second-largest logit: `(m2, exp(s - m2), sum)`.
 
     `m2` is the second-largest shifted logit (`second_largest`), so the sum
@@ -261,7 +264,7 @@ def second_frame(shifted, below_max, axis, constant_frame=False):
     return second, relative, ops.sum(relative, axis=axis, keepdims=True)
 
 
-def second_frame_log_sum(shifted, below_max, axis):
+def second_frame_log_sum(shifted: TensorLike, below_max: TensorLike, axis: int):
     """`(m2, log sum_k exp(s_k - m2))` over the classes below the maximum (see `second_frame`)."""
     second, _, total = second_frame(shifted, below_max, axis)
     return second, ops.log(ops.maximum(total, TINY))
@@ -304,7 +307,7 @@ def with_derivative(value, argument, derivative):
     return _attach_derivative(argument, ops.stop_gradient(value), derivative)
 
 
-def with_gradient(value, logits, gradient, axis):
+def with_gradient(value, logits: TensorLike, gradient, axis: int):
     """Per-pixel `value` (keepdims) whose gradient with respect to `logits` is `gradient`.
 
     The vector form of `with_derivative`: the upstream gradient of each

@@ -1,7 +1,13 @@
 """A weighted sum of losses (e.g. nnU-Net's Dice + cross-entropy)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 import numpy as np
+
+from keras_focal.types import TensorLike
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -36,7 +42,10 @@ class CombinedLoss(keras.losses.Loss):
     ['cross_entropy', 'dice_loss']
     """
 
-    def __init__(self, losses, weights=None, reduction="sum_over_batch_size", name="combined_loss", dtype=None):
+    def __init__(
+        self, losses: Sequence[keras.losses.Loss], weights: Sequence[float] | None = None,
+        reduction: str | None = "sum_over_batch_size", name: str = "combined_loss", dtype: str | None = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if not isinstance(losses, (list, tuple)) or not losses:
             raise ValueError(f"`losses` must be a non-empty list of Keras losses. Received: losses={losses!r}")
@@ -44,12 +53,10 @@ class CombinedLoss(keras.losses.Loss):
         for part in parts:
             if not isinstance(part, keras.losses.Loss):
                 raise ValueError(f"every entry of `losses` must be a keras.losses.Loss. Received: {part!r}")
-        if weights is None:
-            weights = [1.0] * len(parts)
-        weights = np.asarray(weights, dtype="float64")
-        if weights.shape != (len(parts),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        checked = np.asarray([1.0] * len(parts) if weights is None else weights, dtype="float64")
+        if checked.shape != (len(parts),) or not np.all(np.isfinite(checked)) or np.any(checked < 0):
             raise ValueError(
-                f"`weights` must have one finite weight >= 0 per loss ({len(parts)}). Received: weights={weights.tolist()}"
+                f"`weights` must have one finite weight >= 0 per loss ({len(parts)}). Received: weights={checked.tolist()}"
             )
         logit_flags = {bool(getattr(part, "from_logits", False)) for part in parts if hasattr(part, "from_logits")}
         if len(logit_flags) > 1:
@@ -58,20 +65,20 @@ class CombinedLoss(keras.losses.Loss):
                 f"Received: {[(part.name, part.from_logits) for part in parts if hasattr(part, 'from_logits')]}"
             )
         self.losses = parts
-        self.weights = [float(w) for w in weights]
+        self.weights = [float(w) for w in checked]
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: TensorLike, y_pred: TensorLike) -> TensorLike:
         total = None
         for weight, part in zip(self.weights, self.losses):
             value = weight * part(y_true, y_pred)
             total = value if total is None else total + value
         return total
 
-    def part_metrics(self):
+    def part_metrics(self) -> list[keras.metrics.Metric]:
         """One `keras.metrics.MeanMetricWrapper` per part, named after it, for `model.compile(metrics=...)`."""
         return [keras.metrics.MeanMetricWrapper(fn=part, name=part.name) for part in self.losses]
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"losses": [keras.losses.serialize(part) for part in self.losses], "weights": self.weights,
                        "dtype": self.dtype})

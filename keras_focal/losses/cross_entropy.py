@@ -1,12 +1,19 @@
 """Softmax cross-entropy and weighted cross-entropy."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 from keras import ops
 
 from keras_focal.losses import _base, _softmax
+from keras_focal.types import TensorLike
 
 
-def weighted_cross_entropy_terms(y, log_p, class_weights=None, axis=-1):
+def weighted_cross_entropy_terms(
+    y: TensorLike, log_p: TensorLike, class_weights: TensorLike | None = None, axis: int = -1,
+) -> TensorLike:
     """The ADFL paper's Eq. (4) per pixel (keepdims): `-sum_i w_i y_i log p_i`.
 
     Args:
@@ -61,14 +68,14 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
 
     def __init__(
         self,
-        class_weights=None,
-        from_logits=False,
-        axis=-1,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name="weighted_cross_entropy",
-        dtype=None,
-    ):
+        class_weights: Sequence[float] | None = None,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "weighted_cross_entropy",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(
             from_logits=from_logits,
             axis=axis,
@@ -81,23 +88,23 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
             "class_weights", class_weights, allow_scalar=False
         )
 
-    def check_num_classes(self, num_classes):
+    def check_num_classes(self, num_classes: int) -> None:
         if self.class_weights is not None and len(self.class_weights) != num_classes:
             raise ValueError(
                 f"`class_weights` must have one entry per class ({num_classes}). "
                 f"Received {len(self.class_weights)} weights: {self.class_weights}"
             )
 
-    def dense_loss(self, y_true, prediction):
+    def dense_loss(self, y_true: TensorLike, prediction: _base.ProbabilityPrediction) -> TensorLike:
         return weighted_cross_entropy_terms(y_true, prediction.log_p(), self._weights(len(y_true.shape), prediction.axis),
                                       prediction.axis)
 
-    def _weights(self, rank, axis):
+    def _weights(self, rank, axis: int):
         if self.class_weights is None:
             return None
         return _base.broadcast_class_vector(self.class_weights, rank, axis)
 
-    def logits_loss(self, logits, y, labels, axis):
+    def logits_loss(self, logits: TensorLike, y: TensorLike, labels: TensorLike | None, axis: int) -> TensorLike:
         # W log S - sum_k w_k y_k s_k with W = sum_k w_k y_k: one formula for
         # one-hot and soft labels (see keras_focal.losses._softmax).
         stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=labels is not None)
@@ -110,7 +117,7 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
     def _label_weights(self, labels):
         return ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config["class_weights"] = self.class_weights
         return config
@@ -141,13 +148,13 @@ class CrossEntropy(WeightedCrossEntropy):
 
     def __init__(
         self,
-        from_logits=False,
-        axis=-1,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name="cross_entropy",
-        dtype=None,
-    ):
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "cross_entropy",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(
             class_weights=None,
             from_logits=from_logits,
@@ -158,13 +165,16 @@ class CrossEntropy(WeightedCrossEntropy):
             dtype=dtype,
         )
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.pop("class_weights")
         return config
 
 
-def weighted_cross_entropy(y_true, y_pred, class_weights=None, from_logits=False, axis=-1, ignore_class=None):
+def weighted_cross_entropy(
+    y_true: TensorLike, y_pred: TensorLike, class_weights: Sequence[float] | None = None, from_logits: bool = False,
+    axis: int = -1, ignore_class: int | None = None,
+) -> TensorLike:
     """Weighted softmax cross-entropy per pixel: Keras's functional form (`model.compile(loss=...)`).
 
     Formula (the ADFL paper's Eq. 4), per pixel: `-sum_i w_i y_i log p_i`.
@@ -185,7 +195,10 @@ def weighted_cross_entropy(y_true, y_pred, class_weights=None, from_logits=False
     return loss.call(y_true, y_pred)
 
 
-def cross_entropy(y_true, y_pred, from_logits=False, axis=-1, ignore_class=None):
+def cross_entropy(
+    y_true: TensorLike, y_pred: TensorLike, from_logits: bool = False, axis: int = -1,
+    ignore_class: int | None = None,
+) -> TensorLike:
     """Softmax cross-entropy per pixel: Keras's functional form (`model.compile(loss=cross_entropy)`).
 
     Formula: `-sum_i y_i log p_i` (the ADFL paper's Eq. 4 with `w_i = 1`), as

@@ -1,8 +1,11 @@
 """Soft Dice loss (Milletari et al., 2016; MONAI's and nnU-Net's form)."""
 
+from __future__ import annotations
+
 import keras
 
 from keras_focal.losses import _overlap
+from keras_focal.types import TensorLike
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -52,27 +55,27 @@ class DiceLoss(_overlap.OverlapLoss):
 
     def __init__(
         self,
-        from_logits=False,
-        axis=-1,
-        include_background=True,
-        batch=False,
-        smooth=1e-5,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name="dice_loss",
-        dtype=None,
-    ):
+        from_logits: bool = False,
+        axis: int = -1,
+        include_background: bool = True,
+        batch: bool = False,
+        smooth: float = 1e-5,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "dice_loss",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(
             from_logits=from_logits, axis=axis, include_background=include_background, batch=batch,
             smooth=smooth, ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
         )
 
-    def class_losses(self, tp, predicted, labelled):
+    def class_losses(self, tp: TensorLike, predicted: TensorLike, labelled: TensorLike) -> TensorLike:
         return 1.0 - (2.0 * tp + self.smooth) / (predicted + labelled + self.smooth)
 
 
-def dice_loss(y_true, y_pred, from_logits=False, axis=-1, include_background=True, batch=False, smooth=1e-5,
-              ignore_class=None):
+def dice_loss(y_true: TensorLike, y_pred: TensorLike, from_logits: bool = False, axis: int = -1, include_background: bool = True, batch: bool = False, smooth: float = 1e-5,
+              ignore_class: int | None = None) -> TensorLike:
     """Soft Dice loss per image: Keras's functional form (`model.compile(loss=dice_loss)`).
 
     Formula (Milletari et al.; MONAI's `DiceLoss`), per image `b` and class

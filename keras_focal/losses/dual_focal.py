@@ -1,9 +1,12 @@
 """Dual Focal Loss (Hossain, Paplinski and Betts), the loss half of ADFL."""
 
+from __future__ import annotations
+
 import keras
 from keras import ops
 
 from keras_focal.losses import _base, _numerics, _softmax
+from keras_focal.types import TensorLike
 
 # Above this the plain sum of the non-maximal exponentials is exact to float32
 # rounding; below it (its terms reach the subnormal range) the second-largest
@@ -11,7 +14,10 @@ from keras_focal.losses import _base, _numerics, _softmax
 _PLAIN_SUM_LIMIT = 1e-30
 
 
-def dual_focal_terms(y, log_p, log_1mp, alpha=1.0, beta=1.0, gamma=1.0, axis=-1):
+def dual_focal_terms(
+    y: TensorLike, log_p: TensorLike, log_1mp: TensorLike, alpha: float = 1.0, beta: float = 1.0,
+    gamma: float = 1.0, axis: int = -1,
+) -> TensorLike:
     """The ADFL paper's Eq. (7) per pixel (keepdims), as its MATLAB code sums it over the classes:
 
     `sum_i ( -[y_i log p_i + beta (1 - y_i) log(1 - p_i)] + alpha |y_i - p_i|^gamma )`.
@@ -30,7 +36,7 @@ def dual_focal_terms(y, log_p, log_1mp, alpha=1.0, beta=1.0, gamma=1.0, axis=-1)
     return ops.sum(terms, axis=axis, keepdims=True)
 
 
-def focal_difference_power(y, log_p, log_1mp, gamma):
+def focal_difference_power(y: TensorLike, log_p: TensorLike, log_1mp: TensorLike, gamma: float) -> TensorLike:
     """`|y - p|^gamma` per class from exact logs.
 
     `y - p = y (1 - p) - (1 - y) p` is exact for hard labels, and there
@@ -106,16 +112,16 @@ class DualFocalLoss(_base.CategoricalLoss):
 
     def __init__(
         self,
-        alpha=1.0,
-        beta=1.0,
-        gamma=1.0,
-        from_logits=False,
-        axis=-1,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name="dual_focal_loss",
-        dtype=None,
-    ):
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "dual_focal_loss",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(
             from_logits=from_logits,
             axis=axis,
@@ -128,17 +134,17 @@ class DualFocalLoss(_base.CategoricalLoss):
             _base._check_non_negative(arg_name, value)
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
 
-    def dense_loss(self, y_true, prediction):
+    def dense_loss(self, y_true: TensorLike, prediction: _base.ProbabilityPrediction) -> TensorLike:
         return dual_focal_terms(
             y_true, prediction.log_p(), prediction.log_1mp(), self.alpha, self.beta, self.gamma, prediction.axis
         )
 
-    def logits_loss(self, logits, y, labels, axis):
+    def logits_loss(self, logits: TensorLike, y: TensorLike, labels: TensorLike | None, axis: int) -> TensorLike:
         if self.gamma in (0.0, 1.0):  # the defaults: one closed form for every label form
             return self._closed_form(logits, y, labels is not None, axis)
         return self._general_loss(logits, y, labels is not None, axis)
 
-    def _closed_form(self, logits, y, hard, axis):
+    def _closed_form(self, logits: TensorLike, y, hard, axis: int):
         """The loss and its closed-form gradient for `gamma` in {0, 1}, any labels.
 
         With `p` the softmax, `Y = sum_i y_i`, `odds_k = p_k / (1 - p_k)` and
@@ -219,7 +225,7 @@ class DualFocalLoss(_base.CategoricalLoss):
             slope = slope + beta * false_slope
         return _softmax.with_gradient(loss, logits, slope, axis)
 
-    def _general_loss(self, logits, y, hard, axis):
+    def _general_loss(self, logits: TensorLike, y, hard, axis: int):
         """`gamma` not in {0, 1}, any labels: autodiff of the exact per-class formula."""
         # log(1 - p_k) for every class: the false-class term, and |y - p|^gamma of soft labels.
         complements = bool(self.beta) or (not hard and bool(self.alpha) and self.gamma != 0)
@@ -246,13 +252,16 @@ class DualFocalLoss(_base.CategoricalLoss):
             axis=axis, keepdims=True,
         )
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma})
         return config
 
 
-def dual_focal_loss(y_true, y_pred, alpha=1.0, beta=1.0, gamma=1.0, from_logits=False, axis=-1, ignore_class=None):
+def dual_focal_loss(
+    y_true: TensorLike, y_pred: TensorLike, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
+    from_logits: bool = False, axis: int = -1, ignore_class: int | None = None,
+) -> TensorLike:
     """Dual Focal Loss per pixel: Keras's functional form (`model.compile(loss=dual_focal_loss)`).
 
     Formula (the ADFL paper's Eq. 7, summed over the classes as the authors'

@@ -17,12 +17,17 @@ in that paper); it changes the loss slightly and is not needed for finiteness
 here, but is kept so that the paper's loss can be reproduced exactly.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_focal.losses import _base, _focal_terms, _numerics, _softmax
 from keras_focal.losses._focal_terms import modulating_factor
+from keras_focal.types import TensorLike
 
 
 def _validate_focal_arguments(gamma, epsilon):
@@ -31,7 +36,10 @@ def _validate_focal_arguments(gamma, epsilon):
     return float(gamma), float(epsilon)
 
 
-def binary_focal_terms(y, log_p, log_q, gamma=2.0, alpha=0.25, epsilon=0.0):
+def binary_focal_terms(
+    y: TensorLike, log_p: TensorLike, log_q: TensorLike, gamma: float = 2.0, alpha: float | None = 0.25,
+    epsilon: float = 0.0,
+) -> TensorLike:
     """Lin et al.'s sigmoid focal loss, element-wise (the stability paper's Eq. 11 with `epsilon`):
 
     `-alpha_t (1 - p_t + epsilon)^gamma [y log p + (1 - y) log(1 - p)]`, with
@@ -52,7 +60,10 @@ def binary_focal_terms(y, log_p, log_q, gamma=2.0, alpha=0.25, epsilon=0.0):
     return loss
 
 
-def categorical_focal_terms(y, log_p, log_1mp, gamma=2.0, alpha=None, epsilon=0.0, axis=-1):
+def categorical_focal_terms(
+    y: TensorLike, log_p: TensorLike, log_1mp: TensorLike, gamma: float = 2.0,
+    alpha: float | Sequence[float] | TensorLike | None = None, epsilon: float = 0.0, axis: int = -1,
+) -> TensorLike:
     """The ADFL paper's Eq. (6) per pixel (keepdims): `-sum_i alpha_i y_i (1 - p_i + epsilon)^gamma log p_i`.
 
     Args:
@@ -114,25 +125,25 @@ class BinaryFocalLoss(keras.losses.Loss):
 
     def __init__(
         self,
-        gamma=2.0,
-        alpha=0.25,
-        epsilon=0.0,
-        from_logits=False,
-        reduction="sum_over_batch_size",
-        name="binary_focal_loss",
-        dtype=None,
-    ):
+        gamma: float = 2.0,
+        alpha: float | None = 0.25,
+        epsilon: float = 0.0,
+        from_logits: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "binary_focal_loss",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.gamma, self.epsilon = _validate_focal_arguments(gamma, epsilon)
-        if alpha is not None and not (np.isscalar(alpha) and 0 <= float(alpha) <= 1):
+        if alpha is not None and not (np.isscalar(alpha) and 0 <= float(alpha) <= 1):  # type: ignore[arg-type]
             raise ValueError(
                 "`alpha` must be a number in [0, 1] or None. "
                 f"Received: alpha={alpha!r}"
             )
-        self.alpha = None if alpha is None else float(alpha)
+        self.alpha = None if alpha is None else float(alpha)  # type: ignore[arg-type]
         self.from_logits = bool(from_logits)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: TensorLike, y_pred: TensorLike) -> TensorLike:
         logits = getattr(y_pred, "_keras_logits", None)
         y_true, y_pred = _base.as_tensor(y_true), _base.as_tensor(y_pred)
         if len(y_true.shape) == len(y_pred.shape) - 1:
@@ -165,7 +176,7 @@ class BinaryFocalLoss(keras.losses.Loss):
     def _alpha_t(self, y):
         return self.alpha * y + (1.0 - self.alpha) * (1.0 - y)
 
-    def _loss_from_logits(self, y, logits):
+    def _loss_from_logits(self, y, logits: TensorLike):
         """Element-wise loss with its closed-form gradient.
 
         With `p = sigmoid(x)`, `q = 1 - p`, `B = -y log p - (1 - y) log q`
@@ -218,7 +229,7 @@ class BinaryFocalLoss(keras.losses.Loss):
             loss = loss * self._alpha_t(y)
         return loss
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {
@@ -276,16 +287,16 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
 
     def __init__(
         self,
-        gamma=2.0,
-        alpha=None,
-        epsilon=0.0,
-        from_logits=False,
-        axis=-1,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name="categorical_focal_loss",
-        dtype=None,
-    ):
+        gamma: float = 2.0,
+        alpha: float | Sequence[float] | None = None,
+        epsilon: float = 0.0,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_focal_loss",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(
             from_logits=from_logits,
             axis=axis,
@@ -297,14 +308,14 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         self.gamma, self.epsilon = _validate_focal_arguments(gamma, epsilon)
         self.alpha = _base._as_class_vector("alpha", alpha)
 
-    def check_num_classes(self, num_classes):
+    def check_num_classes(self, num_classes: int) -> None:
         if isinstance(self.alpha, list) and len(self.alpha) != num_classes:
             raise ValueError(
                 f"`alpha` must be a number or have one entry per class "
                 f"({num_classes}). Received {len(self.alpha)} entries: {self.alpha}"
             )
 
-    def dense_loss(self, y_true, prediction):
+    def dense_loss(self, y_true: TensorLike, prediction: _base.ProbabilityPrediction) -> TensorLike:
         alpha = self.alpha
         if isinstance(alpha, list):
             alpha = _base.broadcast_class_vector(alpha, len(y_true.shape), prediction.axis)
@@ -312,8 +323,8 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             y_true, prediction.log_p(), prediction.log_1mp(), self.gamma, alpha, self.epsilon, prediction.axis
         )
 
-    def logits_loss(self, logits, y, labels, axis):
-        # -log p is a cross-entropy l, and the focal loss is phi(l) = l (1 - p + eps)^gamma:
+    def logits_loss(self, logits: TensorLike, y: TensorLike, labels: TensorLike | None, axis: int) -> TensorLike:
+        # -log p is a cross-entropy l, and the focal loss is phi(l) = l (1 - p + eps)^gamma -> TensorLike:
         # per pixel for hard labels, per class (weighted by y) for soft ones.
         if labels is not None:
             return self._hard_loss(logits, y, ops.take(self._alpha_vector(), labels) if self._per_class_alpha else None, axis)
@@ -338,7 +349,7 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
     def _alpha_vector(self):
         return ops.convert_to_tensor(self.alpha, "float32")
 
-    def _hard_loss(self, logits, y, alpha_t, axis):
+    def _hard_loss(self, logits: TensorLike, y, alpha_t, axis: int):
         """One-hot `y`: `alpha_t * phi(-log p_t)`, per pixel."""
         stats = _softmax.SoftmaxStatistics(logits, y, axis, hard=True)
         loss = stats.cross_entropy()
@@ -350,7 +361,7 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             loss = loss * self.alpha
         return loss
 
-    def _soft_loss(self, logits, y, axis):
+    def _soft_loss(self, logits: TensorLike, y, axis: int):
         """Any dense `y`: `sum_i alpha_i y_i phi(-log p_i)`, with its closed-form gradient."""
         weights = None
         if self._per_class_alpha:
@@ -364,13 +375,16 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
             loss = loss * self.alpha
         return loss
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"gamma": self.gamma, "alpha": self.alpha, "epsilon": self.epsilon})
         return config
 
 
-def binary_focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, epsilon=0.0, from_logits=False):
+def binary_focal_loss(
+    y_true: TensorLike, y_pred: TensorLike, gamma: float = 2.0, alpha: float | None = 0.25, epsilon: float = 0.0,
+    from_logits: bool = False,
+) -> TensorLike:
     """Lin et al.'s sigmoid focal loss per element: Keras's functional form (`model.compile(loss=...)`).
 
     Formula (the stability paper's Eq. 11, with `epsilon`):
@@ -390,8 +404,8 @@ def binary_focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, epsilon=0.0, from_l
     return loss.call(y_true, y_pred)
 
 
-def categorical_focal_loss(y_true, y_pred, gamma=2.0, alpha=None, epsilon=0.0, from_logits=False, axis=-1,
-                           ignore_class=None):
+def categorical_focal_loss(y_true: TensorLike, y_pred: TensorLike, gamma: float = 2.0, alpha: float | Sequence[float] | None = None, epsilon: float = 0.0, from_logits: bool = False, axis: int = -1,
+                           ignore_class: int | None = None) -> TensorLike:
     """Softmax focal loss per pixel: Keras's functional form (`model.compile(loss=categorical_focal_loss)`).
 
     Formula (the ADFL paper's Eq. 6, with `epsilon`):

@@ -1,8 +1,11 @@
 """Tversky loss (Salehi et al., 2017), the Dice loss with weighted false positives and negatives."""
 
+from __future__ import annotations
+
 import keras
 
 from keras_focal.losses import _base, _overlap
+from keras_focal.types import TensorLike
 
 
 @keras.saving.register_keras_serializable(package="keras_focal")
@@ -43,18 +46,18 @@ class TverskyLoss(_overlap.OverlapLoss):
 
     def __init__(
         self,
-        alpha=0.5,
-        beta=0.5,
-        from_logits=False,
-        axis=-1,
-        include_background=True,
-        batch=False,
-        smooth=1e-5,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name="tversky_loss",
-        dtype=None,
-    ):
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        from_logits: bool = False,
+        axis: int = -1,
+        include_background: bool = True,
+        batch: bool = False,
+        smooth: float = 1e-5,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "tversky_loss",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(
             from_logits=from_logits, axis=axis, include_background=include_background, batch=batch,
             smooth=smooth, ignore_class=ignore_class, reduction=reduction, name=name, dtype=dtype,
@@ -63,20 +66,20 @@ class TverskyLoss(_overlap.OverlapLoss):
         _base._check_non_negative("beta", beta)
         self.alpha, self.beta = float(alpha), float(beta)
 
-    def class_losses(self, tp, predicted, labelled):
+    def class_losses(self, tp: TensorLike, predicted: TensorLike, labelled: TensorLike) -> TensorLike:
         false_positives = predicted - tp
         false_negatives = labelled - tp
         denominator = tp + self.alpha * false_positives + self.beta * false_negatives + self.smooth
         return 1.0 - (tp + self.smooth) / denominator
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta})
         return config
 
 
-def tversky_loss(y_true, y_pred, alpha=0.5, beta=0.5, from_logits=False, axis=-1, include_background=True, batch=False,
-                 smooth=1e-5, ignore_class=None):
+def tversky_loss(y_true: TensorLike, y_pred: TensorLike, alpha: float = 0.5, beta: float = 0.5, from_logits: bool = False, axis: int = -1, include_background: bool = True, batch: bool = False,
+                 smooth: float = 1e-5, ignore_class: int | None = None) -> TensorLike:
     """Soft Tversky loss per image: Keras's functional form (`model.compile(loss=tversky_loss)`).
 
     Formula (Salehi et al.; MONAI's `TverskyLoss`), per image and class with

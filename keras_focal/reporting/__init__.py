@@ -12,3 +12,5 @@
 Reporting computes no prediction: it lies below `keras_focal.inference` and
 `keras_focal.training`, which call it.
 """
+
+from __future__ import annotations

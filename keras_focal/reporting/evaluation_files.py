@@ -1,16 +1,29 @@
 """The files of an evaluation report: metrics tables, the confusion matrix and the best, median and worst overlays."""
 
+from __future__ import annotations
+
 import json
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from keras_focal.evaluation import summarise_volume_metrics
 from keras_focal.files import save_png_atomically, write_text_atomically
 from keras_focal.reporting.figures import confusion_matrix_figure
 from keras_focal.reporting.overlays import label_panels, overlay, with_class_key, with_key
 from keras_focal.reporting.tables import truth_sources, volume_summary_markdown
+from keras_focal.types import ArrayLike, PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keras_focal.evaluation import SegmentationMetrics
 
 
-def write_evaluation(result, rows, images, masks, predictions, out):
+def write_evaluation(
+    result: SegmentationMetrics, rows: pd.DataFrame | None, images: ArrayLike, masks: ArrayLike,
+    predictions: Sequence[ArrayLike], out: PathLike,
+) -> dict:
     """evaluation.json, class_metrics.csv, image_metrics.csv, confusion_matrix.png and best/median/worst overlays."""
 
     os.makedirs(out, exist_ok=True)
@@ -45,7 +58,7 @@ def write_evaluation(result, rows, images, masks, predictions, out):
     return written
 
 
-def write_volume_metrics(rows, out, title):
+def write_volume_metrics(rows: Sequence[dict], out: PathLike, title: str) -> str:
     """`volume_metrics.csv` (one row per case and class) and `volume_summary.md` (mean ± sample std per class) in `out`."""
     import pandas as pd
 

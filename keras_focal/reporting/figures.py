@@ -3,6 +3,10 @@
 Every axis of a value starts at zero, so that a bar's length is its value.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from keras_focal.files import save_figure_atomically
@@ -10,9 +14,19 @@ from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
 from keras_focal.optimizer_names import OPTIMIZER_LABELS
 from keras_focal.reporting.tables import HEADLINE, HEADLINE_NAME
+from keras_focal.types import ArrayLike, ClassNames, PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+
+    from keras_focal.evaluation import SegmentationMetrics
 
 
-def draw_confusion_matrix(axis, matrix, class_names, title="Confusion matrix (rows sum to 1)"):
+def draw_confusion_matrix(
+    axis: Axes, matrix: ArrayLike, class_names: ClassNames, title: str = "Confusion matrix (rows sum to 1)",
+) -> AxesImage:
     """Draws a row-normalised confusion matrix on `axis`: cells with their values, axis names, title.
 
     Returns the image, for a colour bar (`figure.colorbar(image, ...)`).
@@ -32,7 +46,7 @@ def draw_confusion_matrix(axis, matrix, class_names, title="Confusion matrix (ro
     return image
 
 
-def confusion_matrix_figure(result, path):
+def confusion_matrix_figure(result: SegmentationMetrics, path: PathLike) -> None:
     """Row-normalised confusion matrix as a PNG (rows: true class), with values, axis names and colour bar."""
     import matplotlib
 
@@ -47,7 +61,7 @@ def confusion_matrix_figure(result, path):
     save_figure_atomically(figure, path)
 
 
-def bar_plot(table, path, note=None):
+def bar_plot(table: pd.DataFrame, path: PathLike, note: str | None = None) -> None:
     """The headline per loss (bars, with the value) for each model (groups), one panel per optimiser.
 
     The top row is the pooled mIoU; where the table has rare classes
@@ -99,7 +113,7 @@ def bar_plot(table, path, note=None):
                 axis.set_title(OPTIMIZER_LABELS.get(optimizer, optimizer))
         axes[row][0].set_ylabel(label)
         axes[row][0].set_ylim(0.0, min(100.0, max(10.0, high * 1.15 + 3)))
-    figure.legend([legend[loss] for loss in all_losses], [LOSS_LABELS.get(loss, loss) for loss in all_losses],
+    figure.legend([legend[loss] for loss in all_losses], [LOSS_LABELS.get(loss, loss) for loss in all_losses],  # type: ignore[call-overload]
                   loc="center left", bbox_to_anchor=(1.0, 0.5), title="loss")
     runs = table.groupby(["model", "loss", "optimizer"]).size()
     count = f"n = {runs.min()}" if runs.min() == runs.max() else f"n = {runs.min()}–{runs.max()}"

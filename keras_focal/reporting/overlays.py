@@ -7,10 +7,18 @@ sets in which every class is foreground (street scenes). `with_key` and
 `with_class_key` add the key and a caption under a picture.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
+from keras_focal.types import Array, ArrayLike, ClassNames
 
-def overlay(image, truth, predicted, foreground, scale=None):
+
+def overlay(
+    image: ArrayLike, truth: ArrayLike, predicted: ArrayLike, foreground: Sequence[int], scale: int | None = None,
+) -> Array:
     """RGB uint8: the image with true (green) and predicted (red) foreground contours; yellow where they meet."""
     from skimage.segmentation import find_boundaries
 
@@ -37,18 +45,23 @@ OVERLAY_KEY = (((0, 220, 0), "truth"), ((230, 30, 30), "prediction"), ((255, 220
 IGNORED_COLOUR = (0, 0, 0)  # pixels of the ignore label (void) in a label map
 
 
-def class_colours(class_names):
+def class_colours(class_names: ClassNames) -> list[tuple[int, int, int]]:
     """One RGB colour per class: CamVid's own colour where the name is one of its 11 classes, else matplotlib's tab20."""
     import matplotlib
 
     from keras_focal.data_prep.camvid import CAMVID_11
 
-    table = matplotlib.colormaps["tab20"].colors
-    return [CAMVID_11[name][0] if name in CAMVID_11 else tuple(int(255 * c) for c in table[index % len(table)])
-            for index, name in enumerate(class_names)]
+    table = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]  # a ListedColormap
+    def tab20(index: int) -> tuple[int, int, int]:
+        red, green, blue = (int(255 * c) for c in table[index % len(table)][:3])
+        return red, green, blue
+
+    return [CAMVID_11[name][0] if name in CAMVID_11 else tab20(index) for index, name in enumerate(class_names)]
 
 
-def label_panels(image, truth, predicted, class_names, ignore_label=255):
+def label_panels(
+    image: ArrayLike, truth: ArrayLike, predicted: ArrayLike, class_names: ClassNames, ignore_label: int = 255,
+) -> Array:
     """RGB uint8: image | true label map | predicted label map side by side, in the colours of `class_colours`.
 
     For data sets without a background class (every class is foreground), where
@@ -91,12 +104,12 @@ def _draw_key(picture, entries, caption):
     return np.asarray(canvas)
 
 
-def with_key(picture, caption):
+def with_key(picture: ArrayLike, caption: str) -> Array:
     """`picture` (RGB uint8) above a white strip: the overlay's colour key, then `caption` (e.g. the Dice)."""
     return _draw_key(picture, OVERLAY_KEY, caption)
 
 
-def with_class_key(picture, class_names, caption):
+def with_class_key(picture: ArrayLike, class_names: ClassNames, caption: str) -> Array:
     """`label_panels`' picture above its key: each class's colour, void, then `caption`."""
     entries = list(zip(class_colours(class_names), class_names)) + [(IGNORED_COLOUR, "void (not scored)")]
     return _draw_key(picture, entries, caption)

@@ -6,14 +6,22 @@ paired: the question "is loss A better than loss B here?" is answered by the
 differences A - B over the pairs, not by overlapping error bars.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Below this many pairs no interval or test is reported: nothing can be concluded.
 MIN_PAIRS = 3
 
 
-def paired_differences(table, reference, metric="mdsc", keys=("dataset", "model", "optimizer"), label=None,
-                       pair_keys=("fold", "seed")):
+def paired_differences(table: pd.DataFrame, reference: str, metric: str = "mdsc", keys: Sequence[str] = ("dataset", "model", "optimizer"), label: str | None = None,
+                       pair_keys: Sequence[str] = ("fold", "seed")) -> pd.DataFrame:
     """One row per (data set, model, optimiser, loss other than `reference`): the paired statistics.
 
     Pairs are the runs of `reference` and of the other loss with the same
@@ -74,7 +82,7 @@ def paired_differences(table, reference, metric="mdsc", keys=("dataset", "model"
     return pd.DataFrame(rows)
 
 
-def smallest_wilcoxon_p(pairs):
+def smallest_wilcoxon_p(pairs: int) -> float:
     """The smallest two-sided p-value the exact signed-rank test can give with `pairs` pairs."""
     return 2.0 / 2**pairs
 
@@ -98,7 +106,10 @@ def _conclusion(row, reference):
 RUN_PAIRS = "the runs of the same fold and seed (same data, same initial weights)"
 
 
-def markdown(differences, reference_label, labels=None, metric_name="foreground mDSC", pairs=RUN_PAIRS, heading="##"):
+def markdown(
+    differences: pd.DataFrame, reference_label: str, labels: Mapping[str, str] | None = None,
+    metric_name: str = "foreground mDSC", pairs: str = RUN_PAIRS, heading: str = "##",
+) -> str:
     """The paired-difference tables as Markdown, one per condition; `pairs` says what a pair is."""
     labels = labels or {}
     if differences.empty:

@@ -8,6 +8,11 @@ whether a difference is more than the spread
 (`keras_focal.reporting.statistics`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from keras_focal.evaluation import VOLUME_METRICS, foreground_classes
@@ -16,12 +21,15 @@ from keras_focal.model_names import MODEL_LABELS
 from keras_focal.optimizer_names import OPTIMIZER_LABELS
 from keras_focal.reporting import statistics
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _percent(value):
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.2f}%"
 
 
-def run_summary(metrics):
+def run_summary(metrics: Mapping) -> str:
     """One line of a run's test scores, the pooled figures first: `pooled mIoU 36.80%, global accuracy ..., never predicted: Pole`."""
     never = metrics.get("never_predicted") or []
     return (f"{HEADLINE_NAME} {_percent(metrics.get(HEADLINE))}, global accuracy {_percent(metrics.get('global_accuracy'))}, "
@@ -29,7 +37,7 @@ def run_summary(metrics):
             + (f"; never predicted: {', '.join(never)}" if never else ""))
 
 
-def _mean_and_spread(values):
+def _mean_and_spread(values) -> str:
     """`"mean ± sample std (n)"` of the finite values in percent; no spread is claimed from one run."""
     values = 100 * np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
@@ -50,13 +58,14 @@ HEADLINE = "dataset_miou"
 HEADLINE_NAME = "pooled mIoU"
 
 
-def rare_classes(classes, shares):
+def rare_classes(classes: Sequence[str], shares: Mapping[str, float] | None) -> list[str]:
     """The foreground classes under `RARE_SHARE` of the labelled pixels (`shares` from `class_shares`)."""
     foreground = [classes[i] for i in foreground_classes(classes)]
-    return [c for c in foreground if c in (shares or {}) and shares[c] < RARE_SHARE] if len(foreground) > 1 else []
+    shares = shares or {}
+    return [c for c in foreground if c in shares and shares[c] < RARE_SHARE] if len(foreground) > 1 else []
 
 
-def add_rare_miou(table, shares):
+def add_rare_miou(table: pd.DataFrame, shares: Mapping[str, float] | None) -> pd.DataFrame:
     """`table` with `rare_miou`: each run's mean IoU over the rare classes (NaN where none is rare or scored)."""
     classes = [c[len("iou_"):] for c in table.columns if c.startswith("iou_")]
     rare = rare_classes(classes, shares)
@@ -66,7 +75,10 @@ def add_rare_miou(table, shares):
     return table
 
 
-def markdown_tables(table, reference=None, shares=None, title="Results", note=None):
+def markdown_tables(
+    table: pd.DataFrame, reference: str | None = None, shares: Mapping[str, float] | None = None,
+    title: str = "Results", note: str | None = None,
+) -> str:
     """The comparison's report: the pooled data-set metrics first, then per-class IoU, then per-image means.
 
     1. The headline, one table per (data set, optimiser): pooled mIoU (the
@@ -178,7 +190,7 @@ VOLUME_COLUMNS = (("dice", "Dice (%)", 100.0), ("hd95_mm", "HD95 (mm)", 1.0), ("
                   ("rvd_percent", "RVD (%)", 1.0))
 
 
-def volume_tables(volumes, reference=None):
+def volume_tables(volumes: pd.DataFrame, reference: str | None = None) -> str:
     """The per-patient 3-D table of a comparison: mean ± sample std over patients per loss and class, and paired Dice differences.
 
     `volumes`: `volume_results.csv` rows (one per run, case and foreground
@@ -267,7 +279,7 @@ def _percent_cell(value):
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
 
 
-def truth_sources(table):
+def truth_sources(table: pd.DataFrame) -> str:
     """One line saying which truth scored the cases of a `volume_metrics` table (its `truth` column)."""
     if "truth" not in table:
         return "Truth: the prepared masks rebuilt on the original grid."
@@ -284,7 +296,7 @@ def truth_sources(table):
     return "Truth: " + " and ".join(parts) + "."
 
 
-def volume_summary_markdown(summary):
+def volume_summary_markdown(summary: pd.DataFrame) -> str:
     """`summarise_volume_metrics` as a Markdown table: mean ± sample std (n) per class and metric."""
     labels = {"dice": "Dice (%)", "iou": "IoU (%)", "hd95_mm": "HD95 (mm)", "hd_mm": "HD (mm)", "assd_mm": "ASSD (mm)",
               "rvd_percent": "RVD (%)"}
@@ -300,7 +312,7 @@ def volume_summary_markdown(summary):
     return "\n".join(lines) + "\n"
 
 
-def mean_std_cell(mean, std, n, undefined=0, scale=1.0):
+def mean_std_cell(mean: float, std: float, n: int, undefined: int = 0, scale: float = 1.0) -> str:
     """`"mean ± std (n)"`, with `, k undefined` when some cases had no value."""
     if not n:
         text = "n/a"

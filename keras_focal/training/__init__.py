@@ -8,6 +8,8 @@
   module `keras_focal.training.comparison`).
 """
 
+from __future__ import annotations
+
 import importlib
 
 # Imported on first use, so that the command line's parser needs no Keras.
@@ -17,7 +19,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"keras_focal.training.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'keras_focal.training' has no attribute {name!r}")

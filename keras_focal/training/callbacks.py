@@ -1,5 +1,7 @@
 """Callbacks of a run: per-epoch history, resumable state, NaN recording, best checkpoint."""
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import json
@@ -7,25 +9,27 @@ import math
 import os
 import shutil
 import time
+from typing import Any
 
 import keras
 
 from keras_focal.errors import Stopped
 from keras_focal.files import replacing, save_model_atomically, write_text_atomically
+from keras_focal.types import ClassNames, PathLike
 
 
 class NaNRecorder(keras.callbacks.Callback):
     """Stops training at the first non-finite batch loss and remembers where (1-based epoch)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.nan_epoch = None
+        self.nan_epoch: int | None = None
         self._epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
             self.nan_epoch = self._epoch + 1
@@ -39,16 +43,16 @@ class HistoryWriter(keras.callbacks.Callback):
     redone after a resume appears once.
     """
 
-    def __init__(self, path, learning_rate):
+    def __init__(self, path: PathLike, learning_rate: Any) -> None:
         super().__init__()
         self.path = path
         self.learning_rate = learning_rate
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         import pandas as pd
 
         rate = self.learning_rate
@@ -76,14 +80,14 @@ class RunState(keras.callbacks.Callback):
     no second serialisation.
     """
 
-    def __init__(self, folder, recorder):
+    def __init__(self, folder: PathLike, recorder: NaNRecorder) -> None:
         super().__init__()
         self.folder = folder
         self.recorder = recorder
         self.best = None  # set by the trainer once it knows the monitored value
         self.path = os.path.join(folder, "state.json")
 
-    def load(self):
+    def load(self) -> tuple[int, str | None]:
         """`(completed epochs, weights file)` or `(0, None)`.
 
         Raises:
@@ -92,7 +96,7 @@ class RunState(keras.callbacks.Callback):
         """
         return read_state(self.folder)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         # This process wrote that file itself: no need to open it again every epoch.
         previous = read_state(self.folder, check_weights=False)[1]
         name = f"state-epoch{epoch + 1:04d}.weights.h5"
@@ -125,7 +129,7 @@ class RunStateError(ValueError):
     """A run folder's state files are damaged or missing (exit status 2)."""
 
 
-def read_state(folder, check_weights=True):
+def read_state(folder: PathLike, check_weights: bool = True) -> tuple[int, str | None]:
     """`(completed epochs, weights file)` of a run folder's `state.json`, or `(0, None)` without one.
 
     `check_weights`: also check that the weights file exists and opens as
@@ -175,21 +179,21 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     STATE = "best-state.weights.h5"
 
-    def __init__(self, path, monitor):
+    def __init__(self, path: PathLike, monitor: str) -> None:
         super().__init__()
         self.path = path
         self.monitor = monitor
         self.best = math.inf
-        self.improved_at = None
+        self.improved_at: int | None = None
         self.state_path = os.path.join(os.path.dirname(path), self.STATE)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is not None and math.isfinite(float(value)) and float(value) < self.best:
             self.best = float(value)
             self.improved_at = epoch
 
-    def keep(self, state_file):
+    def keep(self, state_file: str) -> None:
         """Makes `state_file` (complete, about to be named in `state.json`) the best epoch's state."""
         with replacing(self.state_path) as temporary:
             try:
@@ -197,7 +201,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             except OSError:  # a file system without hard links
                 shutil.copyfile(state_file, temporary)
 
-    def write_model(self, model, current_state):
+    def write_model(self, model: keras.Model, current_state: str | None) -> None:
         """Writes `best.keras` from the best epoch's state, then puts `current_state` back into `model`."""
         if not os.path.exists(self.state_path):
             return
@@ -208,7 +212,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             model.load_weights(current_state)
 
 
-def tensorboard_callbacks(log_dir, class_names):
+def tensorboard_callbacks(log_dir: PathLike, class_names: ClassNames) -> list[keras.callbacks.Callback]:
     """Keras's `TensorBoard` (train and validation scalars per epoch) plus the ACW weights.
 
     Event files go to `log_dir/train` and `log_dir/validation`, as Keras
@@ -229,11 +233,11 @@ class ClassWeightLogger(keras.callbacks.Callback):
     write nothing (no event file is created).
     """
 
-    def __init__(self, log_dir, class_names):
+    def __init__(self, log_dir: PathLike, class_names: ClassNames) -> None:
         super().__init__()
         self.log_dir = log_dir
         self.class_names = list(class_names)
-        self._writer = None
+        self._writer: Any = None  # a tf.summary writer, made at the first epoch
 
     def _layers(self):
         from keras_focal.layers import AdaptiveClassWeight
@@ -242,7 +246,7 @@ class ClassWeightLogger(keras.callbacks.Callback):
         layer = next((layer for layer in self.model.layers if layer.name == "acw"), None)
         return [layer] if isinstance(layer, AdaptiveClassWeight) else []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         layers = self._layers()
         if not layers:
             return
@@ -259,7 +263,7 @@ class ClassWeightLogger(keras.callbacks.Callback):
                     tf.summary.scalar(f"{prefix}/{name}", float(value), step=epoch)
         self._writer.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None

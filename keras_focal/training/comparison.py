@@ -4,11 +4,15 @@ Its tables and chart are `keras_focal.reporting`'s; its per-patient 3-D
 scores are `keras_focal.inference.run_volume_metrics`'.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import itertools
 import json
 import os
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -37,6 +41,12 @@ from keras_focal.training.run import (
     prepare_run,
     train_run,
 )
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keras_focal.data_prep.prepared import PreparedDataset
 
 GRID_AXES = ("models", "losses", "optimizers", "folds", "seeds")
 GRID_EXAMPLES = {"models": "[unet]", "losses": "[ce, adfl]", "optimizers": "[adam]", "folds": "[0, 1, 2]", "seeds": "[0]"}
@@ -65,7 +75,7 @@ class CompareConfig:
     seeds: list = dataclasses.field(default_factory=lambda: [0])
     run_options: dict = dataclasses.field(default_factory=dict)
     reference: str | None = None
-    lr_sweep: list | None = None
+    lr_sweep: str | list | None = None
 
     def __post_init__(self):
         """Refuses axes that are not lists, are empty, or repeat an entry (a run counted twice in n)."""
@@ -97,11 +107,11 @@ class CompareConfig:
         if self.reference is not None and not isinstance(self.reference, str):
             raise ValueError(f"`reference` must be a loss name. Received: {self.reference!r}")
 
-    def fixed_learning_rate(self):
+    def fixed_learning_rate(self) -> float:
         """The rate of the paper's fixed-rate table (`run_options`, else RunConfig's default)."""
         return float(self.run_options.get("learning_rate", RunConfig.__dataclass_fields__["learning_rate"].default))
 
-    def learning_rates(self):
+    def learning_rates(self) -> list[float]:
         """Every rate the grid trains at: the fixed one, plus the sweep's (validated)."""
         from keras_focal.training.lr_sweep import parse_rates
 
@@ -110,7 +120,7 @@ class CompareConfig:
             return [fixed]
         return sorted(set(parse_rates(self.lr_sweep)) | {fixed})
 
-    def reference_loss(self):
+    def reference_loss(self) -> str:
         """The loss of the paired comparison (validated against the grid)."""
         if self.reference is None:
             return "adfl" if "adfl" in self.losses else self.losses[0]
@@ -119,7 +129,7 @@ class CompareConfig:
         return self.reference
 
     @classmethod
-    def from_yaml(cls, path):
+    def from_yaml(cls, path: PathLike) -> CompareConfig:
         import yaml
 
         with open(path) as stream:
@@ -150,7 +160,7 @@ class CompareConfig:
         except ValueError as error:
             raise ValueError(f"'{path}': {error}") from None
 
-    def runs(self):
+    def runs(self) -> Iterator[RunConfig]:
         """The runs at the fixed rate (in grid order), then those of the other rates of the sweep."""
         fixed = self.fixed_learning_rate()
         rates = [fixed] + [rate for rate in self.learning_rates() if rate != fixed]
@@ -164,7 +174,9 @@ class CompareConfig:
                 )
 
 
-def compare(config, verbose=0, log=print, progress=False):
+def compare(
+    config: CompareConfig, verbose: int = 0, log: Callable[[str], object] = print, progress: bool = False,
+) -> pd.DataFrame:
     """Runs the grid (skipping finished runs, resuming unfinished ones) and writes the tables.
 
     Every configuration is checked before the first run trains, so a bad
@@ -191,7 +203,7 @@ def compare(config, verbose=0, log=print, progress=False):
         raise RunSetupError(str(error)) from None
 
 
-def prepare_comparison(config):
+def prepare_comparison(config: CompareConfig) -> list:
     """The pre-flight of every run of the grid (`PreparedRun`s, in grid order); writes nothing.
 
     The data set is read and its slices checked once, the strategy checked
@@ -244,7 +256,7 @@ def _progress_bar(runs, enabled):
 
 def _epoch_callback(bar, label):
     class EpochProgress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs = None) -> None:
             loss = (logs or {}).get("loss")
             bar.set_postfix_str(f"{label} epoch {epoch + 1}" + (f", loss {loss:.4f}" if loss is not None else ""))
             bar.update(1)
@@ -252,7 +264,7 @@ def _epoch_callback(bar, label):
     return EpochProgress()
 
 
-def _compare_locked(config, prepared, verbose, log, progress=False):
+def _compare_locked(config, prepared, verbose, log, progress: bool = False):
     write_text_atomically(os.path.join(config.out, "compare.json"), json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     runs = [one.config for one in prepared]
     # The runs that share starting weights (model, options, fold, seed) one after another, so
@@ -264,7 +276,7 @@ def _compare_locked(config, prepared, verbose, log, progress=False):
     import pandas as pd
 
     weights = InitialWeights()
-    rows = [None] * len(prepared)
+    rows: list = [None] * len(prepared)
     volumes = [None] * len(prepared)
     bar = _progress_bar(runs, progress)
     if not bar.disable and log is print:
@@ -327,7 +339,7 @@ def _one_run(prepared, index, count, verbose, bar, weights):
     return metrics, status
 
 
-def _row(metrics, run, out):
+def _row(metrics, run, out: str):
     keys = ("model", "dataset", "loss", "optimizer", "fold", "seed", "epochs", "epochs_run", "nan_epoch", "evaluated",
             "dataset_miou", "global_accuracy", "dataset_mdsc", "mdsc", "miou", "mean_bf_score", "scored_size")
     row = {k: metrics.get(k) for k in keys}
@@ -343,7 +355,7 @@ def _row(metrics, run, out):
     return row
 
 
-def class_shares(dataset):
+def class_shares(dataset: PreparedDataset | PathLike) -> dict[str, float]:
     """`{class name: share of the labelled pixels}` of a `PreparedDataset` (or its folder), from its `classes.json`."""
     from keras_focal.data_prep.prepared import PreparedDataset
 
@@ -353,7 +365,10 @@ def class_shares(dataset):
     return dict(zip(dataset.class_names, counts / max(counts.sum(), 1.0)))
 
 
-def write_results(rows, out, reference=None, shares=None, fixed_rate=None, volumes=None):
+def write_results(
+    rows: Sequence[dict], out: PathLike, reference: str | None = None, shares: Mapping[str, float] | None = None,
+    fixed_rate: float | None = None, volumes: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """`results.csv`, `results.md` (the paper's Tables 2-4 layout, the per-class IoU, the paired differences) and `results.png`.
 
     `volumes`: the runs' per-patient 3-D metrics (`volume_metrics` rows with

@@ -1,5 +1,7 @@
 """The settings of one training run, with MATLAB `trainingOptions` defaults."""
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import math
@@ -8,6 +10,7 @@ import os
 from keras_focal.loss_names import LOSS_NAMES, TRAINER_LOSSES
 from keras_focal.model_names import MODEL_NAMES, TRAINER_MODELS
 from keras_focal.optimizer_names import OPTIMIZER_NAMES, OPTIMIZERS
+from keras_focal.types import PathLike
 
 MODELS = TRAINER_MODELS  # one table with the builders and the reports (keras_focal.model_names)
 LOSSES = TRAINER_LOSSES  # one table with keras_focal.losses.get (keras_focal.loss_names)
@@ -23,13 +26,13 @@ _READ_BY_SOME = {"gamma", "momentum"}
 _NOT_IDENTITY = ("out", "init_dir", "input", "cache")
 
 
-def _number(config, name, allowed, in_range):
+def _number(config, name: str, allowed, in_range):
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not in_range(value):
         raise ValueError(f"`{name}` must be a finite number {allowed}. Received: {name}={value!r}")
 
 
-def _choice(value, allowed, name):
+def _choice(value, allowed, name: str):
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(str, allowed))}.")
 
@@ -145,13 +148,13 @@ class RunConfig:
             raise ValueError(f"unknown model option(s) {sorted(unknown)} for {self.model}; allowed: {', '.join(allowed)}.")
 
     @property
-    def uses_acw(self):
+    def uses_acw(self) -> bool:
         return LOSS_NAMES[self.loss].with_acw_layer
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def comparable(self):
+    def comparable(self) -> dict:
         """The run's identity: the settings that must match for a run folder to be resumed or reused.
 
         Only what the run reads: `gamma` for the losses that take it
@@ -167,7 +170,7 @@ class RunConfig:
         return settings
 
     @classmethod
-    def from_json(cls, path):
+    def from_json(cls, path: PathLike) -> RunConfig:
         with open(path) as stream:
             data = json.load(stream)
         return cls(**{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}})

@@ -7,15 +7,24 @@ source (`Examples`) and the network's input scale (`normalize`) are
 (`evaluation_dataset`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from keras_focal.data_prep.examples import normalize, process_share
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from keras_focal.data_prep.examples import Examples
 
 # --input auto streams the PNGs when the decoded training and validation images
 # and masks would take more memory than this.
 STREAM_ABOVE_BYTES = 2 * 1024**3
 
 
-def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=False, drop_remainder=False,
-                     shard=(0, 1)):
+def training_dataset(examples: Examples, batch_size: int, first_epoch: int, epochs: int, seed: int, augment: bool = False, drop_remainder: bool = False,
+                     shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Shuffled batches of `Examples` for epochs `first_epoch..epochs-1`, one after the other.
 
     Each epoch's order (and augmentation) depends only on `(seed, epoch)`,
@@ -33,7 +42,7 @@ def training_dataset(examples, batch_size, first_epoch, epochs, seed, augment=Fa
     base = examples.source()
     local_batch = batch_size // shard[1]
 
-    def epoch_batches(epoch):
+    def epoch_batches(epoch: int):
         # A Python seed per epoch: tf.data's shuffle seed must be static.
         shuffled = base.shuffle(count, seed=seed * 100003 + epoch, reshuffle_each_iteration=False).enumerate()
         shuffled = process_share(shuffled, batch_size, shard)

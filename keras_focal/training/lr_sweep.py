@@ -13,17 +13,25 @@ cases. The test scores of the chosen runs form the tuned table, reported
 beside the paper's fixed-rate one.
 """
 
+from __future__ import annotations
+
 import math
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_focal import run_folder
+from keras_focal.types import PathLike
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VALIDATION_COLUMN = "val_foreground_dice"
 
 
-def parse_rates(text):
+def parse_rates(text: str | Sequence[float]) -> list[float]:
     """`"1e-4,5e-4,2e-3"` (or a list) -> sorted distinct rates; raises ValueError naming `--lr-sweep`."""
     items = text.split(",") if isinstance(text, str) else list(text)
     rates = []
@@ -41,7 +49,7 @@ def parse_rates(text):
     return rates
 
 
-def validation_score(run_dir, evaluated, epochs_run):
+def validation_score(run_dir: PathLike, evaluated: str, epochs_run: int | None) -> float:
     """Foreground Dice on the validation cases of the model that was tested, from the run's `history.csv`.
 
     The model tested is the last one (`evaluated == "last"`) or the one with
@@ -66,7 +74,9 @@ def validation_score(run_dir, evaluated, epochs_run):
     return value if math.isfinite(value) else float("nan")
 
 
-def choose_learning_rates(table, keys=("dataset", "model", "loss", "optimizer", "fold")):
+def choose_learning_rates(
+    table: pd.DataFrame, keys: Sequence[str] = ("dataset", "model", "loss", "optimizer", "fold"),
+) -> pd.DataFrame:
     """The rate kept for each model, loss, optimiser and test fold, by validation Dice alone.
 
     Args:
@@ -94,14 +104,17 @@ def choose_learning_rates(table, keys=("dataset", "model", "loss", "optimizer", 
     return pd.DataFrame(choices)
 
 
-def tuned_runs(table, choices, keys=("dataset", "model", "loss", "optimizer", "fold")):
+def tuned_runs(
+    table: pd.DataFrame, choices: pd.DataFrame,
+    keys: Sequence[str] = ("dataset", "model", "loss", "optimizer", "fold"),
+) -> pd.DataFrame:
     """The rows of `table` trained at the chosen rate of their model, loss, optimiser and fold."""
     keys = [k for k in keys if k in table]
     chosen = table.merge(choices[keys + ["learning_rate"]], on=keys + ["learning_rate"], how="inner")
     return chosen.reset_index(drop=True)
 
 
-def markdown(choices, labels=None):
+def markdown(choices: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
     """The table of chosen rates: one row per model, loss and optimiser, one column per test fold."""
     labels = labels or {}
     folds = sorted(choices.fold.unique())

@@ -14,6 +14,8 @@ folder, removed at the end, so that it resumes from the same state and
 leaves nothing in `--out`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import os
@@ -22,6 +24,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 
 ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
@@ -37,18 +40,18 @@ class ProcessGroup:
     coordinator: str | None = None
 
     @property
-    def is_chief(self):
+    def is_chief(self) -> bool:
         return self.process_id == 0
 
 
-def _integer(name, value):
+def _integer(name: str, value):
     try:
         return int(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an integer. Received: {name}={value!r}") from None
 
 
-def from_environment(environ=os.environ):
+def from_environment(environ: Mapping[str, str] = os.environ) -> ProcessGroup:
     """The group the `KERAS_DISTRIBUTION_*` variables describe (one process when unset).
 
     Raises:
@@ -82,7 +85,7 @@ def from_environment(environ=os.environ):
     return ProcessGroup(count, process_id, addresses[0])
 
 
-def start(group, environ=os.environ):
+def start(group: ProcessGroup, environ: Mapping[str, str] = os.environ) -> None:
     """Joins the JAX process group (a no-op for one process).
 
     Must run before anything computes with JAX.
@@ -138,7 +141,7 @@ def _wait_for_coordinator(group, timeout):
 PRIVATE_PREFIX = "keras-focal-process"
 
 
-def _remove_abandoned_copies():
+def _remove_abandoned_copies() -> None:
     """Removes the private copies of processes that died without cleaning up (kill -9)."""
     pattern = re.compile(rf"^{PRIVATE_PREFIX}\d+-pid(\d+)-")
     for name in os.listdir(tempfile.gettempdir()):
@@ -147,7 +150,7 @@ def _remove_abandoned_copies():
             shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
 
 
-def _alive(pid):
+def _alive(pid) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -158,7 +161,7 @@ def _alive(pid):
 
 
 @contextlib.contextmanager
-def private_folders(group, *folders):
+def private_folders(group: ProcessGroup, *folders: str | None) -> Iterator[tuple[str | None, ...]]:
     """Yields `folders` for process 0, and private temporary copies for the others.
 
     A copy is named after its process's PID, so that a later process removes
@@ -170,7 +173,7 @@ def private_folders(group, *folders):
     _remove_abandoned_copies()
     root = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{group.process_id}-pid{os.getpid()}-")
     try:
-        copies = []
+        copies: list[str | None] = []
         for index, folder in enumerate(folders):
             if folder is None:
                 copies.append(None)

@@ -9,6 +9,8 @@ in phases: `_inputs`, `_model`, `_record`, `_fit`, `_finish`, `_test`,
 `PreparedRun` (and one `InitialWeights`) to `train_run`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import hashlib
@@ -18,6 +20,8 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -50,18 +54,28 @@ from keras_focal.training.callbacks import (
 )
 from keras_focal.training.config import RunConfig
 from keras_focal.training.data import STREAM_ABOVE_BYTES, training_dataset
+from keras_focal.types import ArrayLike, ClassNames
+
+if TYPE_CHECKING:
+    from keras_focal.evaluation import SegmentationMetrics
+    from keras_focal.training.processes import ProcessGroup
 
 
 class RunSetupError(BadInput):
     """Bad input found by a run's pre-flight, before anything is written (exit status 2; `keras_focal.errors`)."""
 
 
-def build_model(config, input_shape, num_classes, acw_weights=None):
+def build_model(
+    config: RunConfig, input_shape: tuple[int | None, ...], num_classes: int, acw_weights: ArrayLike | None = None,
+) -> keras.Model:
     """The network of `config.model` (`keras_focal.model_names`) with its `model_options`."""
     return MODEL_NAMES[config.model].build(input_shape, num_classes, acw_weights=acw_weights, **config.model_options)
 
 
-def build_loss(config, class_weights, class_names, ignore_label=IGNORE_LABEL):
+def build_loss(
+    config: RunConfig, class_weights: Sequence[float] | None, class_names: ClassNames,
+    ignore_label: int = IGNORE_LABEL,
+) -> keras.losses.Loss:
     """The loss of `config.loss` (names: `keras_focal.loss_names`; the ACW layer is the model's).
 
     The region losses leave class 0 out only when it is named "background":
@@ -90,16 +104,16 @@ def build_loss(config, class_weights, class_names, ignore_label=IGNORE_LABEL):
     return part(entry.loss_class)
 
 
-def foreground_metrics(class_names, ignore_label=IGNORE_LABEL):
+def foreground_metrics(class_names: ClassNames, ignore_label: int = IGNORE_LABEL) -> list[keras.metrics.Metric]:
     """Dice and IoU of the foreground classes, pooled over an epoch: comparable across losses, unlike the loss."""
     from keras_focal.evaluation import foreground_classes
     from keras_focal.metrics import DiceScore, IoUScore
 
-    common = {"num_classes": len(class_names), "class_ids": foreground_classes(class_names), "ignore_class": ignore_label}
-    return [DiceScore(name="foreground_dice", **common), IoUScore(name="foreground_iou", **common)]
+    classes, ids = len(class_names), foreground_classes(class_names)
+    return [DiceScore(classes, ids, ignore_label, name="foreground_dice"), IoUScore(classes, ids, ignore_label, name="foreground_iou")]
 
 
-def learning_rate_schedule(config, steps_per_epoch):
+def learning_rate_schedule(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
     """MATLAB's piecewise schedule: times `drop_factor` every `drop_period` epochs."""
     return keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate,
@@ -109,7 +123,7 @@ def learning_rate_schedule(config, steps_per_epoch):
     )
 
 
-def build_optimizer(config, schedule):
+def build_optimizer(config: RunConfig, schedule: Any) -> keras.optimizers.Optimizer:
     decay = config.weight_decay or None
     if config.optimizer == "adam":
         # MATLAB's ADAM: beta1 0.9, beta2 0.999, epsilon 1e-8.
@@ -120,7 +134,7 @@ def build_optimizer(config, schedule):
 STRATEGY_BACKENDS = {"mirrored": "tensorflow", "data-parallel": "jax"}
 
 
-def check_strategy(strategy):
+def check_strategy(strategy: str) -> ProcessGroup | None:
     """The process group, after checking that `strategy` can run on it and on this backend.
 
     Raises:
@@ -154,7 +168,7 @@ def check_strategy(strategy):
     return group
 
 
-def distribution_scope(strategy):
+def distribution_scope(strategy: str) -> Any:
     """A context in which the model is built, trained and evaluated.
 
     Under data-parallel every process feeds its own share of each global
@@ -173,7 +187,7 @@ def distribution_scope(strategy):
     return contextlib.nullcontext()
 
 
-def weights_digest(model):
+def weights_digest(model: keras.Model) -> str:
     digest = hashlib.sha256()
     for variable in model.weights:
         digest.update(variable.path.encode())
@@ -181,7 +195,7 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
-def initial_weights_path(config, input_shape, num_classes):
+def initial_weights_path(config: RunConfig, input_shape: tuple[int | None, ...], num_classes: int) -> str:
     """The file of the shared starting weights of `(model, options, input shape, classes, fold, seed)`."""
     options = hashlib.sha256(json.dumps(config.model_options, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{config.model}-{'x'.join(map(str, input_shape))}-c{num_classes}-{options}-fold{config.fold}-seed{config.seed}.weights.h5"
@@ -202,12 +216,15 @@ class InitialWeights:
     runs the runs of a set one after another.
     """
 
-    def __init__(self):
-        self._path = None
-        self._held = None
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._held: tuple | None = None
         self.builds = 0  # networks built for starting weights (one per set and process)
 
-    def model(self, config, input_shape, num_classes, acw_weights=None):
+    def model(
+        self, config: RunConfig, input_shape: tuple[int | None, ...], num_classes: int,
+        acw_weights: ArrayLike | None = None,
+    ) -> tuple[keras.Model, str]:
         """`(model, digest)`: the run's network, holding the set's starting weights (its ACW layer keeps its own)."""
         path = initial_weights_path(config, input_shape, num_classes)
         keras.utils.set_random_seed(config.seed)
@@ -226,6 +243,7 @@ class InitialWeights:
             self._path = path
             del base
         else:
+            assert self._held is not None  # set with self._path
             random.setstate(self._held[2])
             np.random.set_state(self._held[3])
         weights, digest = self._held[:2]
@@ -236,7 +254,10 @@ class InitialWeights:
         return model, digest
 
 
-def evaluate_model(model, examples, class_names, batch_size, ignore_label=IGNORE_LABEL, label_masks=None, keep_aspect=False):
+def evaluate_model(
+    model: keras.Model, examples: Examples, class_names: ClassNames, batch_size: int,
+    ignore_label: int = IGNORE_LABEL, label_masks: Sequence[str] | None = None, keep_aspect: bool = False,
+) -> SegmentationMetrics:
     """`evaluate_semantic_segmentation` of a Keras model's predictions on `Examples`.
 
     Predictions and masks are paired lazily (`Predictor.labelled_pairs`), so
@@ -310,7 +331,10 @@ class PreparedRun:
     force: bool = False
 
 
-def prepare_run(config, resume=True, force=False, dataset=None, group=None):
+def prepare_run(
+    config: RunConfig, resume: bool = True, force: bool = False, dataset: PreparedDataset | None = None,
+    group: ProcessGroup | None = None,
+) -> PreparedRun:
     """The run's pre-flight: checks everything that can be checked before training; writes nothing.
 
     The strategy, the data set (parsed here unless `dataset`, an already
@@ -348,9 +372,10 @@ def prepare_run(config, resume=True, force=False, dataset=None, group=None):
         # devices: the last, incomplete batch of each epoch is left out (with
         # one process too, so that runs on any number of processes agree).
         whole_batches = config.strategy == "data-parallel"
-        if whole_batches and config.batch_size % group.num_processes:
+        processes_count = group.num_processes if group is not None else 1
+        if whole_batches and config.batch_size % processes_count:
             raise ValueError(
-                f"--batch-size {config.batch_size} cannot be shared by {group.num_processes} processes: "
+                f"--batch-size {config.batch_size} cannot be shared by {processes_count} processes: "
                 "give a multiple of the number of processes."
             )
         if whole_batches and train_slices < config.batch_size:
@@ -420,7 +445,7 @@ def _check_existing_run(config, dataset, resume):
         raise RunSetupError(f"'{config.out}' holds an unfinished run ({done} epochs): pass --resume to continue it.")
 
 
-def _clear_run_folder(folder):
+def _clear_run_folder(folder: str) -> None:
     """Everything of a run in `folder` but its lock (train --force)."""
     for name in os.listdir(folder):
         if name in (LOCK_NAME, OWNER_NAME):
@@ -432,7 +457,10 @@ def _clear_run_folder(folder):
             os.remove(path)
 
 
-def train_run(config, resume=False, verbose=1, callbacks=(), force=False, initial_weights=None):
+def train_run(
+    config: RunConfig, resume: bool = False, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (),
+    force: bool = False, initial_weights: InitialWeights | None = None,
+) -> dict:
     """Trains and evaluates one run; returns its metrics (see `metrics.json`).
 
     `config` is a `RunConfig` (its pre-flight, `prepare_run`, runs here with
@@ -547,7 +575,7 @@ def _model(prepared, initial_weights, state_weights):
     return model, schedule, digest
 
 
-def _record(prepared, model, digest):
+def _record(prepared, model, digest) -> None:
     """`config.json`: the settings, the split, the weights and what Keras resolved."""
     config, dataset = prepared.config, prepared.dataset
     record = config.to_dict() | {

@@ -148,7 +148,8 @@ class CompareConfig:
         run_options.update({k: data.pop(k) for k in list(data) if k in known_run})
         for key, value in run_options.items():
             # YAML 1.1 reads 5e-4 (no dot) as a string: take it as the number it spells.
-            if RunConfig.__dataclass_fields__[key].type is float and isinstance(value, str):
+            # (The field's annotation is the string "float": annotations are postponed in keras_focal.training.config.)
+            if RunConfig.__dataclass_fields__[key].type in (float, "float") and isinstance(value, str):
                 try:
                     run_options[key] = float(value)
                 except ValueError:

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_focal.class_weights import inverse_frequency_weights, median_frequency_weights
+from keras_focal.data_prep.labels import LabelTable
 from keras_focal.data_prep.prepared import IGNORE_LABEL, IMAGE_FILE_SEPARATOR, ORIGINAL_MASK_COLUMN, image_files
 from keras_focal.data_prep.slicing import (
     DEFAULT_PERCENTILES,
@@ -57,6 +59,7 @@ from keras_focal.data_prep.slicing import (
     resize_mask,
     select_slices,
 )
+from keras_focal.data_prep.splits import SUBSETS, check_fold_numbers
 from keras_focal.data_prep.volume import CaseError
 from keras_focal.files import (
     FolderBusyError,
@@ -386,8 +389,6 @@ def class_summary(records: Sequence[dict], class_names: ClassNames, label_values
     `label_values`: the value of each class in the source's label volumes
     (default: the class indices), which `keras-focal predict` writes back.
     """
-    from keras_focal.class_weights import inverse_frequency_weights, median_frequency_weights
-
     pixel_count = np.sum([r["pixel_count"] for r in records], axis=0).astype(np.int64)
     image_pixel_count = np.sum([r["image_pixel_count"] for r in records], axis=0).astype(np.int64)
     present = pixel_count > 0
@@ -581,8 +582,6 @@ def prepare_dataset(cases: Sequence[Case], out: PathLike, class_names: ClassName
             file or cannot be written, a folder prepared with other settings
             (without `force`), or a folder another process is preparing.
     """
-    from keras_focal.data_prep.labels import LabelTable
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}")
     source_info = source if isinstance(source, SourceInfo) else SourceInfo(name=source)
@@ -809,8 +808,6 @@ def _write_split(out: str, slices, folds, seed: int, split, groups = None):
     ValueError when no split can be made of the finished cases.
     """
     import pandas as pd
-
-    from keras_focal.data_prep.splits import SUBSETS, check_fold_numbers
 
     if split is not None and split.subsets is not None:
         table = pd.DataFrame({

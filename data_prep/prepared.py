@@ -48,7 +48,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keras_focal.class_weights import inverse_frequency_weights
 from keras_focal.data_prep.examples import Examples, cache_name
+from keras_focal.data_prep.slicing import labels_outside
+from keras_focal.data_prep.splits import SUBSETS
+from keras_focal.files import write_json_atomically
 from keras_focal.types import Array, PathLike
 
 if TYPE_CHECKING:
@@ -204,7 +208,6 @@ def _check_each_case_once(listed, manifest_cases, path: str, role):
 def check_split(split: pd.DataFrame, manifest_cases: Iterable[str], path: PathLike) -> None:
     """Raises ValueError unless `split` (case, subset, group) lists each case of `manifest_cases` once, with train and test cases."""
     path = os.fspath(path)
-    from keras_focal.data_prep.splits import SUBSETS
 
     unknown_subsets = sorted(set(split.subset.astype(str)) - set(SUBSETS))
     if unknown_subsets:
@@ -273,6 +276,7 @@ class PreparedDataset:
     @property
     def labels(self) -> LabelTable:
         """The `LabelTable`: each class's name and the value that marks it in the source's label volumes."""
+        # Imported here: keras_focal.data_prep.labels reads this module (the ignore label, the class-name checks).
         from keras_focal.data_prep.labels import LabelTable
 
         return LabelTable(tuple(self.class_names), tuple(self.classes.get("label_values", range(self.num_classes))))
@@ -297,6 +301,7 @@ class PreparedDataset:
         `keras-focal predict` prepares a new volume with exactly these settings.
         Raises ValueError naming the file when it is missing or malformed.
         """
+        # Imported here: keras_focal.data_prep.dataset, the format's writer, imports this module.
         from keras_focal.data_prep.dataset import PrepOptions
 
         path = os.path.join(self.path, PREP)
@@ -409,8 +414,6 @@ class PreparedDataset:
 
     def class_weights(self, cases: Sequence[str]) -> list[float]:
         """Inverse pixel-frequency weights (Eq. 5) over `cases` only; absent classes get 0."""
-        from keras_focal.class_weights import inverse_frequency_weights
-
         return inverse_frequency_weights(self.pixel_counts(cases), absent="zero").tolist()
 
     def absent_classes(self, cases: Sequence[str]) -> list[str]:
@@ -480,7 +483,6 @@ class PreparedDataset:
             return
         import concurrent.futures
 
-        from keras_focal.files import write_json_atomically
 
         shape = self.image_shape()
         record_path = os.path.join(self.path, CHECKED_NAME)
@@ -534,7 +536,6 @@ class PreparedDataset:
         """What is wrong with one slice's PNGs (its image files and its mask), or None."""
         from PIL import Image
 
-        from keras_focal.data_prep.slicing import labels_outside
 
         height, width, channels = shape
         arrays, modes = {}, {}

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from keras_focal.data_prep.synthetic import _check_count, staged_folder
 from keras_focal.types import Array, ArrayLike, PathLike
 
 # One CamVid colour per drawn part (data_prep.camvid.CAMVID_11 groups them into the 11 classes).
@@ -366,8 +367,6 @@ def make_camvid_like(
     """
     from PIL import Image
     from tqdm.auto import tqdm
-
-    from keras_focal.data_prep.synthetic import _check_count, staged_folder
 
     _check_count(scenes, "scenes")
     width, height = size

@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_focal.data_prep.dataset import Case, CaseData, safe_case_name
 from keras_focal.data_prep.dicom import read_dicom_volume
+from keras_focal.data_prep.dicom_labels import find_label_object, label_object_mask
 from keras_focal.data_prep.labels import LabelTable
 from keras_focal.data_prep.slicing import normalize_intensity
 from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid, read_volume
@@ -143,8 +144,6 @@ def read_mask_volume(path: PathLike) -> Volume:
 
 def load_dicom_case(case: Case, options: PrepOptions) -> CaseData:
     """A DICOM series with its mask: a label volume on its grid, or a DICOM SEG / RTSTRUCT placed onto it."""
-    from keras_focal.data_prep.dicom_labels import find_label_object, label_object_mask
-
     image_path, mask_path, series, labels, roi_map = case.inputs
     image = read_dicom_volume(image_path, series=series)
     label_object = find_label_object(mask_path)

@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_focal.data_prep import file_checks, nifti
 from keras_focal.data_prep.errors import CaseError
+from keras_focal.files import replacing
 from keras_focal.types import ArrayLike, PathLike
 
 if TYPE_CHECKING:
@@ -115,8 +116,6 @@ def write_image_atomically(image: ArrayLike, path: PathLike) -> None:
     """
     import SimpleITK as sitk
 
-    from keras_focal.files import replacing
-
     if not str(path).lower().endswith(VOLUME_OUTPUT_FORMATS):
         raise ValueError(f"'{path}': write a volume as one of {', '.join(VOLUME_OUTPUT_FORMATS)} (a single file).")
     with replacing(str(path)) as temporary:  # the temporary name keeps the extension, which sets the format
@@ -130,8 +129,6 @@ def write_volume_like(volume: Volume, array: ArrayLike, path: PathLike, is_vecto
     sform with their codes, exactly (`nifti.write_nifti_like`). Other outputs
     carry the grid as spacing, origin and direction (SimpleITK).
     """
-    from keras_focal.files import replacing
-
     if volume.nifti_header is not None and nifti.is_nifti_path(path):
         with replacing(str(path)) as temporary:
             nifti.write_nifti_like(array, volume.nifti_header, temporary, is_vector)

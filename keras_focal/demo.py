@@ -16,6 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from keras_focal.data_prep.dataset import FoldSettings, PrepOptions, SourceInfo, prepare_dataset
+from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases
+from keras_focal.data_prep.synthetic import make_ultrasound_like
+from keras_focal.training.comparison import CompareConfig, compare
+from keras_focal.training.lr_sweep import parse_rates
+
 DEMO_CASES = 6
 DEMO_IMAGE_SIZE = 64
 DEMO_FOLDS = 3
@@ -25,8 +31,6 @@ DEMO_MODEL_OPTIONS = {"base_filters": 8, "depth": 3}
 
 def check_options(epochs: int, optimizers: Sequence[str], folds: int, lr_sweep: str | None) -> None:
     """Raises ValueError naming the option before anything is written."""
-    from keras_focal.training.lr_sweep import parse_rates
-
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"--epochs must be a positive integer. Received: {epochs!r}")
     if not optimizers or set(optimizers) - {"adam", "sgdm"}:
@@ -52,11 +56,6 @@ def run(
         lr_sweep: learning rates to tune on validation cases (e.g.
             "1e-4,5e-4,2e-3"), or None for the paper's fixed 5e-4 only.
     """
-    from keras_focal.data_prep.dataset import FoldSettings, PrepOptions, SourceInfo, prepare_dataset
-    from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_dicom_cases
-    from keras_focal.data_prep.synthetic import make_ultrasound_like
-    from keras_focal.training.comparison import CompareConfig, compare
-
     check_options(epochs, optimizers, folds, lr_sweep)
     source = os.path.join(out, "data", "trus")
     prepared = os.path.join(out, "data", "synthetic_trus" if folds == DEMO_FOLDS else f"synthetic_trus_{folds}folds")

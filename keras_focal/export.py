@@ -6,6 +6,8 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
+import keras_focal
+from keras_focal.files import check_output_folder, replacing, temporary_path
 from keras_focal.types import PathLike
 
 if TYPE_CHECKING:
@@ -37,7 +39,6 @@ def check_export(model_path: PathLike, out: PathLike, export_format: str, force:
         if missing:
             raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'keras-focal[onnx]'.")
     parent = os.path.dirname(os.path.abspath(out))
-    from keras_focal.files import check_output_folder
 
     check_output_folder(parent, "the folder of OUT")
 
@@ -74,9 +75,6 @@ def export_model(model_path: PathLike, out: PathLike, export_format: str = "save
     export is written beside `out` and renamed into place.
     """
     import numpy as np
-
-    import keras_focal
-    from keras_focal.files import replacing, temporary_path
 
     model, cast = float32_model(keras_focal.load_model(model_path))
     # Keras's ONNX export refuses a model never called (a loaded one has not been): one call on zeros.

@@ -213,3 +213,22 @@ def test_every_public_function_is_annotated():
             if missing:
                 unannotated.append(f"{module}.{name} ({', '.join(missing)})")
     assert not unannotated, f"public functions without annotations: {unannotated}"
+
+
+def test_imports_inside_functions_say_why():
+    """The command line imports the library inside its command functions (its docstring says why, once); elsewhere
+    an import of the package inside a function is there to break a cycle, and a comment above it says so."""
+    silent = []
+    for module, (path, _) in MODULES.items():
+        if module.startswith("keras_focal.cli"):
+            continue
+        lines = open(path).read().split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines), path)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("keras_focal"):
+                    above = lines[inner.lineno - 2].strip()
+                    if not above.startswith("#") and "#" not in lines[inner.end_lineno - 1]:
+                        silent.append(f"{module}:{inner.lineno} {ast.unparse(inner)}")
+    assert not silent, f"imports of the package inside functions without a reason: {silent}"

@@ -27,6 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keras_focal.files import check_output_folder, save_figure_atomically, write_json_atomically, write_text_atomically
+from keras_focal.losses import BinaryFocalLoss
+from keras_focal.models import stability_cnn, stability_unet
+from keras_focal.training.callbacks import NaNRecorder
 from keras_focal.types import Array, ArrayLike, PathLike, TensorLike
 
 if TYPE_CHECKING:
@@ -120,8 +124,6 @@ def naive_sigmoid_focal_loss(
 
 def make_loss(kind: str, gamma: float, alpha: float = 0.5) -> Callable:
     """The training loss of a study cell: "naive", "stabilised" (epsilon 1e-3) or "exact"."""
-    from keras_focal.losses import BinaryFocalLoss
-
     if kind == "naive":
         def naive(y_true: TensorLike, y_pred: TensorLike):
             return naive_sigmoid_focal_loss(y_true, y_pred, gamma, alpha)
@@ -224,8 +226,6 @@ def gradient_sweep(
     import pandas as pd
     import tensorflow as tf
 
-    from keras_focal.losses import BinaryFocalLoss
-
     logits = np.linspace(-38, 38, 153).astype(np.float32) if logits is None else np.asarray(logits, np.float32)
     rows = []
     for gamma in gammas:
@@ -258,9 +258,6 @@ def train_classifier(
     """Trains `stability_cnn` and returns the number of epochs completed before the first NaN."""
     import keras
 
-    from keras_focal.models import stability_cnn
-    from keras_focal.training.callbacks import NaNRecorder
-
     keras.utils.set_random_seed(seed)
     model = stability_cnn(images.shape[1:])
     model.compile(optimizer=keras.optimizers.SGD(settings.learning_rate, momentum=settings.momentum), loss=loss)
@@ -274,9 +271,6 @@ def train_segmenter(images: ArrayLike, masks: ArrayLike, loss: Callable, setting
     """Trains `stability_unet`; returns per-epoch losses (NaN from the first NaN on) and the NaN epoch."""
     import keras
 
-    from keras_focal.models import stability_unet
-    from keras_focal.training.callbacks import NaNRecorder
-
     keras.utils.set_random_seed(seed)
     model = stability_unet(images.shape[1:])
     model.compile(optimizer=keras.optimizers.SGD(settings.learning_rate, momentum=settings.momentum), loss=loss)
@@ -288,8 +282,6 @@ def train_segmenter(images: ArrayLike, masks: ArrayLike, loss: Callable, setting
 
 
 def _write_csv(table, path: str) -> None:
-    from keras_focal.files import write_text_atomically
-
     write_text_atomically(path, table.to_csv(index=False))
 
 
@@ -355,8 +347,6 @@ def _plt():
 
 
 def _save(figure, path: str) -> None:
-    from keras_focal.files import save_figure_atomically
-
     if figure.get_layout_engine() is None:  # a constrained layout arranges itself
         figure.tight_layout()
     save_figure_atomically(figure, path, dpi=110)
@@ -486,8 +476,6 @@ def check_study(
             other training settings, or `--data mnist` is asked for and
             MNIST is not on the machine.
     """
-    from keras_focal.files import check_output_folder
-
     check_output_folder(out, "the study folder")
     if settings.data == "mnist" and set(parts) - {"sweep"} and _local_mnist() is None:
         raise ValueError(MNIST_MISSING)
@@ -514,8 +502,6 @@ def run_study(
             (`check_study`, before anything is written).
     """
     import pandas as pd
-
-    from keras_focal.files import write_json_atomically
 
     check_study(out, settings, parts)
     os.makedirs(out, exist_ok=True)

@@ -15,7 +15,17 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from keras_focal.data_prep.volume import VOLUME_SUFFIXES, CaseError, strip_volume_suffix
+from keras_focal.data_prep.dataset import safe_case_name
+from keras_focal.data_prep.dicom import read_dicom_header, read_dicom_volume, series_files
+from keras_focal.data_prep.volume import (
+    VOLUME_SUFFIXES,
+    CaseError,
+    header_channels,
+    read_header,
+    read_volume,
+    stack_channels,
+    strip_volume_suffix,
+)
 from keras_focal.types import PathLike
 
 if TYPE_CHECKING:
@@ -49,8 +59,6 @@ _CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})$")
 
 
 def _holds_dicom(folder: str) -> bool:
-    from keras_focal.data_prep.dicom import read_dicom_header
-
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if not os.path.isfile(path) or name.startswith("."):
@@ -86,7 +94,6 @@ def find_input_cases(path: PathLike, channels: int = 1) -> list[InputCase]:
             share a name, or a case lacks one of its channel files.
     """
     path = os.fspath(path)
-    from keras_focal.data_prep.dataset import safe_case_name
 
     if os.path.isfile(path):
         return [InputCase(safe_case_name(strip_volume_suffix(os.path.basename(path))), os.path.abspath(path), "volume")]
@@ -134,8 +141,6 @@ def check_input_case(case: InputCase, series: str | None = None, channels: int =
     or one scalar file per channel.
     """
     if case.kind == "dicom":
-        from keras_focal.data_prep.dicom import read_dicom_header, series_files
-
         if channels != 1:
             raise ValueError(f"'{case.path}' is a DICOM series, one channel; the models take {channels} channels: give a "
                              "4-D volume file, or one file per channel named CASE_0000, CASE_0001...")
@@ -147,7 +152,6 @@ def check_input_case(case: InputCase, series: str | None = None, channels: int =
         except CaseError as error:
             raise ValueError(str(error)) from None
         return
-    from keras_focal.data_prep.volume import header_channels, read_header
 
     found = 0
     for path in case.inputs:
@@ -171,9 +175,6 @@ def check_input_case(case: InputCase, series: str | None = None, channels: int =
 
 def read_input_volume(case: InputCase, series: str | None = None) -> Volume:
     """The `Volume` of an input case, read by prep's readers (channel files stacked on their shared grid)."""
-    from keras_focal.data_prep.dicom import read_dicom_volume
-    from keras_focal.data_prep.volume import read_volume, stack_channels
-
     if case.channel_paths:
         names = [os.path.basename(path) for path in case.channel_paths]
         return stack_channels([read_volume(path) for path in case.channel_paths], names, f"case {case.name!r}")

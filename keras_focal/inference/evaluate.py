@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import keras_focal
 from keras_focal.data_prep.examples import Examples
 from keras_focal.data_prep.prepared import PreparedDataset
+from keras_focal.data_prep.slicing import resize_image
 from keras_focal.evaluation import evaluate_semantic_segmentation
 from keras_focal.files import FolderBusyError, FolderLock, check_output_folder, publishing_folder
 from keras_focal.inference.predictor import Predictor
@@ -65,8 +67,6 @@ def evaluate_trained(
     (`score_prepared_cases`, `write_volume_metrics`); returns `(result,
     volume summary)` then.
     """
-    import keras_focal
-
     out = os.path.abspath(out)
     check_output_folder(out, "the evaluation folder")
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
@@ -107,8 +107,6 @@ def evaluate_trained(
 def _at_label_size(predictor, dataset, cases, images: ArrayLike, masks: ArrayLike, label_masks):
     """`(images, masks, predictions)` at the label images' own size: the source photographs (or the slices
     resized back where they are gone), the original masks, and the predictions restored to that size."""
-    from keras_focal.data_prep.slicing import resize_image
-
     keep_aspect = dataset.preparation()[1].keep_aspect
     examples = Examples(images, masks, channels=images.shape[-1])
     pairs = list(predictor.labelled_pairs(examples, label_masks, keep_aspect))

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_focal.data_prep.errors import CaseError
+from keras_focal.data_prep.sources import find_mask, read_mask_volume
+from keras_focal.data_prep.volume import check_same_grid, strip_volume_suffix, write_volume_like
 from keras_focal.errors import BadInput, Stopped, checking
 from keras_focal.evaluation import foreground_classes, summarise_volume_metrics, volume_metrics
 from keras_focal.files import (
@@ -187,9 +189,6 @@ def _check_finished_case(request, case, record, record_settings):
 
 def _find_truths(request, cases, table):
     """`{case: truth path}`: every case's truth found, read whole, on its grid and holding only the models' label values."""
-    from keras_focal.data_prep.sources import find_mask, read_mask_volume
-    from keras_focal.data_prep.volume import check_same_grid, strip_volume_suffix
-
     if not os.path.isdir(request.truth):
         raise ValueError(f"--truth '{request.truth}' is not a folder.")
     truths, missing = {}, []
@@ -304,8 +303,6 @@ def _predict_locked(plan):
 
 def _predict_case(plan, case, postprocess, partial):
     """Predicts one case into `partial`, records it, then renames its volumes into OUT; returns its notes."""
-    from keras_focal.data_prep.volume import write_volume_like
-
     request = plan.request
     volume = read_input_volume(case, request.series)
     labels, probabilities, notes = plan.predictor.predict_volume(volume, postprocess)
@@ -331,9 +328,6 @@ def _predict_case(plan, case, postprocess, partial):
 
 def _case_metrics(plan, case, volume, labels):
     """`volume_metrics` rows of one case's prediction against its --truth."""
-    from keras_focal.data_prep.sources import read_mask_volume
-    from keras_focal.data_prep.volume import check_same_grid
-
     table = plan.predictor.settings.labels
     truth_path = plan.truths[case.name]
     truth = read_mask_volume(truth_path)

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keras_focal.data_prep.examples import evaluation_dataset, normalize, read_mask_png
 from keras_focal.data_prep.slicing import labels_of, restore_probabilities
+from keras_focal.data_prep.sources import volume_images
 from keras_focal.inference.trained import check_ensemble, load_trained_model, model_paths
 from keras_focal.types import Array, ArrayLike, PathLike
 
@@ -55,8 +57,6 @@ TTA_MODES = ("none", "flip")
 
 def network_input(images: ArrayLike) -> Array:
     """uint8 slices `(n, S, S)` or `(n, S, S, C)` -> the float32 network input, as the trainer's pipeline makes it."""
-    from keras_focal.data_prep.examples import normalize
-
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
@@ -200,8 +200,6 @@ class Predictor:
         mask: the scores are those of the labels as distributed, not of
         their resized copies.
         """
-        from keras_focal.data_prep.examples import evaluation_dataset, read_mask_png
-
         if len(self.models) != 1 or self.tta != "none":
             raise ValueError("`labelled_pairs` scores one network without TTA (the trainer's test scores): "
                              f"this predictor has {len(self.models)} model(s) and tta={self.tta!r}.")
@@ -236,8 +234,6 @@ class Predictor:
         seconds of each phase ("prepare", "network", "restore"), for
         `bench/predict.py`.
         """
-        from keras_focal.data_prep.sources import volume_images
-
         settings = self._require_settings("predict_volume")
         clock = {"last": time.perf_counter()}
 
@@ -276,6 +272,7 @@ class Predictor:
         (series, postprocess, probabilities, output_format, truth, force,
         quiet). Returns the exit status (0, or 1 when a case failed).
         """
+        # Imported here: keras_focal.inference.files builds on this module.
         from keras_focal.inference.files import PredictionRequest, predict_files
 
         request = PredictionRequest(input=os.fspath(input_path), out=os.fspath(out), tta=self.tta, batch_size=self.batch_size, **options)

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_focal.data_prep.prepared import PreparedDataset
 from keras_focal.data_prep.slicing import labels_of
+from keras_focal.data_prep.sources import read_mask_volume
+from keras_focal.data_prep.volume import CaseError, Geometry, Volume, check_same_grid
+from keras_focal.evaluation import dice_of_masks, foreground_classes, volume_metrics
+from keras_focal.files import write_text_atomically
 from keras_focal.inference.predictor import Predictor, keep_largest_components, restore_volume
 from keras_focal.inference.trained import load_trained_model
 from keras_focal.run_folder import read_run_config, run_model_path
@@ -69,8 +74,6 @@ class _CaseLayout:
 
 
 def _case_layout(dataset, case):
-    from keras_focal.data_prep.volume import Geometry
-
     if not dataset.has_volumes():
         raise ValueError(
             f"'{dataset.path}' cannot be rebuilt as volumes: its manifest.csv lacks a voxel spacing or an original "
@@ -119,9 +122,6 @@ def original_case_truth(dataset: PreparedDataset, case: str, geometry: Geometry)
     why, when the file is gone, is a DICOM SEG or RTSTRUCT (placed on its
     series' grid only during prep), or does not fit the recorded grid.
     """
-    from keras_focal.data_prep.sources import read_mask_volume
-    from keras_focal.data_prep.volume import CaseError, Volume, check_same_grid
-
     sources = dataset.rows([case]).source_mask.dropna().unique() if "source_mask" in dataset.rows([case]) else []
     if len(sources) != 1 or not isinstance(sources[0], str) or not sources[0]:
         return None, "the manifest names no single label volume for it"
@@ -169,8 +169,6 @@ def score_prepared_cases(
 
     `postprocess`: labels whose largest component is kept before scoring.
     """
-    from keras_focal.evaluation import volume_metrics
-
     rows = []
     for case in cases:
         volumes = prepared_case_volumes(predictor, dataset, case)
@@ -193,9 +191,6 @@ def run_volume_metrics(
     data set has no voxel spacing (photographs).
     """
     import pandas as pd
-
-    from keras_focal.data_prep.prepared import PreparedDataset
-    from keras_focal.files import write_text_atomically
 
     path = os.path.join(run_dir, "volume_metrics.csv")
     if os.path.exists(path):
@@ -240,9 +235,6 @@ def decide_postprocessing(predictor: Predictor) -> dict:
     """
     import pandas as pd
 
-    from keras_focal.data_prep.prepared import PreparedDataset
-    from keras_focal.evaluation import foreground_classes
-
     models = predictor.models
     check_auto_postprocessing(models)
     class_names = list(models[0].settings.class_names)
@@ -271,6 +263,4 @@ def decide_postprocessing(predictor: Predictor) -> dict:
 
 
 def _dice(prediction: ArrayLike, truth: ArrayLike, label):
-    from keras_focal.evaluation import dice_of_masks
-
     return dice_of_masks(prediction == label, truth == label)

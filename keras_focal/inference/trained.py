@@ -15,8 +15,10 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import keras_focal
 from keras_focal.data_prep.dataset import PrepOptions
 from keras_focal.data_prep.labels import LabelTable
+from keras_focal.data_prep.prepared import PreparedDataset
 from keras_focal.run_folder import CONFIG, path_of, read_comparison_results, read_run_config, run_model_path
 from keras_focal.types import PathLike
 
@@ -112,8 +114,6 @@ def load_trained_model(
             found, or the model does not fit them (input size, channels, classes).
     """
     path = os.fspath(path)
-    import keras_focal
-    from keras_focal.data_prep.prepared import PreparedDataset
 
     if not os.path.isfile(path):
         raise ValueError(f"no model at '{path}'.")

@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from keras_focal import loss_names
 from keras_focal.losses.combined import CombinedLoss
 from keras_focal.losses.cross_entropy import (
     CrossEntropy,
@@ -103,8 +104,6 @@ def get(identifier: str | dict | Callable, **kwargs: Any) -> Callable:
     >>> get(keras.saving.serialize_keras_object(get("dfl", gamma=2.0))).gamma
     2.0
     """
-    from keras_focal import loss_names
-
     if not isinstance(identifier, str):
         if kwargs:
             raise ValueError(f"options {sorted(kwargs)} apply to a loss name only; got {type(identifier).__name__} "

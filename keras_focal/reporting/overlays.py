@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_focal.data_prep.camvid import CAMVID_11
 from keras_focal.types import Array, ArrayLike, ClassNames
 
 
@@ -48,8 +49,6 @@ IGNORED_COLOUR = (0, 0, 0)  # pixels of the ignore label (void) in a label map
 def class_colours(class_names: ClassNames) -> list[tuple[int, int, int]]:
     """One RGB colour per class: CamVid's own colour where the name is one of its 11 classes, else matplotlib's tab20."""
     import matplotlib
-
-    from keras_focal.data_prep.camvid import CAMVID_11
 
     table = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]  # a ListedColormap
     def tab20(index: int) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ import keras
 
 from keras_focal.errors import Stopped
 from keras_focal.files import replacing, save_model_atomically, write_text_atomically
+from keras_focal.layers import AdaptiveClassWeight
 from keras_focal.types import ClassNames, PathLike
 
 
@@ -240,8 +241,6 @@ class ClassWeightLogger(keras.callbacks.Callback):
         self._writer: Any = None  # a tf.summary writer, made at the first epoch
 
     def _layers(self):
-        from keras_focal.layers import AdaptiveClassWeight
-
         # The segmentation builders name the layer "acw" (keras_focal.models); other models have none.
         layer = next((layer for layer in self.model.layers if layer.name == "acw"), None)
         return [layer] if isinstance(layer, AdaptiveClassWeight) else []

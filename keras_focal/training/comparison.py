@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from keras_focal import run_folder
+from keras_focal.data_prep.prepared import PreparedDataset
 from keras_focal.errors import checking
 from keras_focal.files import (
     FolderBusyError,
@@ -26,13 +27,16 @@ from keras_focal.files import (
     remove_temporaries,
     write_text_atomically,
 )
+from keras_focal.inference import run_volume_metrics
 from keras_focal.loss_names import LOSS_LABELS
 from keras_focal.model_names import MODEL_LABELS
 from keras_focal.optimizer_names import OPTIMIZER_LABELS
 from keras_focal.reporting.figures import bar_plot
 from keras_focal.reporting.tables import add_rare_miou, markdown_tables, run_summary, volume_tables
+from keras_focal.training import lr_sweep
+from keras_focal.training.callbacks import RunState
 from keras_focal.training.config import RunConfig
-from keras_focal.training.lr_sweep import validation_score
+from keras_focal.training.lr_sweep import parse_rates, validation_score
 from keras_focal.training.run import (
     InitialWeights,
     RunSetupError,
@@ -113,8 +117,6 @@ class CompareConfig:
 
     def learning_rates(self) -> list[float]:
         """Every rate the grid trains at: the fixed one, plus the sweep's (validated)."""
-        from keras_focal.training.lr_sweep import parse_rates
-
         fixed = self.fixed_learning_rate()
         if not self.lr_sweep:
             return [fixed]
@@ -212,8 +214,6 @@ def prepare_comparison(config: CompareConfig) -> list:
     are checked before the first run trains, so a bad setting of any run
     stops the comparison at once (`RunSetupError`).
     """
-    from keras_focal.data_prep.prepared import PreparedDataset
-
     with checking(RunSetupError):
         runs = list(config.runs())  # every run's settings (RunConfig validates each)
         if not runs:
@@ -237,8 +237,6 @@ def prepare_comparison(config: CompareConfig) -> list:
 
 def _epochs_done(run):
     """Epochs a run folder already holds (all of them once it is finished)."""
-    from keras_focal.training.callbacks import RunState
-
     if run_folder.is_finished(run.out):
         return run.epochs
     try:
@@ -309,8 +307,6 @@ def _compare_locked(config, prepared, verbose, log, progress: bool = False):
 
 def _volume_rows(prepared, row):
     """The run's per-patient 3-D metrics (`run_volume_metrics`) with the run's keys, or None (no model, or photographs)."""
-    from keras_focal.inference import run_volume_metrics
-
     table = run_volume_metrics(prepared.config.out, prepared.config.batch_size, prepared.dataset)
     if table is None:
         return None
@@ -358,8 +354,6 @@ def _row(metrics, run, out: str):
 
 def class_shares(dataset: PreparedDataset | PathLike) -> dict[str, float]:
     """`{class name: share of the labelled pixels}` of a `PreparedDataset` (or its folder), from its `classes.json`."""
-    from keras_focal.data_prep.prepared import PreparedDataset
-
     if not isinstance(dataset, PreparedDataset):
         dataset = PreparedDataset(dataset)
     counts = np.asarray(dataset.classes["pixel_count"], dtype=float)
@@ -384,8 +378,6 @@ def write_results(
     tuned tables and the chosen rates.
     """
     import pandas as pd
-
-    from keras_focal.training import lr_sweep
 
     everything = add_rare_miou(pd.DataFrame(rows), shares)
     if fixed_rate is None:

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from keras_focal import run_folder
+from keras_focal import loss_names, losses, run_folder
 from keras_focal.data_prep.examples import Examples, evaluation_dataset
 from keras_focal.data_prep.prepared import IGNORE_LABEL, PreparedDataset
 from keras_focal.errors import BadInput, checking
+from keras_focal.evaluation import evaluate_semantic_segmentation, foreground_classes
 from keras_focal.files import (
     LOCK_NAME,
     OWNER_NAME,
@@ -41,6 +42,8 @@ from keras_focal.files import (
     save_model_atomically,
     write_text_atomically,
 )
+from keras_focal.inference import Predictor
+from keras_focal.metrics import DiceScore, IoUScore
 from keras_focal.model_names import MODEL_NAMES
 from keras_focal.training import processes
 from keras_focal.training.callbacks import (
@@ -82,9 +85,6 @@ def build_loss(
     on a data set without one (CamVid: class 0 is Sky) that would silently
     drop a real class from the loss.
     """
-    from keras_focal import loss_names, losses
-    from keras_focal.evaluation import foreground_classes
-
     has_background = 0 not in foreground_classes(class_names)  # the metrics' definition of background
 
     def part(class_name):
@@ -106,9 +106,6 @@ def build_loss(
 
 def foreground_metrics(class_names: ClassNames, ignore_label: int = IGNORE_LABEL) -> list[keras.metrics.Metric]:
     """Dice and IoU of the foreground classes, pooled over an epoch: comparable across losses, unlike the loss."""
-    from keras_focal.evaluation import foreground_classes
-    from keras_focal.metrics import DiceScore, IoUScore
-
     classes, ids = len(class_names), foreground_classes(class_names)
     return [DiceScore(classes, ids, ignore_label, name="foreground_dice"), IoUScore(classes, ids, ignore_label, name="foreground_iou")]
 
@@ -265,9 +262,6 @@ def evaluate_model(
     scores are computed at the label images' own size.
     """
     import itertools
-
-    from keras_focal.evaluation import evaluate_semantic_segmentation
-    from keras_focal.inference import Predictor
 
     pairs = Predictor([model], batch_size=batch_size).labelled_pairs(examples, label_masks, keep_aspect)
     first, second = itertools.tee(pairs)

@@ -307,7 +307,7 @@ def _write_case(
 DISK_FULL = "no space left on device"
 
 
-def _prepare_safely(case, out: str, options, num_classes: int, channels = None):
+def _prepare_safely(case, out: str, options, num_classes: int, channels=None):
     try:
         return case.name, prepare_case(case, out, options, num_classes, channels), None
     except CaseError as error:
@@ -801,7 +801,7 @@ def _finalize(out: str, labels, folds, prepared, skipped, failed, unlabelled, no
     )
 
 
-def _write_split(out: str, slices, folds, seed: int, split, groups = None):
+def _write_split(out: str, slices, folds, seed: int, split, groups=None):
     """`folds.csv` (drawn, or the split's folds) or `split.csv` (the split's subsets) for the finished cases; returns the summary's line.
 
     The other file is removed, so that a folder holds one split. Raises

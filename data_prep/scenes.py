@@ -56,7 +56,7 @@ class _Canvas:
         self.image = np.zeros((height, width, 3), np.float32)
         self.height, self.width = height, width
 
-    def paint(self, mask: ArrayLike, part, colour, texture = None) -> None:
+    def paint(self, mask: ArrayLike, part, colour, texture=None) -> None:
         """Paints `mask` (boolean, or `(rows, cols)` indices) with `part`'s label and `colour` (+ texture)."""
         self.labels[mask] = self.parts.index(part)
         colour = np.asarray(colour, np.float32)

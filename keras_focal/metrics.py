@@ -13,7 +13,7 @@ from keras_focal.types import TensorLike
 class _ConfusionMetric(keras.metrics.Metric):
     """Accumulates a confusion matrix of `argmax(y_pred)` against integer `y_true`."""
 
-    def __init__(self, num_classes: int, class_ids = None, ignore_class=None, name=None, dtype=None):
+    def __init__(self, num_classes: int, class_ids=None, ignore_class=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
@@ -27,7 +27,7 @@ class _ConfusionMetric(keras.metrics.Metric):
             shape=(num_classes, num_classes), initializer="zeros", dtype="float32", name="total_confusion"
         )
 
-    def update_state(self, y_true: TensorLike, y_pred: TensorLike, sample_weight = None) -> None:
+    def update_state(self, y_true: TensorLike, y_pred: TensorLike, sample_weight=None) -> None:
         y_pred = ops.convert_to_tensor(y_pred)
         y_true = ops.convert_to_tensor(y_true)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:

@@ -105,7 +105,7 @@ def segmentation_head(logits: TensorLike, num_classes: int, acw_weights, activat
     return layers.Activation(activation, name="probabilities", dtype="float32")(x)
 
 
-def conv_bn_relu(x, filters, kernel_size, name: str, strides = 1, dilation_rate=1):
+def conv_bn_relu(x, filters, kernel_size, name: str, strides=1, dilation_rate=1):
     """Bias-free convolution, batch normalisation and ReLU ('same' padding)."""
     x = layers.Conv2D(
         filters,
@@ -128,7 +128,7 @@ def spatial_size(x):
     return int(x.shape[1]), int(x.shape[2])
 
 
-def crop_to(x, size, name: str, dtype = None):
+def crop_to(x, size, name: str, dtype=None):
     """Crop the bottom/right excess so that `x` has spatial `size`.
 
     Strided 'same' convolutions round sizes up, so an upsampled map covers

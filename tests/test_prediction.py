@@ -150,10 +150,10 @@ def test_an_interrupted_case_is_redone(trained, sources, tmp_path, capsys):
 def test_a_full_disk_or_ctrl_c_leaves_no_partial_file_and_resumes(trained, sources, tmp_path, capsys, monkeypatch, stop):
     import errno
 
-    from keras_focal.data_prep import volume as volume_module
+    from keras_focal.inference import files as prediction_files  # predict writes its volumes through it
 
     out = tmp_path / "out"
-    real_write = volume_module.write_volume_like
+    real_write = prediction_files.write_volume_like
     calls = {"n": 0}
 
     def stops(volume, array, path, **options):
@@ -163,7 +163,7 @@ def test_a_full_disk_or_ctrl_c_leaves_no_partial_file_and_resumes(trained, sourc
             raise OSError(errno.ENOSPC, "No space left on device", path) if stop == "disk full" else KeyboardInterrupt
         return real_write(volume, array, path, **options)
 
-    monkeypatch.setattr(volume_module, "write_volume_like", stops)
+    monkeypatch.setattr(prediction_files, "write_volume_like", stops)
     series = f"{sources['trus']}/dicom"
     status = _predict(series, out, "--run", trained["run"])
     err = capsys.readouterr().err
@@ -177,7 +177,7 @@ def test_a_full_disk_or_ctrl_c_leaves_no_partial_file_and_resumes(trained, sourc
         assert err == "\nkeras-focal predict: interrupted. Run the same command again to resume: finished work is kept.\n"
     assert sorted(n for n in os.listdir(out) if n != ".lock") == ["TRUS01.nii.gz", "cases"]  # no .partial, no 0-byte file
 
-    monkeypatch.setattr(volume_module, "write_volume_like", real_write)
+    monkeypatch.setattr(prediction_files, "write_volume_like", real_write)
     assert _predict(series, out, "--run", trained["run"]) == 0
     assert "3 case(s): 2 written now, 1 already finished, 0 failed." in capsys.readouterr().out
 

@@ -158,11 +158,11 @@ def test_check_records_sound_slices_and_rechecks_only_changed_ones(copied, monke
 
 
 def test_check_of_a_read_only_data_set_still_runs(copied, monkeypatch):
-    from keras_focal import files
+    from keras_focal.data_prep import prepared
 
     def refuse(path, data):
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(files, "write_json_atomically", refuse)
+    monkeypatch.setattr(prepared, "write_json_atomically", refuse)
     PreparedDataset(copied).check()  # nothing recorded, nothing raised
     assert not (copied / ".checked.json").exists()

@@ -174,7 +174,7 @@ def _options(args):
 
 
 def _run(
-    args, cases, out: str, class_names: ClassNames, source, unlabelled = (), failures=None, channels=None,
+    args, cases, out: str, class_names: ClassNames, source, unlabelled=(), failures=None, channels=None,
     split=None, groups=None,
 ):
     """Prepares `cases`; refuses (exit 2) when there is nothing to prepare, or when what was prepared holds no labelled pixel.

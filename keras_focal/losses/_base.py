@@ -200,7 +200,7 @@ class CategoricalLoss(keras.losses.Loss):
             return ops.cast(keras_logits, "float32")
         return None
 
-    def read_inputs(self, y_true: TensorLike, y_pred: TensorLike, min_rank = 2):
+    def read_inputs(self, y_true: TensorLike, y_pred: TensorLike, min_rank=2):
         """Validates the inputs and returns what every softmax loss starts from (`LossInputs`)."""
         keras_logits = getattr(y_pred, "_keras_logits", None)
         y_true, y_pred = as_tensor(y_true), as_tensor(y_pred)

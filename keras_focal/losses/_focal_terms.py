@@ -85,7 +85,7 @@ def focal_modulation(cross_entropy, gamma, epsilon):
     return with_derivative(value, cross_entropy, derivative)
 
 
-def soft_focal_loss(logits: TensorLike, y, axis: int, gamma, epsilon, class_weights = None):
+def soft_focal_loss(logits: TensorLike, y, axis: int, gamma, epsilon, class_weights=None):
     """`sum_k w_k y_k phi(-log p_k)` per pixel (keepdims), any dense labels, closed-form gradient.
 
     With `l_k = -log p_k = log S - s_k` and `dl_k/dx_j = p_j - [j = k]`, the

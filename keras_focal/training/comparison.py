@@ -255,7 +255,7 @@ def _progress_bar(runs, enabled):
 
 def _epoch_callback(bar, label):
     class EpochProgress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs = None) -> None:
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
             loss = (logs or {}).get("loss")
             bar.set_postfix_str(f"{label} epoch {epoch + 1}" + (f", loss {loss:.4f}" if loss is not None else ""))
             bar.update(1)

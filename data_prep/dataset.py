@@ -211,13 +211,12 @@ def prepare_case(
         except ValueError as error:
             raise CaseError(str(error)) from None
     keep = select_slices(masks, options.slices, options.min_foreground, IGNORE_LABEL)
-    fractions = foreground_fractions(masks, IGNORE_LABEL)
 
     partial = os.path.join(out, ".partial", case.name)
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
     try:
-        return _write_case(case, out, options, num_classes, data, images, masks, keep, fractions, partial)
+        return _write_case(case, out, options, num_classes, data, images, masks, keep, partial)
     finally:
         # On success the files were renamed away; on failure (a full disk...)
         # what the case wrote must not stay behind using the space.
@@ -248,9 +247,10 @@ def _move_slice_files(rows, partial, out: str) -> None:
 
 
 def _write_case(
-    case, out: str, options, num_classes: int, data, images: ArrayLike, masks: ArrayLike, keep, fractions, partial,
+    case, out: str, options, num_classes: int, data, images: ArrayLike, masks: ArrayLike, keep, partial,
 ):
     size = (options.size, options.size)
+    fractions = foreground_fractions(masks, IGNORE_LABEL)
     rows, resized_masks = [], []
     for index in keep:
         stem = f"{case.name}_{index:03d}"

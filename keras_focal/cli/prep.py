@@ -174,8 +174,7 @@ def _options(args):
 
 
 def _run(
-    args, cases, out: str, class_names: ClassNames, source, unlabelled=(), failures=None, channels=None,
-    split=None, groups=None,
+    args, cases, out: str, class_names: ClassNames, source: SourceInfo, split=None, groups=None,
 ):
     """Prepares `cases`; refuses (exit 2) when there is nothing to prepare, or when what was prepared holds no labelled pixel.
 
@@ -183,7 +182,7 @@ def _run(
     created it, so that nothing looks like a data set that is not one.
     """
     if not cases:
-        raise ValueError(_nothing_to_prepare(failures, unlabelled))
+        raise ValueError(_nothing_to_prepare(source.failures, source.unlabelled))
     if split is None and getattr(args, "split", None) not in (None, "folds"):
         from keras_focal.data_prep.splits import read_split_file
 
@@ -198,7 +197,7 @@ def _run(
     created = not os.path.exists(out)
     report = prepare_dataset(
         cases, out, class_names, _options(args),
-        source=SourceInfo(source, None if channels is None else tuple(channels), tuple(unlabelled), failures),
+        source=source,
         folds=FoldSettings(args.folds, args.seed, split, groups),
         workers=args.workers, force=args.force, progress=not args.quiet,
     )
@@ -230,7 +229,7 @@ def _promise12(args):
     from keras_focal.data_prep.sources import PROSTATE_CLASSES, find_promise12_cases
 
     cases, unlabelled, problems = find_promise12_cases(args.src)
-    return _run(args, cases, args.out, PROSTATE_CLASSES, "promise12", unlabelled, problems)
+    return _run(args, cases, args.out, PROSTATE_CLASSES, SourceInfo("promise12", None, tuple(unlabelled), problems))
 
 
 def _roi_map(pairs):
@@ -249,12 +248,12 @@ def _dicom(args):
 
     labels = LabelTable.parse(args.class_names)
     cases, problems = find_dicom_cases(args.src, args.masks, series=args.series, labels=labels, roi_map=_roi_map(args.roi))
-    return _run(args, cases, args.out, labels, "dicom", failures=problems)
+    return _run(args, cases, args.out, labels, SourceInfo("dicom", failures=problems))
 
 
 def _run_found(args, found, out: str, source):
     cases, unlabelled, problems, channels, labels = found
-    return _run(args, cases, out, labels, source, unlabelled, problems, channels)
+    return _run(args, cases, out, labels, SourceInfo(source, channels, tuple(unlabelled), problems))
 
 
 def _msd(args):
@@ -321,7 +320,7 @@ def _camvid(args):
           f"({'forced by --label-form' if args.label_form != 'auto' else 'decided from the label files'})")
     if found.orphan_labels:
         print(f"note: {len(found.orphan_labels)} label image(s) have no image, e.g. '{found.orphan_labels[0]}'")
-    return _run(args, cases, args.out, encoding.names, "camvid", failures=found.problems, split=split, groups=groups)
+    return _run(args, cases, args.out, encoding.names, SourceInfo("camvid", failures=found.problems), split=split, groups=groups)
 
 
 def _synth(args):
@@ -364,13 +363,14 @@ def _synth(args):
     prepared = os.path.join(args.out, "prepared")
     if args.cases:
         cases, unlabelled, problems = find_promise12_cases(mri)
-        status = max(status, _run(args, cases, os.path.join(prepared, "promise12"), PROSTATE_CLASSES, "promise12", unlabelled, problems))
+        status = max(status, _run(args, cases, os.path.join(prepared, "promise12"), PROSTATE_CLASSES,
+                                  SourceInfo("promise12", None, tuple(unlabelled), problems)))
     if args.us_cases:
         cases, problems = find_dicom_cases(os.path.join(trus, "dicom"), os.path.join(trus, "masks"))
-        status = max(status, _run(args, cases, os.path.join(prepared, "trus"), PROSTATE_CLASSES, "dicom", failures=problems))
+        status = max(status, _run(args, cases, os.path.join(prepared, "trus"), PROSTATE_CLASSES, SourceInfo("dicom", failures=problems)))
     if args.scenes:
         cases, problems = find_rgb_label_cases(scenes, CAMVID_11)
-        status = max(status, _run(args, cases, os.path.join(prepared, "camvid"), list(CAMVID_11), "camvid", failures=problems))
+        status = max(status, _run(args, cases, os.path.join(prepared, "camvid"), list(CAMVID_11), SourceInfo("camvid", failures=problems)))
     if args.msd:
         status = max(status, _run_found(args, find_msd_cases(msd), os.path.join(prepared, "msd"), "msd"))
         status = max(status, _run_found(args, find_nnunet_cases(nnunet), os.path.join(prepared, "nnunet"), "nnunet"))

@@ -2,7 +2,8 @@
 
 - `find_promise12_cases`, `find_dicom_cases`, `find_rgb_label_cases`,
   `find_msd_cases`, `find_nnunet_cases`, `find_volume_pairs`: the cases of
-  each source; `prepare_dataset` slices, resizes and writes them
+  each source; `prepare_dataset` slices, resizes and writes them (`FoldSettings`:
+  how cases are split; `SourceInfo`: what the source reported besides its cases)
   (`OUT/images`, `OUT/masks`, manifest.csv, classes.json, folds.csv) safely
   and resumably, a multi-channel volume's slices as one grey PNG per channel.
 - `LabelTable`: class names and the label values that mark them in a source.
@@ -29,7 +30,16 @@ from keras_focal.data_prep.camvid import (
     read_palette_csv,
     rgb_to_labels,
 )
-from keras_focal.data_prep.dataset import Case, CaseData, PrepOptions, PrepReport, assign_folds, prepare_dataset
+from keras_focal.data_prep.dataset import (
+    Case,
+    CaseData,
+    FoldSettings,
+    PrepOptions,
+    PrepReport,
+    SourceInfo,
+    assign_folds,
+    prepare_dataset,
+)
 from keras_focal.data_prep.decathlon import find_msd_cases, find_nnunet_cases, find_volume_pairs
 from keras_focal.data_prep.dicom import read_dicom_volume
 from keras_focal.data_prep.dicom_labels import label_object_mask
@@ -41,7 +51,7 @@ from keras_focal.data_prep.synthetic import make_decathlon_like, make_promise12_
 from keras_focal.data_prep.volume import CaseError, Geometry, Volume, check_same_grid, read_volume
 
 __all__ = [
-    "CAMVID_11", "Case", "DataSplit", "SEGNET_CLASSES", "find_image_pairs", "read_split_file", "CaseData", "CaseError", "Geometry", "LabelTable", "PrepOptions", "PrepReport", "Volume",
+    "CAMVID_11", "Case", "DataSplit", "FoldSettings", "SourceInfo", "SEGNET_CLASSES", "find_image_pairs", "read_split_file", "CaseData", "CaseError", "Geometry", "LabelTable", "PrepOptions", "PrepReport", "Volume",
     "assign_folds", "check_same_grid", "find_dicom_cases", "find_msd_cases", "find_nnunet_cases", "find_promise12_cases",
     "find_rgb_label_cases", "find_volume_pairs", "label_object_mask", "make_decathlon_like",
     "make_promise12_like", "make_ultrasound_like", "normalize_intensity", "prepare_dataset",

@@ -182,6 +182,43 @@ def test_a_full_disk_or_ctrl_c_leaves_no_partial_file_and_resumes(trained, sourc
     assert "3 case(s): 2 written now, 1 already finished, 0 failed." in capsys.readouterr().out
 
 
+def test_the_predictor_is_what_predict_and_the_trainer_use(trained, sources, tmp_path):
+    """The library's Predictor: the CLI's label volume, the trainer's test scores, and its arguments refused by name."""
+    from keras_focal.data_prep.prepared import PreparedDataset
+    from keras_focal.inference import Predictor
+    from keras_focal.training.run import evaluate_model
+
+    predictor = Predictor.from_runs([trained["run"]])
+    case = f"{sources['trus']}/dicom/TRUS02"
+    labels, probabilities, _ = predictor.predict_volume(read_dicom_volume(case))
+    assert _predict(case, tmp_path / "cli", "--run", trained["run"]) == 0
+    np.testing.assert_array_equal(labels, sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "cli" / "TRUS02.nii.gz"))))
+    np.testing.assert_array_equal(labels, probabilities.argmax(-1))
+    assert predictor.predict_files(case, tmp_path / "library", quiet=True) == 0  # = keras-focal predict
+    assert (tmp_path / "library" / "TRUS02.nii.gz").read_bytes() == (tmp_path / "cli" / "TRUS02.nii.gz").read_bytes()
+
+    dataset = PreparedDataset(trained["data"])
+    test = dataset.split(0, 0.5)[2]
+    examples = dataset.examples(test, 1)
+    model = predictor.keras_models[0]
+    pairs = list(Predictor([model], batch_size=4).labelled_pairs(examples))
+    images, masks = dataset.load(test, 1)
+    np.testing.assert_array_equal(np.stack([m for m, _ in pairs]), Predictor([model]).predict_slices(images))
+    scores = evaluate_model(model, examples, dataset.class_names, 4)
+    assert scores.confusion_matrix.sum() == masks.size  # every pixel of the test slices scored once
+
+    with pytest.raises(ValueError, match=r"`tta` must be one of \('none', 'flip'\)\. Received: tta='mirror'"):
+        Predictor([model], tta="mirror")
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer\. Received: batch_size=0"):
+        Predictor([model], batch_size=0)
+    with pytest.raises(ValueError, match=r"`models` must hold at least one model"):
+        Predictor([])
+    with pytest.raises(ValueError, match=r"`predict_volume` prepares volumes as the models' training data"):
+        Predictor([model]).predict_volume(read_dicom_volume(case))
+    with pytest.raises(ValueError, match=r"is not a comparison folder: it has no results\.csv"):
+        Predictor.from_comparison(str(tmp_path))
+
+
 def _probabilities(out, name):
     return sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{name}_probabilities.nii.gz")))
 

@@ -207,8 +207,8 @@ def median_frequency_weights(pixel_count: ArrayLike, image_pixel_count: ArrayLik
 
     Example:
 
-    >>> median_frequency_weights([10, 30], [100, 100]).tolist()
-    [2.0, 0.6666666666666666]
+    >>> median_frequency_weights([10, 30], [100, 100]).round(4).tolist()
+    [2.0, 0.6667]
     """
     if isinstance(pixel_count, LabelCounts):
         image_pixel_count = pixel_count.image_pixel_count

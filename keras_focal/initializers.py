@@ -109,7 +109,7 @@ class BilinearUpsampling(keras.initializers.Initializer):
     >>> up = keras.layers.Conv2DTranspose(
     ...     1, 4, strides=2, padding="same", use_bias=False,
     ...     kernel_initializer=BilinearUpsampling())
-    >>> up(np.ones((1, 2, 2, 1), "float32")).shape
+    >>> tuple(up(np.ones((1, 2, 2, 1), "float32")).shape)
     (1, 4, 4, 1)
     """
 

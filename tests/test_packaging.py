@@ -78,3 +78,26 @@ def test_the_training_package_exports_what_its_docstring_names():
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-5:] == ["True"] * 5
+
+
+def test_the_wheel_holds_every_module_the_license_and_the_types(tmp_path):
+    """The built wheel, not the checkout: every source module at its installed name, LICENSE, py.typed."""
+    import zipfile
+
+    from tests.test_architecture import MODULES
+
+    import shutil
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    # A copy of the sources: setuptools reuses a checkout's build/ folder, which may hold modules no longer listed.
+    source = tmp_path / "source"
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", "tests", "notebooks", "bench", "docs", "demo_output"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--quiet",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("keras_focal-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {name.replace(".", "/") + ("/__init__.py" if is_init else ".py") for name, (_, is_init) in MODULES.items()}
+    assert sorted(expected - names) == []
+    assert "keras_focal/py.typed" in names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE") for name in names)

@@ -82,11 +82,10 @@ def test_the_training_package_exports_what_its_docstring_names():
 
 def test_the_wheel_holds_every_module_the_license_and_the_types(tmp_path):
     """The built wheel, not the checkout: every source module at its installed name, LICENSE, py.typed."""
+    import shutil
     import zipfile
 
     from tests.test_architecture import MODULES
-
-    import shutil
 
     root = pathlib.Path(__file__).resolve().parents[1]
     # A copy of the sources: setuptools reuses a checkout's build/ folder, which may hold modules no longer listed.

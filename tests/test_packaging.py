@@ -81,7 +81,7 @@ def test_the_training_package_exports_what_its_docstring_names():
 
 
 def test_the_wheel_holds_every_module_the_license_and_the_types(tmp_path):
-    """The built wheel, not the checkout: every source module at its installed name, LICENSE, py.typed."""
+    """The built wheel, not the checkout: every source module at its installed name, LICENSE, py.typed; twine passes it."""
     import shutil
     import zipfile
 
@@ -100,3 +100,6 @@ def test_the_wheel_holds_every_module_the_license_and_the_types(tmp_path):
     assert sorted(expected - names) == []
     assert "keras_focal/py.typed" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE") for name in names)
+    # The metadata and the README as PyPI's long description, as twine checks them before an upload.
+    checked = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(wheel)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from keras_focal.types import PathLike
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"
 
 import importlib
 import os

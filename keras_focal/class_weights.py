@@ -78,11 +78,10 @@ def count_each_label(
     Returns:
         A `LabelCounts`.
 
-    Example:
-
-    >>> counts = count_each_label(np.array([[[0, 0], [0, 1]], [[0, 0], [0, 0]]]))
-    >>> counts.pixel_count.tolist(), counts.image_pixel_count.tolist()
-    ([7, 1], [8, 4])
+    Examples:
+        >>> counts = count_each_label(np.array([[[0, 0], [0, 1]], [[0, 0], [0, 0]]]))
+        >>> counts.pixel_count.tolist(), counts.image_pixel_count.tolist()
+        ([7, 1], [8, 4])
     """
     if class_names is not None:
         class_names = tuple(str(n) for n in class_names)
@@ -169,10 +168,9 @@ def inverse_frequency_weights(pixel_count: ArrayLike, absent: str = "error") -> 
     Returns:
         float64 array of weights.
 
-    Example:
-
-    >>> inverse_frequency_weights([300, 100]).tolist()
-    [0.25, 0.75]
+    Examples:
+        >>> inverse_frequency_weights([300, 100]).tolist()
+        [0.25, 0.75]
     """
     if absent not in ("error", "zero"):
         raise ValueError(f"`absent` must be 'error' or 'zero'. Received: {absent!r}")
@@ -205,10 +203,9 @@ def median_frequency_weights(pixel_count: ArrayLike, image_pixel_count: ArrayLik
             `image_pixel_count` may be None).
         image_pixel_count: per-class image pixel counts.
 
-    Example:
-
-    >>> median_frequency_weights([10, 30], [100, 100]).round(4).tolist()
-    [2.0, 0.6667]
+    Examples:
+        >>> median_frequency_weights([10, 30], [100, 100]).round(4).tolist()
+        [2.0, 0.6667]
     """
     if isinstance(pixel_count, LabelCounts):
         image_pixel_count = pixel_count.image_pixel_count

@@ -279,12 +279,11 @@ def evaluate_semantic_segmentation(
     Returns:
         A `SegmentationMetrics`.
 
-    Example:
-
-    >>> truth = np.array([[0, 0], [1, 1]])
-    >>> result = evaluate_semantic_segmentation(np.array([[0, 1], [1, 1]]), truth, ["bg", "fg"])
-    >>> round(result.class_metrics["IoU"][1], 4), round(result.class_metrics["Dice"][1], 4)
-    (0.6667, 0.8)
+    Examples:
+        >>> truth = np.array([[0, 0], [1, 1]])
+        >>> result = evaluate_semantic_segmentation(np.array([[0, 1], [1, 1]]), truth, ["bg", "fg"])
+        >>> round(result.class_metrics["IoU"][1], 4), round(result.class_metrics["Dice"][1], 4)
+        (0.6667, 0.8)
     """
     class_names, foreground = _checked_classes(class_names, num_classes, foreground)
     count = len(class_names)
@@ -374,8 +373,8 @@ def volume_metrics(
     """Per-class 3-D overlap and surface-distance metrics of one patient, distances in millimetres.
 
     Args:
-        prediction, truth: integer label volumes `(z, y, x)` of the same shape
-            (class index = label value).
+        prediction: integer label volume `(z, y, x)` (class index = label value).
+        truth: integer label volume of the same shape.
         spacing_zyx: voxel size in mm in the arrays' `(z, y, x)` order (as
             MONAI's and medpy's `spacing`). SimpleITK's `GetSpacing()`,
             `Volume.spacing` and the manifest hold `(x, y, z)`: reverse them
@@ -392,16 +391,16 @@ def volume_metrics(
 
         - `dice` = 2|P∩T| / (|P| + |T|), `iou` = |P∩T| / |P∪T|;
         - `hd95_mm`: MONAI's `compute_hausdorff_distance(percentile=95)`:
-          the larger of the two directed 95th percentiles of the surface
-          distances (prediction → truth and truth → prediction);
-          `hd_mm`: the maximum (both agree with medpy's `hd` and
-          SimpleITK's `HausdorffDistanceImageFilter`);
+        the larger of the two directed 95th percentiles of the surface
+        distances (prediction → truth and truth → prediction);
+        `hd_mm`: the maximum (both agree with medpy's `hd` and
+        SimpleITK's `HausdorffDistanceImageFilter`);
         - `assd_mm`: MONAI's `compute_average_surface_distance(symmetric=True)`:
-          the mean of both directions' surface distances pooled (medpy's
-          `assd` averages the two directions' means instead: equal when the
-          surfaces have as many voxels, and within a few percent otherwise);
+        the mean of both directions' surface distances pooled (medpy's
+        `assd` averages the two directions' means instead: equal when the
+        surfaces have as many voxels, and within a few percent otherwise);
         - `rvd_percent`: 100 (|P| − |T|) / |T|, signed (medpy's `ravd` × 100):
-          positive when the prediction is too large.
+        positive when the prediction is too large.
 
         Surfaces are the masks' voxels with a face neighbour outside
         (`surface`); distances come from Euclidean distance transforms

@@ -35,11 +35,10 @@ class PriorProbability(keras.initializers.Initializer):
             positive priors (normalised to sum 1).
         activation: `"sigmoid"` (default) or `"softmax"`.
 
-    Example:
-
-    >>> init = PriorProbability(0.01)
-    >>> round(float(init((1,))[0]), 4)
-    -4.5951
+    Examples:
+        >>> init = PriorProbability(0.01)
+        >>> round(float(init((1,))[0]), 4)
+        -4.5951
     """
 
     def __init__(self, probability: float | Sequence[float] = 0.01, activation: str = "sigmoid") -> None:
@@ -104,13 +103,12 @@ class BilinearUpsampling(keras.initializers.Initializer):
     bilinear interpolation by `s` of each channel; training may then refine it
     (FCN's `upscore` layers).
 
-    Example:
-
-    >>> up = keras.layers.Conv2DTranspose(
-    ...     1, 4, strides=2, padding="same", use_bias=False,
-    ...     kernel_initializer=BilinearUpsampling())
-    >>> tuple(up(np.ones((1, 2, 2, 1), "float32")).shape)
-    (1, 4, 4, 1)
+    Examples:
+        >>> up = keras.layers.Conv2DTranspose(
+        ...     1, 4, strides=2, padding="same", use_bias=False,
+        ...     kernel_initializer=BilinearUpsampling())
+        >>> tuple(up(np.ones((1, 2, 2, 1), "float32")).shape)
+        (1, 4, 4, 1)
     """
 
     def __call__(self, shape: tuple[int, ...], dtype: str | None = None) -> TensorLike:

@@ -95,12 +95,11 @@ class DiceScore(_ConfusionMetric):
             foreground Dice of a binary task.
         ignore_class: label value left out (e.g. 255).
 
-    Example:
-
-    >>> metric = DiceScore(num_classes=2, class_ids=[1])
-    >>> metric.update_state([[0, 1]], [[[0.9, 0.1], [0.2, 0.8]]])
-    >>> float(metric.result())
-    1.0
+    Examples:
+        >>> metric = DiceScore(num_classes=2, class_ids=[1])
+        >>> metric.update_state([[0, 1]], [[[0.9, 0.1], [0.2, 0.8]]])
+        >>> float(metric.result())
+        1.0
     """
 
     def __init__(
@@ -121,12 +120,11 @@ class IoUScore(_ConfusionMetric):
 
     Same inputs and rules as `DiceScore`.
 
-    Example:
-
-    >>> metric = IoUScore(num_classes=2)
-    >>> metric.update_state([[0, 1]], [[[0.9, 0.1], [0.2, 0.8]]])
-    >>> float(metric.result())
-    1.0
+    Examples:
+        >>> metric = IoUScore(num_classes=2)
+        >>> metric.update_state([[0, 1]], [[[0.9, 0.1], [0.2, 0.8]]])
+        >>> float(metric.result())
+        1.0
     """
 
     def __init__(

@@ -100,11 +100,10 @@ def deeplabv3_plus(
         A `keras.Model` from images to per-pixel class scores of shape
         `(batch, height, width, num_classes)`.
 
-    Example:
-
-    >>> model = deeplabv3_plus((64, 64, 3), num_classes=3, acw_weights="ones")
-    >>> model.output.shape
-    (None, 64, 64, 3)
+    Examples:
+        >>> model = deeplabv3_plus((64, 64, 3), num_classes=3, acw_weights="ones")
+        >>> model.output.shape
+        (None, 64, 64, 3)
     """
     input_shape, num_classes, acw_weights, activation = check_deeplabv3_plus_arguments(
         input_shape, num_classes, output_stride, acw_weights, activation, image_pooling, encoder_weights

@@ -110,11 +110,10 @@ def vgg19_fcn(
     Returns:
         A `keras.Model` from images to `(batch, height, width, num_classes)`.
 
-    Example:
-
-    >>> model = vgg19_fcn((64, 64, 1), num_classes=2, fc_filters=64)
-    >>> model.output.shape
-    (None, 64, 64, 2)
+    Examples:
+        >>> model = vgg19_fcn((64, 64, 1), num_classes=2, fc_filters=64)
+        >>> model.output.shape
+        (None, 64, 64, 2)
     """
     shape, num_classes, acw_weights, activation, encoder_channels = check_vgg19_fcn_arguments(
         input_shape, num_classes, acw_weights, activation, encoder_weights, fc_filters, dropout

@@ -75,11 +75,10 @@ def resnet18_backbone(
     Returns:
         A `keras.Model` whose output is a dict from stage name to feature map.
 
-    Example:
-
-    >>> backbone = resnet18_backbone((64, 64, 3), output_stride=16)
-    >>> {k: tuple(v.shape[1:]) for k, v in backbone.output.items()}["stage5"]
-    (4, 4, 512)
+    Examples:
+        >>> backbone = resnet18_backbone((64, 64, 3), output_stride=16)
+        >>> {k: tuple(v.shape[1:]) for k, v in backbone.output.items()}["stage5"]
+        (4, 4, 512)
     """
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(

@@ -27,10 +27,9 @@ def stability_cnn(input_shape: tuple[int | None, ...] = (28, 28, 1), name: str =
         A `keras.Model` from images to `(batch, 1)` logits (use a
         `from_logits=True` sigmoid loss, as the paper does).
 
-    Example:
-
-    >>> stability_cnn().count_params()
-    43661
+    Examples:
+        >>> stability_cnn().count_params()
+        43661
     """
     shape = check_input_shape(input_shape, min_size=16, why=" (two 5x5 convolutions and two 2x2 poolings)")
     channels = shape[-1]

@@ -120,11 +120,10 @@ def unet(
     Returns:
         A `keras.Model` from images to `(batch, height, width, num_classes)`.
 
-    Example:
-
-    >>> model = unet((28, 28, 1), num_classes=2, depth=2, base_filters=8)
-    >>> model.output.shape
-    (None, 28, 28, 2)
+    Examples:
+        >>> model = unet((28, 28, 1), num_classes=2, depth=2, base_filters=8)
+        >>> model.output.shape
+        (None, 28, 28, 2)
     """
     input_shape, num_classes, depth, base_filters, acw_weights, activation = check_unet_arguments(
         input_shape, num_classes, depth, base_filters, batch_norm, acw_weights, activation

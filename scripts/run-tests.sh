@@ -4,7 +4,7 @@
 # JAX and on PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-env.sh test,jax,torch
+bash scripts/setup-env.sh test,jax,torch,docs
 export TF_CPP_MIN_LOG_LEVEL=3
 .venv/bin/ruff check .  # pyflakes, pycodestyle errors, import order (pyproject.toml)
 .venv/bin/mypy          # the package's types (pyproject.toml)

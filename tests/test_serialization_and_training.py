@@ -177,19 +177,3 @@ def test_sigmoid_model_with_prior_probability_and_binary_focal(tmp_path):
     model.save(tmp_path / "binary.keras")
     restored = keras.models.load_model(tmp_path / "binary.keras")
     assert isinstance(restored.loss, losses.BinaryFocalLoss)
-
-
-def test_readme_quick_example_runs_as_written(tmp_path, monkeypatch):
-    import pathlib
-    import re
-
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Quick example"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)  # it saves adfl.keras in the working directory
-    namespace = {}
-    exec(compile(code, "README.md quick example", "exec"), namespace)
-    probabilities = np.asarray(namespace["probabilities"])
-    assert probabilities.shape == (8, 64, 64, 2)
-    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
-    assert (tmp_path / "adfl.keras").is_file()

@@ -29,8 +29,8 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> argparse.Argumen
             "those (one case each; files named CASE_0000, CASE_0001... are one case's channels, as nnU-Net's imagesTs)."
         ),
     )
-    parser.add_argument("input", metavar="INPUT")
-    parser.add_argument("out", metavar="OUT")
+    parser.add_argument("input", metavar="INPUT", help="a volume file, a DICOM series folder, or a folder of cases")
+    parser.add_argument("out", metavar="OUT", help="output folder: one label volume per case, with its record in OUT/cases/")
     parser.add_argument("--model", action="append", default=[], metavar="M.keras",
                         help="a trained model; give it several times for an ensemble (probabilities averaged)")
     parser.add_argument("--run", dest="runs", action="append", default=[], metavar="RUN_DIR",
@@ -70,7 +70,7 @@ def add_export_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         "export", help="export a trained .keras model as a TensorFlow SavedModel or an ONNX file",
         description="Keras 3's model.export of the whole network (ACW layer and softmax head included), in float32.",
     )
-    parser.add_argument("model", metavar="M.keras")
+    parser.add_argument("model", metavar="M.keras", help="the .keras model to export")
     parser.add_argument("out", metavar="OUT", help="the SavedModel folder, or the .onnx file")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="saved_model", help="(default: saved_model)")
     parser.add_argument("--force", action="store_true", help="replace an existing OUT")

@@ -67,7 +67,7 @@ def add_prep_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
 
 def _add_synth_parser(sources) -> None:
     synth = sources.add_parser("synth", help="write the built-in synthetic data (no download)")
-    synth.add_argument("out", metavar="OUT")
+    synth.add_argument("out", metavar="OUT", help="folder for the synthetic data (created)")
     synth.add_argument("--cases", type=int, default=12, help="PROMISE12-style MRI cases, 0 for none (default: 12)")
     synth.add_argument("--us-cases", type=int, default=5,
                        help="DICOM ultrasound cases, 0 for none (default: 5, as the paper's TRUS set)")
@@ -86,16 +86,16 @@ def _add_synth_parser(sources) -> None:
 
 def _add_promise12_parser(sources) -> None:
     promise12 = sources.add_parser("promise12", help="PROMISE12 CaseNN.mhd + CaseNN_segmentation.mhd")
-    promise12.add_argument("src", metavar="SRC")
-    promise12.add_argument("out", metavar="OUT")
+    promise12.add_argument("src", metavar="SRC", help="the data set's folder as downloaded")
+    promise12.add_argument("out", metavar="OUT", help="the prepared data set's folder (created)")
     _add_common(promise12)
     promise12.set_defaults(prepare_source=_promise12)
 
 
 def _add_dicom_parser(sources) -> None:
     dicom = sources.add_parser("dicom", help="one DICOM series folder (or multi-frame file) per case")
-    dicom.add_argument("src", metavar="SRC")
-    dicom.add_argument("out", metavar="OUT")
+    dicom.add_argument("src", metavar="SRC", help="the data set's folder as downloaded")
+    dicom.add_argument("out", metavar="OUT", help="the prepared data set's folder (created)")
     dicom.add_argument("--masks", required=True,
                        help="folder with <case>.mhd/.nrrd/.nii.gz label volumes, <case>/ DICOM masks, or a DICOM SEG or "
                             "RTSTRUCT per case (<case>.dcm, or the one such file in <case>/)")
@@ -110,25 +110,25 @@ def _add_dicom_parser(sources) -> None:
 
 def _add_msd_parser(sources) -> None:
     msd = sources.add_parser("msd", help="a Medical Segmentation Decathlon task folder (dataset.json, 4-D NIfTI channels)")
-    msd.add_argument("src", metavar="TASK_DIR")
-    msd.add_argument("out", metavar="OUT")
+    msd.add_argument("src", metavar="TASK_DIR", help="the data set's folder as downloaded")
+    msd.add_argument("out", metavar="OUT", help="the prepared data set's folder (created)")
     _add_common(msd)
     msd.set_defaults(prepare_source=_msd)
 
 
 def _add_nnunet_parser(sources) -> None:
     nnunet = sources.add_parser("nnunet", help="an nnU-Net v2 raw data set (dataset.json, imagesTr/CASE_0000, labelsTr/CASE)")
-    nnunet.add_argument("src", metavar="DATASET_DIR")
-    nnunet.add_argument("out", metavar="OUT")
+    nnunet.add_argument("src", metavar="DATASET_DIR", help="the data set's folder as downloaded")
+    nnunet.add_argument("out", metavar="OUT", help="the prepared data set's folder (created)")
     _add_common(nnunet)
     nnunet.set_defaults(prepare_source=_nnunet)
 
 
 def _add_volumes_parser(sources) -> None:
     volumes = sources.add_parser("volumes", help="image and label volumes matched by name, any SimpleITK format")
-    volumes.add_argument("src", metavar="IMAGES_DIR")
-    volumes.add_argument("masks", metavar="MASKS_DIR")
-    volumes.add_argument("out", metavar="OUT")
+    volumes.add_argument("src", metavar="IMAGES_DIR", help="the image volumes")
+    volumes.add_argument("masks", metavar="MASKS_DIR", help="the label volumes, one per image, of the same names")
+    volumes.add_argument("out", metavar="OUT", help="the prepared data set's folder (created)")
     _add_class_names(volumes)
     volumes.add_argument("--channel-names", help="comma-separated names of a multi-channel set's channels (default: channel 0, ...)")
     _add_common(volumes)

@@ -71,7 +71,7 @@ def add_training_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--loss", required=True, help=f"one of {', '.join(LOSSES)}")
     train.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)} (default: adam)")
     train.add_argument("--fold", type=int, default=0, help="test fold (default: 0)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="random seed of the initial weights and the shuffling (default: 0)")
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     train.add_argument("--force", action="store_true",
@@ -81,13 +81,13 @@ def add_training_parsers(commands: argparse._SubParsersAction) -> None:
 
     compare = commands.add_parser("compare", help="the grid models x losses x optimisers x folds x seeds")
     compare.add_argument("--config", help="YAML file with data, out, models, losses, optimizers, folds, seeds and run options")
-    compare.add_argument("--data")
-    compare.add_argument("--out")
-    compare.add_argument("--models", nargs="+")
-    compare.add_argument("--losses", nargs="+")
-    compare.add_argument("--optimizers", nargs="+")
-    compare.add_argument("--folds", nargs="+", type=int)
-    compare.add_argument("--seeds", nargs="+", type=int)
+    compare.add_argument("--data", help="folder written by `keras-focal prep` (or `data:` in --config)")
+    compare.add_argument("--out", help="results folder: results.md, results.csv, results.png and one folder per run")
+    compare.add_argument("--models", nargs="+", help="networks: deeplabv3_plus, vgg19_fcn, unet (default: deeplabv3_plus)")
+    compare.add_argument("--losses", nargs="+", help="losses, the names of `train --loss` (default: ce wce fl adfl)")
+    compare.add_argument("--optimizers", nargs="+", help="optimisers: adam, sgdm (default: adam)")
+    compare.add_argument("--folds", nargs="+", type=int, help="test folds, one run each (default: 0 1 2)")
+    compare.add_argument("--seeds", nargs="+", type=int, help="seeds, one run each (default: 0)")
     compare.add_argument("--reference", help="the loss every other is compared with, paired by fold and seed, in "
                          "results.md (default: adfl when it is in the grid, else the first loss)")
     compare.add_argument("--lr-sweep", metavar="LR1,LR2,...",

@@ -17,11 +17,10 @@
 - `evaluate_trained` (`evaluate.py`): `keras-focal evaluate`'s report of a
   model on its test fold.
 
-Example:
-
->>> from keras_focal.inference import Predictor  # doctest: +SKIP
->>> predictor = Predictor.from_comparison("results", loss="adfl", tta="flip")  # doctest: +SKIP
->>> predictor.predict_files("new_patients/", "labels/", postprocess="largest-component")  # doctest: +SKIP
+Examples:
+    >>> from keras_focal.inference import Predictor  # doctest: +SKIP
+    >>> predictor = Predictor.from_comparison("results", loss="adfl", tta="flip")  # doctest: +SKIP
+    >>> predictor.predict_files("new_patients/", "labels/", postprocess="largest-component")  # doctest: +SKIP
 """
 
 from __future__ import annotations

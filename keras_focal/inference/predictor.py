@@ -90,10 +90,9 @@ class Predictor:
         batch_size: slices per network call.
         tta: `"none"`, or `"flip"` to average each slice with its left-right mirror.
 
-    Example:
-
-    >>> predictor = Predictor.from_runs(["results/runs/unet-adfl-adam-fold0"])  # doctest: +SKIP
-    >>> labels, probabilities, notes = predictor.predict_volume(volume)  # doctest: +SKIP
+    Examples:
+        >>> predictor = Predictor.from_runs(["results/runs/unet-adfl-adam-fold0"])  # doctest: +SKIP
+        >>> labels, probabilities, notes = predictor.predict_volume(volume)  # doctest: +SKIP
     """
 
     def __init__(self, models: Sequence[TrainedModel | keras.Model], *, batch_size: int = 8, tta: str = "none") -> None:

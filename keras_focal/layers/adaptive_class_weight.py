@@ -38,11 +38,10 @@ class AdaptiveClassWeight(keras.layers.Layer):
             `keras.constraints.NonNeg()`); the paper uses none.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
-    Example:
-
-    >>> layer = AdaptiveClassWeight([0.25, 0.75])
-    >>> layer(np.ones((1, 2), "float32")).numpy().tolist()
-    [[0.25, 0.75]]
+    Examples:
+        >>> layer = AdaptiveClassWeight([0.25, 0.75])
+        >>> layer(np.ones((1, 2), "float32")).numpy().tolist()
+        [[0.25, 0.75]]
     """
 
     def __init__(

@@ -96,13 +96,12 @@ def get(identifier: str | dict | Callable, **kwargs: Any) -> Callable:
         ValueError: an unknown name, options given with a config or a loss,
             or an identifier of another type.
 
-    Example:
-
-    >>> get("fl", gamma=0.5, from_logits=True).gamma
-    0.5
-    >>> import keras
-    >>> get(keras.saving.serialize_keras_object(get("dfl", gamma=2.0))).gamma
-    2.0
+    Examples:
+        >>> get("fl", gamma=0.5, from_logits=True).gamma
+        0.5
+        >>> import keras
+        >>> get(keras.saving.serialize_keras_object(get("dfl", gamma=2.0))).gamma
+        2.0
     """
     if not isinstance(identifier, str):
         if kwargs:

@@ -34,12 +34,11 @@ class CombinedLoss(keras.losses.Loss):
         name: loss name.
         dtype: computation dtype; float32 by default.
 
-    Example:
-
-    >>> from keras_focal.losses import CrossEntropy, DiceLoss
-    >>> loss = CombinedLoss([CrossEntropy(from_logits=True), DiceLoss(from_logits=True)])
-    >>> [part.name for part in loss.losses]
-    ['cross_entropy', 'dice_loss']
+    Examples:
+        >>> from keras_focal.losses import CrossEntropy, DiceLoss
+        >>> loss = CombinedLoss([CrossEntropy(from_logits=True), DiceLoss(from_logits=True)])
+        >>> [part.name for part in loss.losses]
+        ['cross_entropy', 'dice_loss']
     """
 
     def __init__(

@@ -59,11 +59,10 @@ class WeightedCrossEntropy(_base.CategoricalLoss):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = WeightedCrossEntropy([0.2, 0.8], from_logits=True)
-    >>> round(float(loss([1, 0], [[0.0, 1.0], [2.0, 0.0]])), 4)  # (0.8 log(1 + e^-1) + 0.2 log(1 + e^-2)) / 2
-    0.138
+    Examples:
+        >>> loss = WeightedCrossEntropy([0.2, 0.8], from_logits=True)
+        >>> round(float(loss([1, 0], [[0.0, 1.0], [2.0, 0.0]])), 4)  # (0.8 log(1 + e^-1) + 0.2 log(1 + e^-2)) / 2
+        0.138
     """
 
     def __init__(
@@ -139,11 +138,10 @@ class CrossEntropy(WeightedCrossEntropy):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = CrossEntropy(from_logits=True)
-    >>> round(float(loss([0], [[0.0, 0.0]])), 4)
-    0.6931
+    Examples:
+        >>> loss = CrossEntropy(from_logits=True)
+        >>> round(float(loss([0], [[0.0, 0.0]])), 4)
+        0.6931
     """
 
     def __init__(
@@ -184,12 +182,11 @@ def weighted_cross_entropy(
     Keras's mean). With options, pass it as
     `functools.partial(weighted_cross_entropy, class_weights=...)`.
 
-    Example:
-
-    >>> import numpy as np
-    >>> values = weighted_cross_entropy(np.array([1]), np.array([[0.0, 0.0]]), [1.0, 3.0], from_logits=True)
-    >>> round(float(values[0]), 5)  # 3 * log 2
-    2.07944
+    Examples:
+        >>> import numpy as np
+        >>> values = weighted_cross_entropy(np.array([1]), np.array([[0.0, 0.0]]), [1.0, 3.0], from_logits=True)
+        >>> round(float(values[0]), 5)  # 3 * log 2
+        2.07944
     """
     loss = WeightedCrossEntropy(class_weights, from_logits=from_logits, axis=axis, ignore_class=ignore_class, reduction=None)
     return loss.call(y_true, y_pred)
@@ -204,10 +201,9 @@ def cross_entropy(
     Formula: `-sum_i y_i log p_i` (the ADFL paper's Eq. 4 with `w_i = 1`), as
     `CrossEntropy`, with exact log-probabilities from logits.
 
-    Example:
-
-    >>> import numpy as np
-    >>> round(float(cross_entropy(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)  # log 2
-    0.69315
+    Examples:
+        >>> import numpy as np
+        >>> round(float(cross_entropy(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)  # log 2
+        0.69315
     """
     return CrossEntropy(from_logits=from_logits, axis=axis, ignore_class=ignore_class, reduction=None).call(y_true, y_pred)

@@ -46,11 +46,10 @@ class DiceLoss(_overlap.OverlapLoss):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = DiceLoss(from_logits=False, smooth=0.0)
-    >>> round(float(loss([[0, 1]], [[[0.5, 0.5], [0.5, 0.5]]])), 5)  # 1 - 2 * 0.5 / (1 + 1)
-    0.5
+    Examples:
+        >>> loss = DiceLoss(from_logits=False, smooth=0.0)
+        >>> round(float(loss([[0, 1]], [[[0.5, 0.5], [0.5, 0.5]]])), 5)  # 1 - 2 * 0.5 / (1 + 1)
+        0.5
     """
 
     def __init__(
@@ -85,11 +84,10 @@ def dice_loss(y_true: TensorLike, y_pred: TensorLike, from_logits: bool = False,
     Takes the options of `DiceLoss` and returns one value per image (one for
     the batch with `batch=True`).
 
-    Example:
-
-    >>> import numpy as np
-    >>> round(float(dice_loss(np.array([[0, 1]]), np.array([[[0.5, 0.5], [0.5, 0.5]]]), smooth=0.0)[0]), 5)
-    0.5
+    Examples:
+        >>> import numpy as np
+        >>> round(float(dice_loss(np.array([[0, 1]]), np.array([[[0.5, 0.5], [0.5, 0.5]]]), smooth=0.0)[0]), 5)
+        0.5
     """
     loss = DiceLoss(from_logits=from_logits, axis=axis, include_background=include_background, batch=batch,
                     smooth=smooth, ignore_class=ignore_class, reduction=None)

@@ -24,8 +24,11 @@ def dual_focal_terms(
 
     Args:
         y: labels (one-hot or soft) of the shape of `log_p`.
-        log_p, log_1mp: exact `log p` and `log(1 - p)` of every class.
-        alpha, beta, gamma: as `DualFocalLoss`.
+        log_p: exact `log p` of every class.
+        log_1mp: exact `log(1 - p)` of every class.
+        alpha: as `DualFocalLoss`.
+        beta: as `DualFocalLoss`.
+        gamma: as `DualFocalLoss`.
         axis: the class axis.
     """
     terms = -y * log_p
@@ -103,11 +106,10 @@ class DualFocalLoss(_base.CategoricalLoss):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = DualFocalLoss(from_logits=True)
-    >>> round(float(loss([0], [[0.0, 0.0]])), 5)  # 2 * (0.5 - log 0.5)
-    2.38629
+    Examples:
+        >>> loss = DualFocalLoss(from_logits=True)
+        >>> round(float(loss([0], [[0.0, 0.0]])), 5)  # 2 * (0.5 - log 0.5)
+        2.38629
     """
 
     def __init__(
@@ -271,11 +273,10 @@ def dual_focal_loss(
     Takes the options of `DualFocalLoss` and returns its per-pixel values
     (the class axis removed; `ignore_class` pixels masked out of Keras's mean).
 
-    Example:
-
-    >>> import numpy as np
-    >>> round(float(dual_focal_loss(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)
-    2.38629
+    Examples:
+        >>> import numpy as np
+        >>> round(float(dual_focal_loss(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)
+        2.38629
     """
     loss = DualFocalLoss(alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits, axis=axis,
                          ignore_class=ignore_class, reduction=None)

@@ -47,8 +47,11 @@ def binary_focal_terms(
 
     Args:
         y: targets in [0, 1].
-        log_p, log_q: exact `log p` and `log(1 - p)`.
-        gamma, alpha, epsilon: as `BinaryFocalLoss` (`alpha=None`: no `alpha_t`).
+        log_p: exact `log p`.
+        log_q: exact `log(1 - p)`.
+        gamma: as `BinaryFocalLoss`.
+        alpha: as `BinaryFocalLoss` (`alpha=None`: no `alpha_t`).
+        epsilon: as `BinaryFocalLoss`.
     """
     loss = -(y * log_p + (1.0 - y) * log_q)
     # 1 - p_t = y (1 - p) + (1 - y) p, exact for hard labels.
@@ -68,8 +71,10 @@ def categorical_focal_terms(
 
     Args:
         y: labels (one-hot or soft) of the shape of `log_p`.
-        log_p, log_1mp: exact `log p` and `log(1 - p)` of every class.
-        gamma, epsilon: as `CategoricalFocalLoss`.
+        log_p: exact `log p` of every class.
+        log_1mp: exact `log(1 - p)` of every class.
+        gamma: as `CategoricalFocalLoss`.
+        epsilon: as `CategoricalFocalLoss`.
         alpha: None, a number, or per-class weights broadcastable along `axis`.
         axis: the class axis.
     """
@@ -116,11 +121,10 @@ class BinaryFocalLoss(keras.losses.Loss):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = BinaryFocalLoss(gamma=0.5, alpha=0.5, from_logits=True)
-    >>> round(float(loss([[1.0]], [[0.0]])), 5)  # 0.5 * sqrt(0.5) * log 2
-    0.24506
+    Examples:
+        >>> loss = BinaryFocalLoss(gamma=0.5, alpha=0.5, from_logits=True)
+        >>> round(float(loss([[1.0]], [[0.0]])), 5)  # 0.5 * sqrt(0.5) * log 2
+        0.24506
     """
 
     def __init__(
@@ -278,11 +282,10 @@ class CategoricalFocalLoss(_base.CategoricalLoss):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = CategoricalFocalLoss(gamma=2.0, from_logits=True)
-    >>> round(float(loss([0], [[0.0, 0.0]])), 5)
-    0.17329
+    Examples:
+        >>> loss = CategoricalFocalLoss(gamma=2.0, from_logits=True)
+        >>> round(float(loss([0], [[0.0, 0.0]])), 5)
+        0.17329
     """
 
     def __init__(
@@ -393,12 +396,11 @@ def binary_focal_loss(
 
     Takes the options of `BinaryFocalLoss` and returns its per-element values.
 
-    Example:
-
-    >>> import numpy as np
-    >>> values = binary_focal_loss(np.array([[1.0]]), np.array([[0.0]]), gamma=0.0, alpha=None, from_logits=True)
-    >>> round(float(values[0]), 5)  # the mean over the last axis, as Keras's binary losses: log 2
-    0.69315
+    Examples:
+        >>> import numpy as np
+        >>> values = binary_focal_loss(np.array([[1.0]]), np.array([[0.0]]), gamma=0.0, alpha=None, from_logits=True)
+        >>> round(float(values[0]), 5)  # the mean over the last axis, as Keras's binary losses: log 2
+        0.69315
     """
     loss = BinaryFocalLoss(gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, reduction=None)
     return loss.call(y_true, y_pred)
@@ -415,11 +417,10 @@ def categorical_focal_loss(y_true: TensorLike, y_pred: TensorLike, gamma: float 
     values (the class axis removed; `ignore_class` pixels masked out of
     Keras's mean).
 
-    Example:
-
-    >>> import numpy as np
-    >>> round(float(categorical_focal_loss(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)
-    0.17329
+    Examples:
+        >>> import numpy as np
+        >>> round(float(categorical_focal_loss(np.array([0]), np.array([[0.0, 0.0]]), from_logits=True)[0]), 5)
+        0.17329
     """
     loss = CategoricalFocalLoss(gamma=gamma, alpha=alpha, epsilon=epsilon, from_logits=from_logits, axis=axis,
                                 ignore_class=ignore_class, reduction=None)

@@ -37,11 +37,10 @@ class TverskyLoss(_overlap.OverlapLoss):
         name: loss name.
         dtype: computation dtype; float32 by default whatever the policy.
 
-    Example:
-
-    >>> loss = TverskyLoss(alpha=0.3, beta=0.7, include_background=False, smooth=0.0)
-    >>> round(float(loss([[1, 1]], [[[0.5, 0.5], [0.5, 0.5]]])), 5)  # 1 - TP / (TP + 0.7 FN), TP = FN = 1
-    0.41176
+    Examples:
+        >>> loss = TverskyLoss(alpha=0.3, beta=0.7, include_background=False, smooth=0.0)
+        >>> round(float(loss([[1, 1]], [[[0.5, 0.5], [0.5, 0.5]]])), 5)  # 1 - TP / (TP + 0.7 FN), TP = FN = 1
+        0.41176
     """
 
     def __init__(
@@ -88,13 +87,12 @@ def tversky_loss(y_true: TensorLike, y_pred: TensorLike, alpha: float = 0.5, bet
 
     Takes the options of `TverskyLoss` and returns one value per image.
 
-    Example:
-
-    >>> import numpy as np
-    >>> values = tversky_loss(np.array([[1, 1]]), np.array([[[0.5, 0.5], [0.5, 0.5]]]), 0.3, 0.7,
-    ...                       include_background=False, smooth=0.0)
-    >>> round(float(values[0]), 5)
-    0.41176
+    Examples:
+        >>> import numpy as np
+        >>> values = tversky_loss(np.array([[1, 1]]), np.array([[[0.5, 0.5], [0.5, 0.5]]]), 0.3, 0.7,
+        ...                       include_background=False, smooth=0.0)
+        >>> round(float(values[0]), 5)
+        0.41176
     """
     loss = TverskyLoss(alpha=alpha, beta=beta, from_logits=from_logits, axis=axis, include_background=include_background,
                        batch=batch, smooth=smooth, ignore_class=ignore_class, reduction=None)

@@ -296,3 +296,35 @@ def read_dicom_volume(path: PathLike, series: str | None = None) -> Volume:
         notes=notes,
         frame_of_reference=str(first.FrameOfReferenceUID) if first.get("FrameOfReferenceUID") else None,
     )
+
+
+def series_in_slice_order(path: PathLike, series: str | None = None) -> list[tuple[str, pydicom.Dataset]]:
+    """`[(path, header), ...]` of the series `read_dicom_volume(path, series)` reads, in its slice order.
+
+    For objects that refer to the series' images one by one (a DICOM SEG or
+    RTSTRUCT of a prediction): slice z of the volume is image z here.
+
+    Raises:
+        CaseError: no DICOM series, a multi-frame file, or an image without
+            ImagePositionPatient or ImageOrientationPatient (its place in the
+            volume would be a guess).
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        header = read_dicom_header(path)
+        if header is None:
+            raise CaseError(f"'{path}' is not a DICOM file.")
+        files = [(path, header)]
+    else:
+        files = series_files(path, series)
+    for file_path, header in files:
+        if int(header.get("NumberOfFrames", 1) or 1) > 1:
+            raise CaseError(f"'{file_path}' is a multi-frame image; DICOM objects of a prediction refer to a series "
+                            "of single-frame images.")
+        for name in ("ImagePositionPatient", "ImageOrientationPatient"):
+            if header.get(name) is None:
+                raise CaseError(f"'{file_path}' has no {name}: its place in the series is unknown.")
+    orientation = _orientation(files[0][1])
+    positions = [np.array(header.ImagePositionPatient, float) for _, header in files]
+    order, _ = _slice_step(positions, orientation[2], [])
+    return [files[i] for i in order]

@@ -54,9 +54,9 @@ def test_python_block_runs(page, number, code, tmp_path, monkeypatch):
 
 
 def test_the_documented_python_blocks_are_the_many_not_the_few():
-    # The README's two examples and the guides' run; only a block that needs a trained comparison is skipped.
+    # The README's two examples and the guides' run; only blocks that need a trained comparison are skipped.
     assert len(RUNNABLE) >= 7
-    assert len(PYTHON_BLOCKS) - len(RUNNABLE) <= 2
+    assert len(PYTHON_BLOCKS) - len(RUNNABLE) <= 3
 
 
 def _command_lines() -> list[tuple[str, str]]:

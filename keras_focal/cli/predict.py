@@ -3,7 +3,7 @@
 The work is the library's: `keras_focal.inference` (`Predictor`,
 `predict_files`) and `keras_focal.export`. The choices below are repeated
 here rather than imported, so that `--help` never imports the inference
-code; `tests/test_cli.py` holds them equal.
+code; `tests/test_architecture.py` holds them equal.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 
 from keras_focal.errors import checking
 
-OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")
+OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii", "dicom-seg", "rtstruct")
 TTA_MODES = ("none", "flip")
 POSTPROCESS_MODES = ("none", "largest-component", "auto")
 
@@ -51,8 +51,12 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> argparse.Argumen
                         help="largest-component: keep each foreground class's largest 3-D component; auto: only for the "
                              "classes where that raises the mean 3-D Dice of the runs' validation cases (default: none)")
     parser.add_argument("--probabilities", action="store_true",
-                        help="also write <case>_probabilities.<format>: one float32 component per class")
-    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nii.gz", help="label volume format (default: nii.gz)")
+                        help="also write <case>_probabilities.<format>: one float32 component per class (with "
+                             "dicom-seg: a FRACTIONAL SEG of the foreground classes)")
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="nii.gz",
+                        help="a label volume file (default: nii.gz), or, for a DICOM series, a DICOM object of that "
+                             "series: dicom-seg (<case>.seg.dcm, a Segmentation with one segment per foreground "
+                             "class) or rtstruct (<case>.rtstruct.dcm, one ROI of contours per class)")
     parser.add_argument("--truth", metavar="MASKS",
                         help="a folder of true label volumes (<case>.nii.gz/.mha/.mhd/.nrrd or <case>/ DICOM): "
                              "score the predictions (volume_metrics.csv, volume_summary.md)")

@@ -1,5 +1,9 @@
 """`keras-focal predict` as a library call: the cases of an input path predicted into label-volume files.
 
+Each case is written as a volume on its input's grid (NIfTI, MetaImage,
+NRRD), or, for a DICOM series, as a DICOM SEG or RTSTRUCT of that series
+(`keras_focal.inference.dicom_objects`).
+
 The pre-flight (`plan_prediction`) reads every input's header and checks
 the outputs before anything is written. Then, under a lock on OUT, each case
 is read, predicted and written: its label (and probability) volumes go into
@@ -20,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_focal import __version__
+from keras_focal.data_prep.dicom import read_dicom_header
 from keras_focal.data_prep.errors import CaseError
 from keras_focal.data_prep.sources import find_mask, read_mask_volume
 from keras_focal.data_prep.volume import check_same_grid, strip_volume_suffix, write_volume_like
@@ -34,6 +40,15 @@ from keras_focal.files import (
     write_text_atomically,
 )
 from keras_focal.inference.cases import check_input_case, find_input_cases, read_input_volume
+from keras_focal.inference.dicom_objects import (
+    DICOM_OUTPUT_FORMATS,
+    DICOM_SUFFIXES,
+    AlgorithmInfo,
+    check_dicom_source,
+    source_datasets,
+    write_segmentation,
+    write_structure_set,
+)
 from keras_focal.inference.predictor import POSTPROCESS_MODES, TTA_MODES
 from keras_focal.inference.prepared_cases import check_auto_postprocessing, decide_postprocessing
 from keras_focal.reporting.tables import volume_summary_markdown
@@ -42,7 +57,8 @@ if TYPE_CHECKING:
     from keras_focal.inference.cases import InputCase
     from keras_focal.inference.predictor import Predictor
 
-OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii")
+# Volume files (written on the input's grid), then DICOM objects of the input series (`dicom_objects`).
+OUTPUT_FORMATS = ("nii.gz", "mha", "nrrd", "nii", *DICOM_OUTPUT_FORMATS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +71,9 @@ class PredictionRequest:
         series: SeriesInstanceUID or SeriesNumber when a DICOM folder holds several series.
         tta: `TTA_MODES`; the predictor's.
         postprocess: `POSTPROCESS_MODES`.
-        probabilities: also write `<case>_probabilities.<format>`.
-        output_format: `OUTPUT_FORMATS`.
+        probabilities: also write `<case>_probabilities.<format>` (with `dicom-seg`: a FRACTIONAL SEG).
+        output_format: `OUTPUT_FORMATS`: a volume file, or `dicom-seg` / `rtstruct` (`<case>.seg.dcm`,
+            `<case>.rtstruct.dcm`) for a DICOM series.
         truth: a folder of true label volumes to score the predictions against.
         batch_size: slices per network call; the predictor's.
         force: predict finished cases again and replace existing outputs.
@@ -81,6 +98,9 @@ class PredictionRequest:
                                      ("output_format", self.output_format, OUTPUT_FORMATS)):
             if value not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
+        if self.output_format == "rtstruct" and self.probabilities:
+            raise ValueError("--probabilities cannot be written as an RTSTRUCT (contours, not values): use "
+                             "--output-format dicom-seg (FRACTIONAL segments) or a volume format.")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer. Received: {self.batch_size!r}")
         out = os.path.abspath(self.out)
@@ -89,11 +109,16 @@ class PredictionRequest:
         if not os.path.exists(self.input):  # the commonest mistake, before the models load
             raise ValueError(f"the input '{self.input}' does not exist.")
 
+    @property
+    def suffix(self) -> str:
+        """The output files' suffix: the volume format, or `seg.dcm` / `rtstruct.dcm`."""
+        return DICOM_SUFFIXES.get(self.output_format, self.output_format)
+
     def label_path(self, case: InputCase) -> str:
-        return os.path.join(os.path.abspath(self.out), f"{case.name}.{self.output_format}")
+        return os.path.join(os.path.abspath(self.out), f"{case.name}.{self.suffix}")
 
     def probabilities_path(self, case: InputCase) -> str:
-        return os.path.join(os.path.abspath(self.out), f"{case.name}_probabilities.{self.output_format}")
+        return os.path.join(os.path.abspath(self.out), f"{case.name}_probabilities.{self.suffix}")
 
     def record_path(self, case: InputCase) -> str:
         return os.path.join(os.path.abspath(self.out), "cases", f"{case.name}.json")
@@ -145,7 +170,7 @@ def plan_prediction(request: PredictionRequest, predictor: Predictor) -> Predict
     cases = find_input_cases(request.input, settings.channels)
     for case in cases:
         check_input_case(case, request.series, settings.channels)
-    notes = []
+    notes = _check_dicom_outputs(request, cases) if request.output_format in DICOM_OUTPUT_FORMATS else []
     if request.tta == "flip" and not all(m.augmented for m in models):
         notes.append("--tta flip: the model(s) were trained without --augment, so they never saw mirrored slices")
     if request.postprocess == "auto":
@@ -168,6 +193,22 @@ def plan_prediction(request: PredictionRequest, predictor: Predictor) -> Predict
         _check_finished_case(request, case, _read_record(request.record_path(case)), record_settings)
         finished.append(case.name)
     return PredictionPlan(predictor, request, cases, pending, finished, record_settings, truths, notes)
+
+
+def _check_dicom_outputs(request, cases):
+    """Raises ValueError naming the input unless every case is a DICOM series a SEG or RTSTRUCT can refer to; notes."""
+    notes = []
+    for case in cases:
+        if case.kind != "dicom" and (case.channel_paths or read_dicom_header(case.path) is None):
+            raise ValueError(
+                f"--output-format {request.output_format} writes a DICOM object of the input series, and "
+                f"'{case.path}' is not a DICOM series: give DICOM input, or write volumes (--output-format nii.gz)."
+            )
+        try:
+            notes += [f"{case.name}: {note}" for note in check_dicom_source(case.path, request.series)]
+        except CaseError as error:
+            raise ValueError(str(error)) from None
+    return notes
 
 
 def _check_finished_case(request, case, record, record_settings):
@@ -306,16 +347,15 @@ def _predict_case(plan, case, postprocess, partial):
     request = plan.request
     volume = read_input_volume(case, request.series)
     labels, probabilities, notes = plan.predictor.predict_volume(volume, postprocess)
-    table = plan.predictor.settings.labels
     os.makedirs(partial, exist_ok=True)
     staged = []
     if request.probabilities:
         path = request.probabilities_path(case)
         staged.append((os.path.join(partial, os.path.basename(path)), path))
-        write_volume_like(volume, probabilities, staged[-1][0], is_vector=True)
+        _write_output(plan, case, staged[-1][0], volume, labels, probabilities)
     label_path = request.label_path(case)
     staged.append((os.path.join(partial, os.path.basename(label_path)), label_path))  # last: it marks the case done
-    write_volume_like(volume, table.to_values(labels), staged[-1][0])  # the training masks' label values
+    _write_output(plan, case, staged[-1][0], volume, labels)
     metrics = _case_metrics(plan, case, volume, labels) if case.name in plan.truths else None
     record = {"case": case.name, "input": case.path if not case.channel_paths else case.inputs,
               "settings": plan.settings, "geometry": volume.geometry().to_dict(),
@@ -324,6 +364,23 @@ def _predict_case(plan, case, postprocess, partial):
     for source, target in staged:
         os.replace(source, target)
     return notes
+
+
+def _write_output(plan, case, path, volume, labels, probabilities=None):
+    """One output file of a case: its label volume (or probabilities) on the input's grid, or a DICOM object."""
+    request, settings = plan.request, plan.predictor.settings
+    if request.output_format not in DICOM_OUTPUT_FORMATS:
+        if probabilities is not None:
+            write_volume_like(volume, probabilities, path, is_vector=True)
+        else:
+            write_volume_like(volume, settings.labels.to_values(labels), path)  # the training masks' label values
+        return
+    sources = source_datasets(case.path, request.series)
+    algorithm = AlgorithmInfo(__version__, tuple(plan.settings["models"]), tuple(plan.settings["model_sha256"]))
+    if request.output_format == "rtstruct":
+        write_structure_set(path, labels, settings.class_names, sources, algorithm)
+    else:
+        write_segmentation(path, labels, settings.class_names, sources, algorithm, probabilities)
 
 
 def _case_metrics(plan, case, volume, labels):

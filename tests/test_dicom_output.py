@@ -262,3 +262,14 @@ def test_dicom_output_that_cannot_be_made_is_refused_before_work(trained, tmp_pa
         for text in expected:
             assert text in message, message
         assert not out.exists()
+
+
+def test_an_empty_prediction_is_written_and_read_back_empty(tmp_path):
+    volume = read_dicom_volume(CT5N)
+    empty = np.zeros(volume.array.shape, np.uint8)
+    write_segmentation(tmp_path / "e.seg.dcm", empty, ZONES, source_datasets(CT5N), ALGORITHM)
+    write_structure_set(tmp_path / "e.rtstruct.dcm", empty, ZONES, source_datasets(CT5N), ALGORITHM)
+    for name in ("e.seg.dcm", "e.rtstruct.dcm"):
+        back, _ = label_object_mask(tmp_path / name, volume, LabelTable.parse(",".join(ZONES)))
+        assert not back.any(), name
+    assert len(pydicom.dcmread(tmp_path / "e.rtstruct.dcm").StructureSetROISequence) == 3  # every class, no contour

@@ -224,7 +224,7 @@ def _segmentation(hd, sources, pixels, kind, class_names, classes, algorithm, fr
         manufacturer="keras-focal", manufacturer_model_name="keras-focal", software_versions=algorithm.version,
         device_serial_number="none", series_description=algorithm.description(),
         content_description="probabilities" if fractional else "labels",
-        content_label="PREDICTION", omit_empty_frames=False)
+        content_label="PREDICTION", omit_empty_frames=True)
 
 
 def _series_number(sources):

@@ -6,7 +6,7 @@ as 64x64 slices with three patient-level folds, trains a small U-Net with
 CE, WCE, FL, Dice+CE and ADFL under ADAM from the same initial weights on
 every fold (15 runs: a mean and a sample std over 3 test folds per loss,
 and ADFL's paired differences with each), and writes `results.csv`,
-`results.md` and `results.png`. It takes 8 to 25 minutes on 2 CPU cores, depending on the machine.
+`results.md` and `results.png`. It takes 10 to 18 minutes on 2 CPU cores, depending on the machine.
 `optimizers=("adam", "sgdm")` adds the paper's second optimiser, and
 `lr_sweep` the learning rates tuned per loss on validation cases.
 """

@@ -47,6 +47,7 @@ def test_every_python_block_is_marked_run_or_skip_with_a_reason(page, number, ma
 RUNNABLE = [(p, n, code) for p, n, m, code in PYTHON_BLOCKS if m == "run"]
 
 
+@pytest.mark.backend_agnostic  # the README's and the guides' examples run on TensorFlow, JAX and PyTorch alike
 @pytest.mark.parametrize("page, number, code", RUNNABLE, ids=[_name(p, n) for p, n, _ in RUNNABLE])
 def test_python_block_runs(page, number, code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks may write files (a saved model)

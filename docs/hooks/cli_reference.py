@@ -12,8 +12,9 @@ import argparse
 import os
 
 MARKER = "<!-- cli-reference -->"
-# argparse wraps help at the terminal's width; a fixed width gives the same page on every machine.
-HELP_WIDTH = "100"
+# argparse wraps help at the terminal's width; a fixed width (that of the page's code column) gives the same page
+# on every machine.
+HELP_WIDTH = "80"
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:

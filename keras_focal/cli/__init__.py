@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
             "patient-level folds, trains a small U-Net with CE, WCE, FL, Dice+CE and ADFL under ADAM "
             "on every fold from the same initial weights, and writes results.csv, results.md "
             "(mean ± sample std over the folds, ADFL's paired differences) and results.png to OUT. "
-            "8 to 25 minutes on 2 CPU cores, depending on the machine."
+            "10 to 18 minutes on 2 CPU cores, depending on the machine."
         ),
     )
     demo.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")

@@ -199,12 +199,12 @@ def _check_dicom_outputs(request, cases):
     """Raises ValueError naming the input unless every case is a DICOM series a SEG or RTSTRUCT can refer to; notes."""
     notes = []
     for case in cases:
-        if case.kind != "dicom" and (case.channel_paths or read_dicom_header(case.path) is None):
-            raise ValueError(
-                f"--output-format {request.output_format} writes a DICOM object of the input series, and "
-                f"'{case.path}' is not a DICOM series: give DICOM input, or write volumes (--output-format nii.gz)."
-            )
         try:
+            if case.kind != "dicom" and (case.channel_paths or read_dicom_header(case.path) is None):
+                raise ValueError(
+                    f"--output-format {request.output_format} writes a DICOM object of the input series, and "
+                    f"'{case.path}' is not a DICOM series: give DICOM input, or write volumes (--output-format nii.gz)."
+                )
             notes += [f"{case.name}: {note}" for note in check_dicom_source(case.path, request.series)]
         except CaseError as error:
             raise ValueError(str(error)) from None

@@ -230,6 +230,18 @@ def _series_frames(files, path: str):
     return np.concatenate(slices), (None if lacking else [np.array(p, float) for p in positions])
 
 
+def _dicom_files(path: str, series: str | None) -> list[tuple[str, pydicom.Dataset]]:
+    """`[(path, header)]` of one DICOM file, or of the one series (`series` picks) in a folder."""
+    if os.path.isfile(path):
+        header = read_dicom_header(path)
+        if header is None:
+            raise CaseError(f"'{path}' is not a DICOM file.")
+        return [(path, header)]
+    if os.path.isdir(path):
+        return series_files(path, series)
+    raise CaseError(f"'{path}' does not exist.")
+
+
 def read_dicom_volume(path: PathLike, series: str | None = None) -> Volume:
     """Reads a DICOM series folder, or one (multi-frame) DICOM file, as a `Volume`.
 
@@ -249,16 +261,7 @@ def read_dicom_volume(path: PathLike, series: str | None = None) -> Volume:
             slices (not all) without ImagePositionPatient.
     """
     path = str(path)
-    if os.path.isfile(path):
-        header = read_dicom_header(path)
-        if header is None:
-            raise CaseError(f"'{path}' is not a DICOM file.")
-        files = [(path, header)]
-    elif os.path.isdir(path):
-        files = series_files(path, series)
-    else:
-        raise CaseError(f"'{path}' does not exist.")
-
+    files = _dicom_files(path, series)
     notes = []
     first = files[0][1]
     spacing_xy, spacing_notes = _pixel_spacing(first)
@@ -309,14 +312,7 @@ def series_in_slice_order(path: PathLike, series: str | None = None) -> list[tup
             ImagePositionPatient or ImageOrientationPatient (its place in the
             volume would be a guess).
     """
-    path = os.fspath(path)
-    if os.path.isfile(path):
-        header = read_dicom_header(path)
-        if header is None:
-            raise CaseError(f"'{path}' is not a DICOM file.")
-        files = [(path, header)]
-    else:
-        files = series_files(path, series)
+    files = _dicom_files(os.fspath(path), series)
     for file_path, header in files:
         if int(header.get("NumberOfFrames", 1) or 1) > 1:
             raise CaseError(f"'{file_path}' is a multi-frame image; DICOM objects of a prediction refer to a series "

@@ -51,7 +51,6 @@ DICOM_OUTPUT_FORMATS = ("dicom-seg", "rtstruct")
 # The file each DICOM format writes per case: <case>.seg.dcm, <case>.rtstruct.dcm.
 DICOM_SUFFIXES = {"dicom-seg": "seg.dcm", "rtstruct": "rtstruct.dcm"}
 
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 
 # Type 1 attributes (present and not empty) a SEG or RTSTRUCT copies from, or refers to, every source image.

@@ -348,14 +348,16 @@ def _predict_case(plan, case, postprocess, partial):
     volume = read_input_volume(case, request.series)
     labels, probabilities, notes = plan.predictor.predict_volume(volume, postprocess)
     os.makedirs(partial, exist_ok=True)
+    # A DICOM object's source images: the series' headers, read once for the case's one or two objects.
+    sources = source_datasets(case.path, request.series) if request.output_format in DICOM_OUTPUT_FORMATS else None
     staged = []
     if request.probabilities:
         path = request.probabilities_path(case)
         staged.append((os.path.join(partial, os.path.basename(path)), path))
-        _write_output(plan, case, staged[-1][0], volume, labels, probabilities)
+        _write_output(plan, staged[-1][0], volume, labels, sources, probabilities)
     label_path = request.label_path(case)
     staged.append((os.path.join(partial, os.path.basename(label_path)), label_path))  # last: it marks the case done
-    _write_output(plan, case, staged[-1][0], volume, labels)
+    _write_output(plan, staged[-1][0], volume, labels, sources)
     metrics = _case_metrics(plan, case, volume, labels) if case.name in plan.truths else None
     record = {"case": case.name, "input": case.path if not case.channel_paths else case.inputs,
               "settings": plan.settings, "geometry": volume.geometry().to_dict(),
@@ -366,16 +368,15 @@ def _predict_case(plan, case, postprocess, partial):
     return notes
 
 
-def _write_output(plan, case, path, volume, labels, probabilities=None):
-    """One output file of a case: its label volume (or probabilities) on the input's grid, or a DICOM object."""
+def _write_output(plan, path, volume, labels, sources, probabilities=None):
+    """One output file of a case: its label volume (or probabilities) on the input's grid, or a DICOM object on `sources`."""
     request, settings = plan.request, plan.predictor.settings
-    if request.output_format not in DICOM_OUTPUT_FORMATS:
+    if sources is None:
         if probabilities is not None:
             write_volume_like(volume, probabilities, path, is_vector=True)
         else:
             write_volume_like(volume, settings.labels.to_values(labels), path)  # the training masks' label values
         return
-    sources = source_datasets(case.path, request.series)
     algorithm = AlgorithmInfo(__version__, tuple(plan.settings["models"]), tuple(plan.settings["model_sha256"]))
     if request.output_format == "rtstruct":
         write_structure_set(path, labels, settings.class_names, sources, algorithm)
